@@ -1,0 +1,126 @@
+"""Integral timings: dftad vs PySCF (libcint) in one process, same molecules, same CPU.
+
+    python benchmarks/integrals.py [--repeat 3] [--skip-3c]
+
+Prints, for each case, dftad's setup (basis + screening plan), compile and warm times, PySCF's
+time, the ratio dftad/PySCF (warm) and the largest difference between the two results:
+
+* one-electron matrices (S, T, V) of benzene / def2-SVP;
+* the 8-fold symmetric ERIs of benzene / def2-SVP (PySCF: ``mol.intor('int2e', aosym='s8')``);
+* the 3-centre integrals (ij|P) of caffeine / def2-SVP with PySCF's default auxiliary basis
+  (PySCF: ``df.incore.aux_e2(mol, auxmol, 'int3c2e')``, aosym s1).
+
+Timings are minima over ``--repeat`` warm runs. PySCF uses its default thread count
+(``lib.num_threads()``), as does XLA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+import dftad
+from dftad.integrals import one_electron, two_electron
+
+
+def _best(fn, repeat):
+    times = []
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def _report(name, setup, compile_s, warm, ref_s, err):
+    print(
+        f"{name:<34s} setup {setup:6.2f} s  compile {compile_s:6.2f} s  warm {warm:7.3f} s  "
+        f"PySCF {ref_s:7.3f} s  ratio {warm / ref_s:5.2f}  max|diff| {err:.1e}",
+        flush=True,
+    )
+
+
+def one_electron_case(mol, basis_name, repeat):
+    from pyscf import gto
+
+    t0 = time.perf_counter()
+    basis = dftad.Basis.build(mol, basis_name)
+    coords = jax.numpy.asarray(mol.coords)
+    z = jax.numpy.asarray(mol.atomic_numbers, dtype=float)
+    setup = time.perf_counter() - t0
+    fn = jax.jit(lambda b, c: (one_electron.overlap(b, c), one_electron.kinetic(b, c), one_electron.nuclear(b, c, z)))
+    t0 = time.perf_counter()
+    compiled = fn.lower(basis, coords).compile()
+    compile_s = time.perf_counter() - t0
+    warm, (s, t, v) = _best(lambda: compiled(basis, coords), repeat)
+    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
+    ref_s, ref = _best(lambda: [pmol.intor(k) for k in ("int1e_ovlp", "int1e_kin", "int1e_nuc")], repeat)
+    err = max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip((s, t, v), ref))
+    _report(f"S,T,V  {mol!r} {basis_name} (nao {basis.nao})", setup, compile_s, warm, ref_s, err)
+
+
+def eri_case(mol, basis_name, repeat):
+    from pyscf import gto
+
+    t0 = time.perf_counter()
+    basis = dftad.Basis.build(mol, basis_name)
+    coords = jax.numpy.asarray(mol.coords)
+    plan = two_electron.build_plan(basis, coords)
+    setup = time.perf_counter() - t0
+    fn = jax.jit(two_electron.eri_s8)
+    t0 = time.perf_counter()
+    compiled = fn.lower(plan, basis, coords).compile()
+    compile_s = time.perf_counter() - t0
+    warm, eri = _best(lambda: compiled(plan, basis, coords), repeat)
+    del eri
+    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
+    ref_s, ref = _best(lambda: pmol.intor("int2e", aosym="s8"), repeat)
+    eri = compiled(plan, basis, coords)
+    err = float(np.abs(np.asarray(eri) - ref).max())
+    _report(f"ERI s8 {mol!r} {basis_name} (nao {basis.nao})", setup, compile_s, warm, ref_s, err)
+
+
+def int3c_case(mol, basis_name, repeat):
+    from pyscf import df, gto
+
+    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
+    auxname = df.addons.make_auxbasis(pmol)
+    auxmol = df.addons.make_auxmol(pmol, auxname)
+    t0 = time.perf_counter()
+    basis = dftad.Basis.build(mol, basis_name)
+    aux = dftad.Basis.build(mol, auxname)
+    coords = jax.numpy.asarray(mol.coords)
+    plan = two_electron.build_plan(basis, coords, aux, kind="3c")
+    setup = time.perf_counter() - t0
+    fn = jax.jit(two_electron.int3c2e)
+    t0 = time.perf_counter()
+    compiled = fn.lower(plan, basis, aux, coords).compile()
+    compile_s = time.perf_counter() - t0
+    warm, _ = _best(lambda: compiled(plan, basis, aux, coords), repeat)
+    ref_s, ref = _best(lambda: df.incore.aux_e2(pmol, auxmol, "int3c2e"), repeat)
+    out = compiled(plan, basis, aux, coords)
+    err = float(np.abs(np.asarray(out) - ref).max())
+    _report(f"int3c2e {mol!r} {basis_name} (naux {aux.nao})", setup, compile_s, warm, ref_s, err)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-3c", action="store_true")
+    args = ap.parse_args()
+    from pyscf import lib
+
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, PySCF threads {lib.num_threads()}")
+    benzene = dftad.load("benzene")
+    one_electron_case(benzene, "def2-svp", args.repeat)
+    eri_case(benzene, "def2-svp", args.repeat)
+    if not args.skip_3c:
+        int3c_case(dftad.load("caffeine"), "def2-svp", args.repeat)
+
+
+if __name__ == "__main__":
+    main()

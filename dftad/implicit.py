@@ -1,0 +1,151 @@
+"""Derivatives of the converged SCF density by the implicit function theorem.
+
+The SCF solution is the density matrix D* that reproduces itself under one Roothaan step,
+
+    D* = Phi(D*, theta),    Phi(D, theta) = aufbau projector of F(D, theta) in the metric S(theta),
+
+where theta is everything the Hamiltonian depends on (nuclear coordinates, XC parameters, an
+electric field, basis exponents). Differentiating ``r(D, theta) = Phi(D, theta) - D = 0`` gives
+
+    (1 - dPhi/dD) dD* = dPhi/dtheta dtheta,
+
+one linear (coupled-perturbed) system per tangent, solved by GMRES with the JVP of ``Phi`` as the
+operator (:func:`jax.lax.custom_root` for the implicit JVP, :func:`jax.lax.custom_linear_solve`
+so that reverse mode solves the transposed system). Nothing is differentiated through the SCF
+iterations, so the cost of a derivative does not depend on how many cycles the SCF took.
+
+The operator ``1 - dPhi/dD`` is already preconditioned by orbital-energy differences: in the MO
+basis dPhi/dD maps a density change to the occupied-virtual response
+(n_i - n_a) (C_a^T dF C_i) / (e_i - e_a), so the system is the coupled-perturbed equation
+(e_a - e_i + K) U = b divided by e_a - e_i, and GMRES needs few iterations.
+
+``Phi`` is differentiated in closed form (:func:`projector`): for integer occupations the derivative
+of P = sum_i n_i v_i v_i^T is
+
+    dP = V [G o (V^T dF' V)] V^T,   G_ab = (n_a - n_b) / (e_a - e_b)  (0 where n_a = n_b),
+
+which is finite for degenerate orbitals of equal occupation (symmetric molecules) and can be
+differentiated again (Hessians).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import scf
+
+DEGENERATE = 1e-10
+"""Eigenvalue differences below this (Hartree) count as degenerate in :func:`eigh`."""
+
+GMRES_TOL = 1e-10
+"""Relative residual at which the linear-response (GMRES) solve stops."""
+
+
+@jax.custom_jvp
+def eigh(a):
+    """Symmetric eigendecomposition ``(w, v)`` whose derivative ignores degenerate pairs.
+
+    dw_i = v_i^T da v_i,  dv = v [F o (v^T da v)],  F_ij = 1/(w_j - w_i) for |w_j - w_i| >
+    :data:`DEGENERATE`, else 0 (rotations inside a degenerate subspace are a gauge freedom; the
+    quantities dftad differentiates, projectors and orbital energies, do not depend on them)."""
+    w, v = jnp.linalg.eigh(a)
+    return w, v
+
+
+@eigh.defjvp
+def _eigh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = eigh(a)
+    da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
+    m = jnp.swapaxes(v, -1, -2) @ da @ v
+    gap = w[..., None, :] - w[..., :, None]
+    big = jnp.abs(gap) > DEGENERATE
+    f = jnp.where(big, 1.0 / jnp.where(big, gap, 1.0), 0.0)
+    return (w, v), (jnp.diagonal(m, axis1=-2, axis2=-1), v @ (f * m))
+
+
+def _occupations(n: int, nocc) -> np.ndarray:
+    """Static aufbau occupations (2 per orbital restricted, 1 per spin orbital unrestricted)."""
+    idx = np.arange(n)
+    if isinstance(nocc, tuple):
+        return np.stack([(idx < k).astype(np.float64) for k in nocc])
+    return np.where(idx < nocc, 2.0, 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def projector(fo, nocc):
+    """Aufbau density P = sum_i n_i v_i v_i^T of an orthonormal-basis Fock matrix ``fo``
+    (leading spin axis when ``nocc`` is a tuple); derivative in the module docstring."""
+    _, v = eigh(fo)
+    n = _occupations(fo.shape[-1], nocc)
+    return (v * n[..., None, :]) @ jnp.swapaxes(v, -1, -2)
+
+
+@projector.defjvp
+def _projector_jvp(nocc, primals, tangents):
+    (fo,), (dfo,) = primals, tangents
+    w, v = eigh(fo)
+    n = _occupations(fo.shape[-1], nocc)
+    vt = jnp.swapaxes(v, -1, -2)
+    p = (v * n[..., None, :]) @ vt
+    dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
+    m = vt @ dfo @ v
+    dn = n[..., :, None] - n[..., None, :]
+    gap = w[..., :, None] - w[..., None, :]
+    g = jnp.where(dn != 0, dn / jnp.where(dn != 0, gap, 1.0), 0.0)
+    return p, v @ (g * m) @ vt
+
+
+def orthonormal_basis(s1e):
+    """X = L^-T from the Cholesky factor S = L L^T, so that X^T S X = 1 (smooth to any order,
+    also where S has degenerate eigenvalues)."""
+    lower = jnp.linalg.cholesky(s1e)
+    eye = jnp.eye(s1e.shape[-1], dtype=s1e.dtype)
+    return jax.scipy.linalg.solve_triangular(lower, eye, lower=True).T
+
+
+def density_from_fock(fock, s1e, nocc):
+    """One Roothaan step, D = X P(X^T F X) X^T: the aufbau density of ``fock`` (AO basis)."""
+    x = orthonormal_basis(s1e)
+    p = projector(x.T @ fock @ x, nocc)
+    return x @ p @ x.T
+
+
+def mo_energies(fock, s1e):
+    """Orbital energies of F C = S C e, differentiable (derivative C_i^T dF C_i - e_i C_i^T dS C_i
+    through the Cholesky basis)."""
+    x = orthonormal_basis(s1e)
+    return eigh(x.T @ fock @ x)[0]
+
+
+def _gmres(matvec, b):
+    x, _ = jax.scipy.sparse.linalg.gmres(matvec, b, tol=GMRES_TOL, atol=0.0, restart=40,
+                                        maxiter=20, solve_method="batched")
+    return x
+
+
+def _tangent_solve(g, y):
+    """Solve g(x) = y for the linearised residual g; transposable for reverse mode."""
+    return jax.lax.custom_linear_solve(g, y, solve=lambda f, b: _gmres(f, b),
+                                       transpose_solve=lambda f, b: _gmres(f, b))
+
+
+def solve(energy_fn, s1e, dm0, nocc, options: scf.SCFOptions = scf.SCFOptions()) -> scf.SCFResult:
+    """:func:`dftad.scf.solve` whose density (and everything recomputed from it: energy, Fock
+    matrix, orbital energies) is differentiable by the implicit function theorem.
+
+    ``energy_fn`` and ``s1e`` may depend on traced parameters (closed over); ``dm0`` is only a
+    starting point and gets no derivative."""
+
+    def residual(dm):
+        return density_from_fock(energy_fn(dm)[1], s1e, nocc) - dm
+
+    res = jax.lax.stop_gradient(scf.solve(energy_fn, s1e, dm0, nocc, options))
+    # The SCF has already found the root; custom_root only attaches the implicit derivative.
+    dm = jax.lax.custom_root(residual, res.dm, lambda _, root: root, _tangent_solve)
+    e_tot, fock = energy_fn(dm)
+    return res._replace(e_tot=e_tot, dm=dm, fock=fock, mo_energy=mo_energies(fock, s1e))

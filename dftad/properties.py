@@ -1,0 +1,173 @@
+"""Molecular properties by automatic differentiation through the implicit SCF.
+
+    dipole           mu = sum_A Z_A R_A - sum_mn D_mn <m|r|n>                 (a.u., e Bohr)
+    polarizability   alpha_ij = d mu_i / d F_j = -d^2 E / dF_i dF_j           (a.u.)
+    Hessian          H = d^2 E / dR dR = d/dR [dE/dR|_(D*(R), W*(R))]         (Hartree/Bohr^2)
+    frequencies      eigenvalues of the mass-weighted Hessian with translations and rotations
+                     projected out, in cm^-1 (negative numbers are imaginary frequencies)
+    IR intensities   A_k = N_A / (12 eps0 c^2) |d mu / d Q_k|^2                (km/mol)
+
+The electric field F enters the Hamiltonian as h += F . r (origin 0, PySCF's finite-field sign),
+so mu = -dE/dF. Second derivatives differentiate the converged density by the implicit function
+theorem (:mod:`dftad.implicit`): one linear-response solve per perturbation, never through the
+SCF iterations. The JAX functions here are pure (jit them); :func:`harmonic_analysis` is NumPy.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import energy
+from .constants import AU_DEBYE
+from .integrals import one_electron
+
+# CODATA 2014 (as PySCF's pyscf.data.nist), for unit conversions only
+HARTREE_J = 4.359744650e-18
+AMU_KG = 1.660539040e-27
+BOHR_M = 0.52917721092e-10
+LIGHT_SPEED = 299792458.0
+AVOGADRO = 6.022140857e23
+E_CHARGE = 1.6021766208e-19
+EPSILON0 = 8.854187817e-12
+
+AU_WAVENUMBER = (HARTREE_J / (AMU_KG * BOHR_M**2)) ** 0.5 / (2 * np.pi * LIGHT_SPEED * 100)
+"""sqrt(Hartree / (amu Bohr^2)) as a wavenumber in cm^-1 (5140.48...)."""
+
+AU_KM_MOL = AVOGADRO / (12 * EPSILON0 * LIGHT_SPEED**2) * E_CHARGE**2 / AMU_KG / 1e3
+"""IR intensity of a unit dipole derivative (e / sqrt(amu)) squared, in km/mol (974.88...)."""
+
+
+def dipole(setup: energy.Setup, coords, dm):
+    """mu = sum_A Z_A R_A - sum D r (a.u.) for the density ``dm`` (per spin when unrestricted)."""
+    dm_tot = dm if setup.restricted else dm[0] + dm[1]
+    r = one_electron.multipole(setup.basis, coords, 1)
+    return setup.charges @ coords - jnp.einsum("xij,ij->x", r, dm_tot)
+
+
+def dipole_moment(setup: energy.Setup, coords, field=None, xc_params=None):
+    """Dipole (a.u.) of the converged SCF at ``coords`` in the uniform ``field``; differentiable
+    in all three (the density by the implicit function theorem)."""
+    res = energy.kernel(setup, coords, xc_params, field=field)
+    return dipole(setup, coords, res.scf.dm)
+
+
+def polarizability(setup: energy.Setup, coords, xc_params=None):
+    """Static dipole polarizability alpha_ij = d mu_i / d F_j at zero field (a.u., (3, 3))."""
+    return dipole_and_polarizability(setup, coords, xc_params)[2]
+
+
+def dipole_and_polarizability(setup: energy.Setup, coords, xc_params=None):
+    """(SCF :class:`~dftad.energy.Result`, dipole (3,), polarizability (3, 3)) in atomic units,
+    from one SCF and three linear-response solves."""
+
+    def mu(field):
+        res = energy.kernel(setup, coords, xc_params, field=field)
+        m = dipole(setup, coords, res.scf.dm)
+        return m, (m, res)
+
+    alpha, (m, res) = jax.jacfwd(mu, has_aux=True)(jnp.zeros(3))
+    return res, m, alpha
+
+
+class SecondDerivatives(NamedTuple):
+    """What a harmonic analysis with IR intensities needs, from one SCF."""
+
+    result: energy.Result
+    gradient: jax.Array  # dE/dR (natm, 3), Hartree/Bohr
+    dipole: jax.Array  # (3,) a.u.
+    hessian: jax.Array  # (natm, 3, natm, 3), Hartree/Bohr^2
+    dipole_derivative: jax.Array  # (3, natm, 3), d mu_x / d R_Aj, a.u.
+
+
+def second_derivatives(setup: energy.Setup, coords, xc_params=None) -> SecondDerivatives:
+    """Energy, gradient, dipole, Hessian and dipole derivatives: forward mode over the analytic
+    gradient, whose density and energy-weighted density follow the geometry through the
+    implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole)."""
+
+    def first(c):
+        res = energy.kernel(setup, c, xc_params)
+        w = energy.energy_weighted_dm(res.scf.dm, res.scf.fock, setup.restricted)
+        grad = energy.nuclear_gradient(setup, c, res.scf.dm, w, xc_params)
+        mu = dipole(setup, c, res.scf.dm)
+        return (grad, mu), (grad, mu, res)
+
+    (hess, dmu), (grad, mu, res) = jax.jacfwd(first, has_aux=True)(coords)
+    return SecondDerivatives(res, grad, mu, hess, dmu)
+
+
+def hessian(setup: energy.Setup, coords, xc_params=None):
+    """Nuclear Hessian d^2E/dR_Ai dR_Bj (Hartree/Bohr^2, shape (natm, 3, natm, 3))."""
+    return second_derivatives(setup, coords, xc_params).hessian
+
+
+def dipole_derivative(setup: energy.Setup, coords, xc_params=None):
+    """d mu_x / d R_Aj (a.u., shape (3, natm, 3)), the atomic polar tensors."""
+    return second_derivatives(setup, coords, xc_params).dipole_derivative
+
+
+def hessian_and_dipole_derivative(setup: energy.Setup, coords, xc_params=None):
+    """(Hessian, dipole derivative) from one SCF and one set of response solves."""
+    d = second_derivatives(setup, coords, xc_params)
+    return d.hessian, d.dipole_derivative
+
+
+class Vibrations(NamedTuple):
+    """Harmonic analysis. ``modes`` are Cartesian displacements (nmode, natm, 3), mass-weighted
+    normal coordinates un-weighted (as PySCF's ``norm_mode``)."""
+
+    frequencies_cm1: np.ndarray
+    ir_intensities_km_mol: np.ndarray | None
+    modes: np.ndarray
+    reduced_masses: np.ndarray
+
+
+def harmonic_analysis(hess, coords, masses, dipole_deriv=None, linear_threshold=1e-4):
+    """Frequencies (cm^-1, imaginary ones negative) and IR intensities (km/mol) from a Hessian
+    (natm, 3, natm, 3) in Hartree/Bohr^2, coordinates in Bohr and masses in amu.
+
+    Translations and rotations (two for a linear molecule) are projected out of the
+    mass-weighted Hessian before it is diagonalised."""
+    hess = np.asarray(hess, dtype=float)
+    coords = np.asarray(coords, dtype=float)
+    masses = np.asarray(masses, dtype=float)
+    natm = coords.shape[0]
+    n = 3 * natm
+    hess = 0.5 * (hess.reshape(n, n) + hess.reshape(n, n).T)
+    sqm = np.repeat(np.sqrt(masses), 3)
+    hmw = hess / sqm[:, None] / sqm[None, :]
+    centre = masses @ coords / masses.sum()
+    x = coords - centre
+    tr = []
+    for k in range(3):  # translations
+        t = np.zeros((natm, 3))
+        t[:, k] = 1.0
+        tr.append((t * np.sqrt(masses)[:, None]).ravel())
+    for k in range(3):  # rotations about the axes through the centre of mass
+        axis = np.zeros(3)
+        axis[k] = 1.0
+        tr.append((np.cross(axis, x) * np.sqrt(masses)[:, None]).ravel())
+    q, r = np.linalg.qr(np.array(tr).T)
+    keep = np.abs(np.diag(r)) > linear_threshold * np.abs(np.diag(r)).max()
+    q = q[:, keep]  # 5 vectors for a linear molecule, 6 otherwise (3 for an atom)
+    w, v = np.linalg.eigh(np.eye(n) - q @ q.T)
+    basis = v[:, w > 0.5]
+    k, u = np.linalg.eigh(basis.T @ hmw @ basis)
+    freqs = np.sign(k) * np.sqrt(np.abs(k)) * AU_WAVENUMBER
+    mw_modes = (basis @ u).T  # (nmode, 3 natm), orthonormal mass-weighted
+    cart = mw_modes / sqm[None, :]
+    reduced = 1.0 / np.sum(cart**2, axis=1)
+    intens = None
+    if dipole_deriv is not None:
+        dmu = np.asarray(dipole_deriv, dtype=float).reshape(3, n)
+        dmu_dq = dmu @ cart.T  # (3, nmode): d mu / d Q_k, Q in sqrt(amu) Bohr
+        intens = np.sum(dmu_dq**2, axis=0) * AU_KM_MOL
+    return Vibrations(freqs, intens, cart.reshape(-1, natm, 3), reduced)
+
+
+def to_debye(mu):
+    """Dipole in Debye from atomic units."""
+    return np.asarray(mu) * AU_DEBYE

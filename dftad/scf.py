@@ -1,0 +1,194 @@
+"""Self-consistent field solver: one jit-compiled ``lax.while_loop`` for RHF/UHF/RKS/UKS.
+
+The solver knows nothing about the Hamiltonian. It takes
+
+    energy_fn(dm) -> (e_tot, fock)
+
+where ``fock = dE/d dm`` (restricted: ``dm`` (nao, nao) with occupation 2; unrestricted:
+``dm`` (2, nao, nao), one Fock matrix per spin), the overlap ``s1e`` and the electron counts, and
+iterates Roothaan-Hall steps
+
+    F C = S C e,   D = sum_i^occ n_i C_i C_i^T
+
+accelerated by DIIS (Pulay) on the commutator error  e = X^T (F D S - S D F) X  (X = S^-1/2),
+with optional level shifting of the virtual space and damping of the density. It stops when both
+|E_n - E_(n-1)| < ``conv_tol`` and ||e|| < ``conv_tol_grad`` (Frobenius norm), or after
+``max_cycle`` cycles with ``converged = False``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class SCFOptions(NamedTuple):
+    """Static solver settings (hashable)."""
+
+    conv_tol: float = 1e-10
+    conv_tol_grad: float = 1e-7
+    max_cycle: int = 100
+    diis_space: int = 8
+    diis_start_cycle: int = 1
+    level_shift: float = 0.0
+    damp: float = 0.0
+    verbose: bool = False  # print each cycle (a host callback per cycle; off for speed)
+
+
+class SCFResult(NamedTuple):
+    """Converged (or last) SCF state. Arrays carry a leading spin axis when unrestricted."""
+
+    e_tot: jax.Array
+    dm: jax.Array
+    fock: jax.Array
+    mo_energy: jax.Array
+    mo_coeff: jax.Array
+    mo_occ: jax.Array
+    converged: jax.Array
+    cycles: jax.Array
+    e_change: jax.Array
+    grad_norm: jax.Array
+
+
+def occupations(nao: int, nocc) -> jax.Array:
+    """Aufbau occupations: restricted ``nocc`` int -> 2 per occupied orbital; unrestricted
+    ``nocc = (na, nb)`` -> (2, nao) ones."""
+    idx = jnp.arange(nao)
+    if isinstance(nocc, tuple):
+        return jnp.stack([(idx < n).astype(jnp.float64) for n in nocc])
+    return jnp.where(idx < nocc, 2.0, 0.0)
+
+
+def orthogonalizer(s1e) -> jax.Array:
+    """Symmetric orthogonalisation X = S^-1/2, so that X^T S X = 1."""
+    w, u = jnp.linalg.eigh(s1e)
+    return (u / jnp.sqrt(w)) @ u.T
+
+
+def _eig(fock, x):
+    """Generalised eigenproblem F C = S C e via X; works on a leading spin axis."""
+    e, c = jnp.linalg.eigh(jnp.swapaxes(x, -1, -2) @ fock @ x)
+    return e, x @ c
+
+
+def _make_dm(mo_coeff, mo_occ):
+    return jnp.einsum("...mi,...i,...ni->...mn", mo_coeff, mo_occ, mo_coeff)
+
+
+def _error(fock, dm, s1e, x):
+    fds = fock @ dm @ s1e
+    return jnp.swapaxes(x, -1, -2) @ (fds - jnp.swapaxes(fds, -1, -2)) @ x
+
+
+def _diis(focks, errors, count, space):
+    """Pulay extrapolation of the stored Fock matrices; slots >= count are ignored."""
+    valid = jnp.arange(space) < count
+    flat = errors.reshape(space, -1)
+    b = flat @ flat.T
+    b = jnp.where(valid[:, None] & valid[None, :], b, 0.0)
+    # scale for conditioning; empty slots get a unit diagonal and zero weight
+    scale = jnp.max(jnp.where(valid, jnp.diagonal(b), 0.0))
+    b = b / jnp.where(scale > 0, scale, 1.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
+    one = valid.astype(jnp.float64)
+    a = jnp.block([[b, -one[:, None]], [-one[None, :], jnp.zeros((1, 1))]])
+    rhs = jnp.concatenate([jnp.zeros(space), -jnp.ones(1)])
+    c = jnp.linalg.lstsq(a, rhs)[0][:space]
+    return jnp.tensordot(c, focks, axes=1)
+
+
+class _State(NamedTuple):
+    cycle: jax.Array
+    dm: jax.Array
+    fock: jax.Array
+    e_tot: jax.Array
+    e_change: jax.Array
+    grad_norm: jax.Array
+    focks: jax.Array
+    errors: jax.Array
+    count: jax.Array
+    converged: jax.Array
+
+
+def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions()) -> SCFResult:
+    """Run the SCF from the initial density ``dm0`` (see the module docstring)."""
+    opts = options
+    nao = s1e.shape[-1]
+    x = orthogonalizer(s1e)
+    mo_occ = occupations(nao, nocc)
+    factor = 1.0 if isinstance(nocc, tuple) else 0.5  # occupation per orbital in the level shift
+
+    e0, f0 = energy_fn(dm0)
+    err0 = _error(f0, dm0, s1e, x)
+    space = opts.diis_space
+    state = _State(
+        cycle=jnp.asarray(0),
+        dm=dm0,
+        fock=f0,
+        e_tot=e0,
+        e_change=jnp.asarray(jnp.inf),
+        grad_norm=jnp.linalg.norm(err0),
+        focks=jnp.zeros((space,) + f0.shape),
+        errors=jnp.zeros((space,) + err0.shape),
+        count=jnp.asarray(0),
+        converged=jnp.asarray(False),
+    )
+
+    def body(st: _State) -> _State:
+        err = _error(st.fock, st.dm, s1e, x)
+        # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held
+        # (``count`` saturates at ``space``, so it cannot index the ring)
+        slot = st.cycle % space
+        focks = st.focks.at[slot].set(st.fock)
+        errors = st.errors.at[slot].set(err)
+        count = jnp.minimum(st.count + 1, space)
+        use_diis = (st.cycle >= opts.diis_start_cycle) & (count > 1)
+        fock = jnp.where(use_diis, _diis(focks, errors, count, space), st.fock)
+        if opts.level_shift:
+            sds = s1e @ st.dm @ s1e
+            fock = fock + opts.level_shift * (s1e - factor * sds)
+        _, c = _eig(fock, x)
+        dm = _make_dm(c, mo_occ)
+        if opts.damp:
+            dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
+        e_tot, f_new = energy_fn(dm)
+        gnorm = jnp.linalg.norm(_error(f_new, dm, s1e, x))
+        de = e_tot - st.e_tot
+        conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
+        if opts.verbose:
+            jax.debug.callback(_print_cycle, st.cycle + 1, e_tot, de, gnorm, ordered=True)
+        return _State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, count, conv)
+
+    def cond(st: _State):
+        return (~st.converged) & (st.cycle < opts.max_cycle)
+
+    st = jax.lax.while_loop(cond, body, state)
+    mo_energy, mo_coeff = _eig(st.fock, x)
+    return SCFResult(
+        e_tot=st.e_tot,
+        dm=st.dm,
+        fock=st.fock,
+        mo_energy=mo_energy,
+        mo_coeff=mo_coeff,
+        mo_occ=mo_occ,
+        converged=st.converged,
+        cycles=st.cycle,
+        e_change=st.e_change,
+        grad_norm=st.grad_norm,
+    )
+
+
+def _print_cycle(cycle, e_tot, de, gnorm):
+    print(f"cycle {int(cycle):3d}  E = {float(e_tot):.12f}  dE = {float(de):10.3e}  |[F,D]| = {float(gnorm):9.3e}",
+          flush=True)
+
+
+def core_guess(h1e, s1e, nocc):
+    """Initial density from the core Hamiltonian: diagonalise h (F = h)."""
+    x = orthogonalizer(s1e)
+    _, c = _eig(h1e, x)
+    occ = occupations(s1e.shape[-1], nocc)
+    if isinstance(nocc, tuple):
+        c = jnp.stack([c, c])
+    return _make_dm(c, occ)

@@ -1,0 +1,86 @@
+"""The ``dftad`` command: JSON output, exit codes, forces, frequencies and properties."""
+
+import json
+
+import numpy as np
+import pytest
+
+import dftad
+from dftad import cli, energy
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_energy_forces_json(capsys):
+    code, out, _ = run(capsys, "energy", "water", "--basis", "sto-3g", "--xc", "hf", "--forces",
+                       "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("energy", "converged", "iterations", "nao", "xc", "basis", "charge", "spin",
+                "timings", "forces"):
+        assert key in data
+    assert data["converged"] and data["nao"] == 7
+    forces = np.array(data["forces"])
+    assert forces.shape == (3, 3)
+    res = energy.run(dftad.load("water"), "sto-3g", "hf", forces=True)
+    assert abs(data["energy"] - float(res.e_tot)) < 1e-9
+    assert np.abs(forces - np.asarray(res.forces)).max() < 1e-7
+    assert np.abs(forces.sum(axis=0)).max() < 1e-8
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["energy", "Xx 0 0 0"], "unknown element"),
+    (["energy", "water", "--spin", "1"], "spin"),
+    (["energy", "water", "--grid-level", "12"], "grid-level"),
+    (["energy", "water", "--xc", "nosuchfunctional"], "nosuchfunctional"),
+    (["properties", "O 0 0 0; H 0 0 0.01", "--basis", "sto-3g"], "on top of each other"),
+])
+def test_bad_input_exits_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("dftad: error:") and message in err.lower()
+    assert "Traceback" not in err
+
+
+def test_not_converged_exits_3(capsys):
+    code, _, err = run(capsys, "energy", "water", "--basis", "sto-3g", "--xc", "hf",
+                       "--max-cycle", "2", "--json")
+    assert code == 3
+    assert "did not converge" in err
+
+
+def test_properties_json(capsys):
+    code, out, _ = run(capsys, "properties", "hydrogen_fluoride", "--basis", "sto-3g", "--xc",
+                       "hf", "--json")
+    assert code == 0
+    data = json.loads(out)
+    mu = np.array(data["dipole_debye"])
+    alpha = np.array(data["polarizability_au"])
+    assert mu.shape == (3,) and alpha.shape == (3, 3)
+    from pyscf import gto, scf
+
+    mol = dftad.load("hydrogen_fluoride")
+    mf = scf.RHF(gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis="sto-3g", verbose=0))
+    mf.conv_tol = 1e-11
+    mf.kernel()
+    assert np.abs(mu - mf.dip_moment(unit="Debye", verbose=0)).max() < 1e-4
+    assert np.abs(alpha - alpha.T).max() < 1e-6 and np.all(np.linalg.eigvalsh(alpha) > 0)
+
+
+def test_frequencies_json_and_plot(capsys, tmp_path):
+    png = tmp_path / "ir.png"
+    code, out, err = run(capsys, "frequencies", "hydrogen", "--basis", "sto-3g", "--xc", "hf",
+                         "--json", "--plot", str(png))
+    assert code == 0
+    data = json.loads(out)
+    freqs = np.array(data["frequencies_cm1"])
+    intens = np.array(data["ir_intensities_km_mol"])
+    # linear molecule: 3N - 5 = 1 mode; H2 has no dipole derivative (IR inactive)
+    assert freqs.shape == (1,) and intens.shape == (1,)
+    assert 4000 < freqs[0] < 6000 and abs(intens[0]) < 1e-8
+    assert "not a stationary point" in err  # the shipped geometry is MP2's, not HF/STO-3G's
+    assert png.stat().st_size > 10_000

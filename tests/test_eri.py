@@ -1,0 +1,499 @@
+"""Two-electron integrals vs PySCF: 4-centre (s1 and s8), 3-centre and 2-centre Coulomb.
+
+* values vs ``mol.intor('int2e')``, ``mol.intor('int2e', aosym='s8')``,
+  ``pyscf.df.incore.aux_e2(mol, auxmol, 'int3c2e')`` and ``auxmol.intor('int2c2e')`` to 1e-10
+  absolute (sto-3g .. cc-pVQZ with g functions behind `slow`);
+* nuclear-coordinate derivatives (jacfwd and reverse-mode grad) vs ``int2e_ip1`` to 1e-9;
+  exponent derivatives vs central finite differences;
+* a plan made at one geometry is re-used at others without recompiling, and stays accurate;
+  jit and vmap.
+
+The ERI compile time grows with the number of angular-momentum classes, so the default run uses
+small bases; every jitted function is compiled once per layout and shared through caches.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from pyscf import df, gto
+
+import dftad
+from dftad import Basis, Molecule
+from dftad.integrals import two_electron as te
+
+ATOL = 1e-10
+ATOL_DERIV = 1e-9
+FD_RTOL = 1e-6
+
+MOLS = {
+    # H, C, N, O, F and S in one (open-shell) molecule: the default s/p case
+    "mixed": Molecule.from_string(
+        "C 0 0 0; N 1.2 0.1 0; O -1.1 0.3 0.2; F 0 1.3 -0.4; H 0.2 -1.0 0.9; S 2.0 1.0 1.0", spin=1
+    ),
+    "water": dftad.load("water"),
+    "h2s": dftad.load("hydrogen_sulfide"),
+    "hf": dftad.load("hydrogen_fluoride"),
+    "co": dftad.load("carbon_monoxide"),
+    "hcn": Molecule.from_string("H 0 0 -1.064; C 0 0 0; N 0 0 1.156"),
+    "h3+": Molecule.from_string("H 0 0 0; H 0.9 0 0; H 0.3 0.8 0.2", charge=1),
+    "2h2": Molecule.from_string("H 0 0 0; H 0 0 0.74; H 0 20 0; H 0 20 0.74"),
+}
+
+# A cheap basis with d functions: s, s, d on H (3 pair classes, 6 quartet classes, (dd|dd)
+# included), used where 6-31g* (21 quartet classes, ~1 min to compile here) is too slow.
+SD_BASIS = {"H": [[0, [3.2, 1.0]], [0, [0.45, 1.0]], [2, [0.9, 1.0]]]}
+BASES = {"sd": SD_BASIS}
+
+ERI = jax.jit(te.eri)
+ERI_S8 = jax.jit(te.eri_s8)
+INT3C = jax.jit(te.int3c2e)
+INT2C = jax.jit(te.int2c2e)
+
+
+def pyscf_mol(mol, basis, cart=False):
+    return gto.M(
+        atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, cart=cart,
+        charge=mol.charge, spin=mol.spin, verbose=0,
+    )
+
+
+@functools.cache
+def setup(molname, basis_name, cart=False):
+    """(mol, Basis, plan, PySCF Mole): the plan is built once per case."""
+    mol = MOLS[molname]
+    basis = BASES.get(basis_name, basis_name)
+    b = Basis.build(mol, basis, cart=cart)
+    plan = te.build_plan(b, jnp.asarray(mol.coords))
+    return mol, b, plan, pyscf_mol(mol, basis, cart)
+
+
+# ---------------------------------------------------------------------- 4-centre values
+@jax.jit
+def eri_and_jacobian(plan, basis, coords):
+    """(ij|kl) and jax.jacfwd of it, d(ij|kl)/dR as (natm, 3, n, n, n, n), in one pass."""
+
+    def f(c):
+        v = te.eri(plan, basis, c)
+        return v, v
+
+    jac, val = jax.jacfwd(f, has_aux=True)(coords)
+    return val, jnp.moveaxis(jac, (4, 5), (0, 1))
+
+
+# s1 values of the cases in WITH_JACOBIAN come from eri_and_jacobian (one compile shared with the
+# derivative test of the same case)
+DEFAULT_CASES = [("mixed", "sto-3g", False), ("h3+", "sd", False)]
+SLOW_CASES = [
+    ("mixed", "sto-3g", True),
+    ("water", "6-31g*", False),
+    ("water", "6-31g*", True),
+    ("h2s", "def2-svp", False),
+    ("hcn", "def2-svp", False),
+    ("hf", "def2-tzvp", False),
+    ("co", "cc-pvtz", False),
+    ("hf", "cc-pvqz", False),
+]
+CASES = DEFAULT_CASES + [pytest.param(*c, marks=pytest.mark.slow) for c in SLOW_CASES]
+# the s/d test basis only for s1 (its s8 would be one more compile; s8 with d functions is
+# covered by the slow cases)
+NO_S8 = {("h3+", "sd", False)}
+S8_CASES = [c for c in DEFAULT_CASES if c not in NO_S8] + [
+    pytest.param(*c, marks=pytest.mark.slow) for c in SLOW_CASES
+]
+WITH_JACOBIAN = {("water", "6-31g*", False), ("water", "sto-3g", False), ("h3+", "sd", False)}
+
+
+@functools.cache
+def eri_case(molname, basis_name, cart):
+    mol, b, plan, pmol = setup(molname, basis_name, cart)
+    c = jnp.asarray(mol.coords)
+    if (molname, basis_name, cart) in WITH_JACOBIAN:
+        s1 = np.asarray(eri_and_jacobian(plan, b, c)[0])
+    else:
+        s1 = np.asarray(ERI(plan, b, c))
+    s8 = None if (molname, basis_name, cart) in NO_S8 else np.asarray(ERI_S8(plan, b, c))
+    return s1, s8, pmol.intor("int2e"), pmol.intor("int2e", aosym="s8")
+
+
+@pytest.mark.parametrize("molname,basis,cart", CASES)
+def test_eri_matches_pyscf(molname, basis, cart):
+    """eri == int2e (aosym s1, full tensor) to 1e-10 absolute."""
+    s1, _, r1, _ = eri_case(molname, basis, cart)
+    assert s1.shape == r1.shape
+    err = np.abs(s1 - r1).max()
+    print(f"MAXERR eri {molname} {basis} cart={cart} s1 {err:.2e}")
+    assert err < ATOL, f"{molname} {basis} cart={cart} s1: max abs err {err:.2e}"
+
+
+@pytest.mark.parametrize("molname,basis,cart", S8_CASES)
+def test_eri_s8_matches_pyscf(molname, basis, cart):
+    """eri_s8 == int2e(aosym='s8') to 1e-10 absolute."""
+    _, s8, _, r8 = eri_case(molname, basis, cart)
+    assert s8.shape == r8.shape
+    err = np.abs(s8 - r8).max()
+    print(f"MAXERR eri {molname} {basis} cart={cart} s8 {err:.2e}")
+    assert err < ATOL, f"{molname} {basis} cart={cart} s8: max abs err {err:.2e}"
+
+
+@pytest.mark.parametrize("molname,basis,cart", DEFAULT_CASES)
+def test_eri_permutational_symmetry(molname, basis, cart):
+    """The full tensor has the 8-fold symmetry exactly (scatter of unique quartets) and
+    (ij|ij) >= 0."""
+    s1 = eri_case(molname, basis, cart)[0]
+    for perm in [(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)]:
+        np.testing.assert_array_equal(s1, s1.transpose(perm))
+    n = s1.shape[0]
+    diag = s1.reshape(n * n, n * n).diagonal()
+    assert np.all(diag > -1e-14)
+
+
+def test_screening_drops_far_quartets_and_stays_exact():
+    """Two H2 molecules 20 Angstrom apart: the Schwarz-screened plan skips quartets, and the
+    full tensor still equals PySCF's (the skipped ones are below 1e-14)."""
+    mol, b, plan, _ = setup("2h2", "6-31g")
+    nsh = b.nbas
+    npair = nsh * (nsh + 1) // 2
+    kept = sum(int(q.shape[0]) for q in plan.quartets)
+    assert kept < npair * (npair + 1) // 2
+    ours = np.asarray(ERI(plan, b, jnp.asarray(mol.coords)))
+    ref = pyscf_mol(mol, "6-31g").intor("int2e")
+    assert np.abs(ours - ref).max() < ATOL
+    # the (aa|bb) Coulomb blocks between the molecules are not screened away
+    assert np.abs(ours[0, 0, 4, 4] - ref[0, 0, 4, 4]) < ATOL and ref[0, 0, 4, 4] > 1e-2
+
+
+def test_bad_plan_arguments():
+    _, b, _, _ = setup("water", "sto-3g")
+    c = jnp.asarray(MOLS["water"].coords)
+    with pytest.raises(ValueError):
+        te.build_plan(b, c, kind="5c")
+    with pytest.raises(ValueError):
+        te.build_plan(b, c, kind="3c")  # no auxiliary basis
+
+
+# ---------------------------------------------------------------------- 3c / 2c
+DF_CASES = [
+    ("water", "sto-3g", False, "etb"),  # PySCF's even-tempered aux (aug_etb): s, p, d on O
+    pytest.param("water", "sto-3g", False, "def2-universal-jkfit", marks=pytest.mark.slow),  # g
+    pytest.param("water", "def2-svp", False, "auto", marks=pytest.mark.slow),
+    pytest.param("h2s", "def2-svp", False, "auto", marks=pytest.mark.slow),
+    pytest.param("water", "6-31g*", True, "def2-universal-jkfit", marks=pytest.mark.slow),
+    pytest.param("mixed", "sto-3g", False, "def2-universal-jkfit", marks=pytest.mark.slow),
+]
+
+
+@functools.cache
+def df_setup(molname, basis_name, cart, auxname):
+    mol, b, _, pmol = setup(molname, basis_name, cart)
+    if auxname == "auto":
+        auxname = df.addons.make_auxbasis(pmol)
+    elif auxname == "etb":
+        auxname = df.addons.aug_etb(pmol)
+    # PySCF's aux_e2 needs the auxiliary basis cartesian when the orbital basis is
+    auxmol = pyscf_mol(mol, auxname, cart=cart)
+    aux = Basis.build(mol, auxname, cart=cart)
+    assert aux.nao == auxmol.nao
+    c = jnp.asarray(mol.coords)
+    plan3 = te.build_plan(b, c, aux=aux, kind="3c")
+    plan2 = te.build_plan(aux, c, kind="2c")
+    return mol, b, aux, plan3, plan2, pmol, auxmol
+
+
+@functools.cache
+def df_case(molname, basis_name, cart, auxname):
+    mol, b, aux, plan3, plan2, pmol, auxmol = df_setup(molname, basis_name, cart, auxname)
+    c = jnp.asarray(mol.coords)
+    v3 = np.asarray(INT3C(plan3, b, aux, c))
+    v2 = np.asarray(INT2C(plan2, aux, c))
+    return v3, v2, df.incore.aux_e2(pmol, auxmol, "int3c2e"), auxmol.intor("int2c2e")
+
+
+@pytest.mark.parametrize("molname,basis,cart,auxname", DF_CASES)
+def test_int3c2e_matches_pyscf(molname, basis, cart, auxname):
+    v3, _, r3, _ = df_case(molname, basis, cart, auxname)
+    assert v3.shape == r3.shape
+    err = np.abs(v3 - r3).max()
+    print(f"MAXERR 3c {molname} {basis} cart={cart} aux={auxname} {err:.2e}")
+    assert err < ATOL, f"{molname} {basis}/{auxname} int3c2e: max abs err {err:.2e}"
+
+
+@pytest.mark.parametrize("molname,basis,cart,auxname", DF_CASES)
+def test_int2c2e_matches_pyscf(molname, basis, cart, auxname):
+    _, v2, _, r2 = df_case(molname, basis, cart, auxname)
+    assert v2.shape == r2.shape
+    err = np.abs(v2 - r2).max()
+    print(f"MAXERR 2c {molname} aux={auxname} {err:.2e}")
+    assert err < ATOL, f"{molname} {auxname} int2c2e: max abs err {err:.2e}"
+    assert np.linalg.eigvalsh(v2).min() > 0  # (P|Q) is a Coulomb metric: positive definite
+
+
+def test_2c_of_orbital_basis_equals_eri_block():
+    """build_plan(kind='2c') without aux gives (P|Q) of the basis itself (= int2c2e of it)."""
+    mol, b, _, pmol = setup("water", "sto-3g")
+    plan2 = te.build_plan(b, jnp.asarray(mol.coords), kind="2c")
+    ours = np.asarray(INT2C(plan2, b, jnp.asarray(mol.coords)))
+    assert np.abs(ours - pmol.intor("int2c2e")).max() < ATOL
+
+
+@pytest.mark.slow
+def test_int3c2e_jacfwd_coords_matches_pyscf():
+    """d(ij|P)/dR from jacfwd vs int3c2e_ip1 (orbital centres) and int3c2e_ip2 (aux centre)."""
+    mol, b, aux, plan3, _, pmol, auxmol = df_setup("water", "sto-3g", False, "def2-universal-jkfit")
+    c = jnp.asarray(mol.coords)
+    jac = jax.jit(jax.jacfwd(lambda x: te.int3c2e(plan3, b, aux, x)))(c)
+    ours = np.asarray(jnp.transpose(jac, (3, 4, 0, 1, 2)))
+    ip1 = df.incore.aux_e2(pmol, auxmol, "int3c2e_ip1", comp=3)  # (3, n, n, naux) (nabla i j|P)
+    ip2 = df.incore.aux_e2(pmol, auxmol, "int3c2e_ip2", comp=3)  # (ij|nabla P)
+    ref = np.zeros_like(ours)
+    aoslice, auxslice = pmol.aoslice_by_atom(), auxmol.aoslice_by_atom()
+    for a in range(mol.natm):
+        p0, p1 = aoslice[a, 2:]
+        q0, q1 = auxslice[a, 2:]
+        g = np.zeros_like(ip1)
+        g[:, p0:p1] = -ip1[:, p0:p1]
+        ref[a] = g + g.transpose(0, 2, 1, 3)
+        ref[a][..., q0:q1] -= ip2[..., q0:q1]
+    assert np.abs(ours - ref).max() < ATOL_DERIV
+
+
+# ---------------------------------------------------------------------- derivatives
+def pyscf_deriv_eri(pmol):
+    """d(ij|kl)/dR_A (natm, 3, n, n, n, n) from int2e_ip1 = (nabla i j|kl) and its permutations
+    for the four positions."""
+    ip1 = pmol.intor("int2e_ip1")
+    out = np.zeros((pmol.natm,) + ip1.shape)
+    for a, (_, _, p0, p1) in enumerate(pmol.aoslice_by_atom()):
+        g = np.zeros_like(ip1)
+        g[:, p0:p1] = -ip1[:, p0:p1]
+        # positions: i; j = (nabla j i|kl); k = (nabla k l|ij); l = (nabla l k|ij)
+        out[a] = (g + g.transpose(0, 2, 1, 3, 4) + g.transpose(0, 3, 4, 1, 2)
+                  + g.transpose(0, 3, 4, 2, 1))
+    return out
+
+
+JAC_CASES = [
+    ("water", "sto-3g", False),
+    ("h3+", "sd", False),  # d functions
+    pytest.param("water", "6-31g*", False, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("molname,basis,cart", JAC_CASES)
+def test_eri_jacfwd_coords_matches_pyscf(molname, basis, cart):
+    """jax.jacfwd-type forward derivative of the full ERI tensor vs int2e_ip1 to 1e-9."""
+    mol, b, plan, pmol = setup(molname, basis, cart)
+    val, jac = eri_and_jacobian(plan, b, jnp.asarray(mol.coords))
+    val, jac = np.asarray(val), np.asarray(jac)
+    ref = pyscf_deriv_eri(pmol)
+    assert jac.shape == ref.shape
+    assert np.abs(val - pmol.intor("int2e")).max() < ATOL
+    err = np.abs(jac - ref).max()
+    print(f"MAXERR eri-deriv {molname} {basis} d(ij|kl)/dR {err:.2e}")
+    assert err < ATOL_DERIV, f"{molname} {basis}: d(ij|kl)/dR max abs err {err:.2e}"
+    assert np.abs(ref).max() > 0.1
+    assert np.abs(jac.sum(axis=0)).max() < 1e-10  # translational invariance
+
+
+# one jitted eri whose traces are counted per basis layout (shared by the exponent finite
+# differences and the no-recompile test)
+TRACES: dict = {}
+
+
+@jax.jit
+def eri_counted(plan, basis, coords):
+    TRACES[basis.layout] = TRACES.get(basis.layout, 0) + 1  # runs only while tracing
+    return te.eri(plan, basis, coords)
+
+
+def of_exps_jit(plan, b, e, c):
+    """eri_counted with the exponents replaced by ``e`` (same layout: no retrace)."""
+    return eri_counted(plan, Basis(b.layout, jnp.asarray(e), b.coefficients), c)
+
+
+def _coulomb_exchange(d, g):
+    return 0.5 * jnp.einsum("ij,ijkl,kl->", d, g, d) - 0.25 * jnp.einsum("ij,ikjl,kl->", d, g, d)
+
+
+def _pyscf_coulomb_exchange_gradient(pmol, d):
+    """d/dR of 1/2 D(ij|kl)D - 1/4 D(ik|jl)D from PySCF's int2e_ip1."""
+    dg = pyscf_deriv_eri(pmol)
+    return (0.5 * np.einsum("ij,axijkl,kl->ax", d, dg, d)
+            - 0.25 * np.einsum("ij,axikjl,kl->ax", d, dg, d))
+
+
+@functools.cache
+def coulomb_derivatives():
+    """For E(R, a) = 1/2 D(ij|kl)D - 1/4 D(ik|jl)D (water sto-3g, random symmetric D), from one
+    compile: dE/dR and dE/da by jax.grad (reverse mode, through the rematerialised scan) and the
+    coordinate Hessian by jax.jacfwd of that gradient (forward over reverse, Boys JVP twice)."""
+    mol, b, plan, pmol = setup("water", "sto-3g")
+    d = np.random.default_rng(2).normal(size=(b.nao, b.nao))
+    d = d + d.T
+
+    def energy(x, e):
+        g = te.eri(plan, Basis(b.layout, e, b.coefficients), x.reshape(-1, 3))
+        return _coulomb_exchange(jnp.asarray(d), g)
+
+    def grads(x, e):
+        gx, ge = jax.grad(energy, argnums=(0, 1))(x, e)
+        return gx, (gx, ge)
+
+    x0 = jnp.asarray(mol.coords).ravel()
+    hess, (gx, ge) = jax.jit(jax.jacfwd(grads, has_aux=True))(x0, b.exponents)
+    return mol, b, plan, pmol, d, np.asarray(gx).reshape(-1, 3), np.asarray(ge), np.asarray(hess)
+
+
+def test_grad_reverse_mode_coords():
+    """dE/dR by jax.grad equals the contraction of PySCF's int2e_ip1 derivatives to 1e-9."""
+    mol, b, plan, pmol, d, gx, _, _ = coulomb_derivatives()
+    ref = _pyscf_coulomb_exchange_gradient(pmol, d)
+    assert np.abs(ref).max() > 1e-2
+    assert np.abs(gx - ref).max() < ATOL_DERIV
+
+
+def test_grad_reverse_mode_exponents_vs_finite_differences():
+    """dE/d(exponent) by jax.grad equals central differences of E (relative step 1e-4) to 1e-6
+    of its scale."""
+    mol, b, plan, pmol, d, _, ge, _ = coulomb_derivatives()
+    c0, e0 = jnp.asarray(mol.coords), np.asarray(b.exponents)
+
+    def e_of(exps):
+        return float(_coulomb_exchange(jnp.asarray(d), of_exps_jit(plan, b, exps, c0)))
+
+    fd = np.empty_like(e0)
+    for k in range(e0.size):
+        h = 1e-4 * e0[k]
+        ep, em = e0.copy(), e0.copy()
+        ep[k] += h
+        em[k] -= h
+        fd[k] = (e_of(ep) - e_of(em)) / (2 * h)
+    scale = np.abs(ge).max()
+    assert scale > 1e-3
+    assert np.abs(ge - fd).max() < FD_RTOL * scale
+
+
+def test_hessian_coords_vs_finite_differences():
+    """The coordinate Hessian is symmetric, translation invariant and equals central
+    differences of PySCF's analytic gradient (step 1e-4 Bohr) to 1e-6 of its scale."""
+    mol, b, plan, pmol, d, _, _, hess = coulomb_derivatives()
+    x0 = np.asarray(mol.coords).ravel()
+    scale = np.abs(hess).max()
+    assert hess.shape == (x0.size, x0.size)
+    assert np.all(np.isfinite(hess)) and scale > 1e-2
+    np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10 * scale)
+    fd = np.empty_like(hess)
+    h = 1e-4
+    for k in range(x0.size):
+        e = np.zeros(x0.size)
+        e[k] = h
+        gp, gm = (
+            _pyscf_coulomb_exchange_gradient(pyscf_mol(mol.with_coords(x), "sto-3g"), d)
+            for x in ((x0 + e).reshape(-1, 3), (x0 - e).reshape(-1, 3))
+        )
+        fd[:, k] = (gp - gm).ravel() / (2 * h)
+    err = np.abs(hess - fd).max()
+    print(f"MAXERR eri-hessian water sto-3g {err:.2e} (scale {scale:.2e})")
+    assert err < FD_RTOL * scale
+    assert np.abs(hess.reshape(-1, 3, 3).sum(axis=1)).max() < 1e-9 * scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("molname,basis", [("water", "sto-3g"), ("h3+", "sd")])
+def test_jacfwd_exponents_vs_finite_differences(molname, basis):
+    """d(ij|kl)/d(exponent), the whole tensor for every primitive (jacfwd through the Basis
+    pytree), vs central differences with relative step 1e-4 (the plan is fixed)."""
+    mol, b, plan, _ = setup(molname, basis)
+    c = jnp.asarray(mol.coords)
+
+    def of_exps(e):
+        return te.eri(plan, dataclasses.replace(b, exponents=e), c)
+
+    e0 = np.asarray(b.exponents)
+    jac = np.asarray(jax.jit(jax.jacfwd(of_exps))(jnp.asarray(e0)))
+    fd = np.empty_like(jac)
+    for k in range(e0.size):
+        h = 1e-4 * e0[k]
+        ep, em = e0.copy(), e0.copy()
+        ep[k] += h
+        em[k] -= h
+        hi, lo = np.asarray(of_exps_jit(plan, b, ep, c)), np.asarray(of_exps_jit(plan, b, em, c))
+        fd[..., k] = (hi - lo) / (2 * h)
+    scale = np.abs(jac).max()
+    assert scale > 1e-2
+    assert np.abs(jac - fd).max() < FD_RTOL * scale
+    assert np.all(np.abs(jac).max(axis=(0, 1, 2, 3)) > 1e-6)  # every primitive contributes
+
+
+# ---------------------------------------------------------------------- compile once, jit, vmap
+GEOMETRIES = [
+    np.zeros((3, 3)),
+    np.array([[0.0, 0.0, 0.1], [0.0, 0.15, -0.1], [0.05, -0.1, 0.0]]),
+    np.array([[0.0, 0.0, 0.0], [0.0, -0.2, 0.25], [0.0, 0.3, 0.2]]),
+]
+
+
+def test_new_geometry_does_not_recompile():
+    """A jitted eri, with the plan from the first geometry, is traced once for three geometries
+    (and other exponents), and its results equal PySCF's int2e at each geometry."""
+    mol, b, plan, _ = setup("water", "sto-3g")
+    for dx in GEOMETRIES:
+        x = mol.coords + dx
+        ours = np.asarray(eri_counted(plan, b, jnp.asarray(x)))
+        ref = pyscf_mol(mol.with_coords(x), "sto-3g").intor("int2e")
+        assert np.abs(ours - ref).max() < ATOL
+    size = eri_counted._cache_size()
+    c0 = jnp.asarray(mol.coords)
+    other = of_exps_jit(plan, b, b.exponents * 1.03, c0)
+    assert np.abs(np.asarray(other) - np.asarray(eri_counted(plan, b, c0))).max() > 1e-4
+    assert TRACES[b.layout] == 1
+    assert eri_counted._cache_size() == size
+
+
+def test_3c_new_geometry_does_not_recompile():
+    """Same for int3c2e and int2c2e (shared module-level jits, plan from the first geometry)."""
+    mol, b, aux, plan3, plan2, _, _ = df_setup("water", "sto-3g", False, "etb")
+    df_case("water", "sto-3g", False, "etb")  # first compile
+    auxbasis = df.addons.aug_etb(pyscf_mol(mol, "sto-3g"))
+    n3, n2 = INT3C._cache_size(), INT2C._cache_size()
+    for dx in GEOMETRIES[1:]:
+        x = mol.coords + dx
+        pm = pyscf_mol(mol.with_coords(x), "sto-3g")
+        am = pyscf_mol(mol.with_coords(x), auxbasis)
+        v3 = np.asarray(INT3C(plan3, b, aux, jnp.asarray(x)))
+        v2 = np.asarray(INT2C(plan2, aux, jnp.asarray(x)))
+        assert np.abs(v3 - df.incore.aux_e2(pm, am, "int3c2e")).max() < ATOL
+        assert np.abs(v2 - am.intor("int2c2e")).max() < ATOL
+    assert INT3C._cache_size() == n3 and INT2C._cache_size() == n2
+
+
+def test_vmap_over_geometries():
+    """vmap of eri_s8 over three geometries (plan from the first) equals PySCF at each one."""
+    mol, b, plan, _ = setup("2h2", "6-31g")
+    rng = np.random.default_rng(4)
+    xs = mol.coords[None] + 0.2 * rng.normal(size=(3, mol.natm, 3))
+    xs[0] = mol.coords
+    vmapped = jax.jit(jax.vmap(te.eri_s8, in_axes=(None, None, 0)))
+    batched = np.asarray(vmapped(plan, b, jnp.asarray(xs)))
+    assert batched.shape[0] == 3
+    for k in range(3):
+        ref = pyscf_mol(mol.with_coords(xs[k]), "6-31g").intor("int2e", aosym="s8")
+        assert np.abs(batched[k] - ref).max() < ATOL
+    assert np.abs(batched[0] - batched[2]).max() > 1e-3
+
+
+def test_plan_is_a_pytree():
+    """The plan flattens to index arrays (traced children) and rebuilds to an equal plan."""
+    _, b, plan, _ = setup("water", "sto-3g")
+    leaves, treedef = jax.tree_util.tree_flatten(plan)
+    assert leaves and all(isinstance(x, jax.Array) for x in leaves)
+    assert all(jnp.issubdtype(x.dtype, jnp.integer) for x in leaves)
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    c = jnp.asarray(MOLS["water"].coords)
+    np.testing.assert_array_equal(
+        np.asarray(eri_counted(rebuilt, b, c)), np.asarray(eri_counted(plan, b, c))
+    )
+    assert TRACES[b.layout] == 1  # same static structure: no retrace

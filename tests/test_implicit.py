@@ -1,0 +1,163 @@
+"""Implicit differentiation at the SCF fixed point (dftad.implicit) against central finite
+differences of the converged SCF, for outputs that are *not* variational: the HOMO energy, the
+HOMO-LUMO gap, the dipole moment and the density on fixed points.
+
+Each case perturbs one kind of input along a random direction: nuclear coordinates, XC
+parameters, a uniform electric field or the basis exponents. Forward mode (jax.jvp) is compared
+with finite differences to 1e-6, and reverse mode (jax.vjp) with forward mode (<u, J v>).
+"""
+
+import dataclasses
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dftad
+import dftad.properties
+from dftad import energy, guess
+from dftad.density import eval_rho
+from dftad.integrals.ao import eval_ao
+
+FD_TOL = 1e-6
+TIGHT = dict(conv_tol=1e-12, conv_tol_grad=1e-10, grid_level=2)
+POINTS = jnp.array([[0.3, 0.2, 0.1], [-0.5, 0.9, 0.4], [0.0, -1.1, 0.7]])  # Bohr
+
+
+def outputs(setup, coords, xc_params=None, field=None):
+    """Non-variational SCF outputs as one vector: HOMO, gap, dipole (3), rho at POINTS (3)."""
+    res = energy.kernel(setup, coords, xc_params, field=field).scf
+    e = res.mo_energy if setup.restricted else res.mo_energy[0]
+    nocc = setup.nocc if setup.restricted else setup.nocc[0]
+    dm = res.dm if setup.restricted else res.dm[0] + res.dm[1]
+    r = dftad.properties.dipole(setup, coords, res.dm)
+    rho = eval_rho(eval_ao(setup.basis, coords, POINTS), dm, "LDA")
+    return jnp.concatenate([e[nocc - 1:nocc], e[nocc:nocc + 1] - e[nocc - 1:nocc], r, rho])
+
+
+def with_exponents(setup, exps):
+    return dataclasses.replace(setup, basis=dataclasses.replace(setup.basis, exponents=exps))
+
+
+def check_directional(fn, x0, direction, h):
+    """jvp vs central FD along ``direction`` (five-point stencil, truncation O(h^4), so that h
+    can stay well above the SCF noise); vjp vs jvp for a random cotangent."""
+    jvp = jax.jit(lambda x, d: jax.jvp(fn, (x,), (d,)))
+    y, jv = jvp(x0, direction)
+
+    def at(k):  # the primal output of the same compiled function (one compile less)
+        return np.asarray(jvp(x0 + k * h * direction, direction)[0])
+
+    fd = (8 * (at(1) - at(-1)) - (at(2) - at(-2))) / (12 * h)
+    err = np.abs(np.asarray(jv) - fd).max()
+    assert err < FD_TOL, (err, np.asarray(jv), fd)
+    u = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape))
+    (ju,) = jax.jit(lambda x, u: jax.vjp(fn, x)[1](u))(x0, u)
+    lhs = float(jnp.vdot(u, jv))
+    rhs = float(jnp.vdot(ju, direction))
+    assert abs(lhs - rhs) < 1e-8 * max(1.0, abs(lhs)), (lhs, rhs)
+
+
+def _unit(rng, shape):
+    d = rng.standard_normal(shape)
+    return jnp.asarray(d / np.linalg.norm(d))
+
+
+CASES = [
+    ("water", "sto-3g", "hf", {}),
+    pytest.param("water", "sto-3g", "b3lyp", {}, marks=pytest.mark.slow),
+    # open shell without degenerate frontier orbitals (OH's half-filled pi pair is not
+    # differentiable: its SCF picks an orientation of the hole)
+    ("methyl_radical", "sto-3g", "hf", {}),
+    pytest.param("methyl_radical", "sto-3g", "pbe", {}, marks=pytest.mark.slow),
+    pytest.param("water", "sto-3g", "scan", {}, marks=pytest.mark.slow),
+    pytest.param("water", "sto-3g", "camb3lyp", {}, marks=pytest.mark.slow),
+    pytest.param("water", "sto-3g", "b3lyp", {"density_fit": True}, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("name,basis,xc,kw", CASES)
+def test_coordinates(name, basis, xc, kw):
+    mol = dftad.load(name)
+    setup = energy.build(mol, basis, xc, **TIGHT, **kw)
+    d = _unit(np.random.default_rng(0), mol.coords.shape)
+    check_directional(lambda c: outputs(setup, c), jnp.asarray(mol.coords), d, 1e-3)
+
+
+def test_electric_field():
+    mol = dftad.load("water")
+    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    coords = jnp.asarray(mol.coords)
+    check_directional(lambda f: outputs(setup, coords, field=f), jnp.zeros(3),
+                      _unit(np.random.default_rng(2), (3,)), 1e-3)
+
+
+def test_xc_parameters():
+    mol = dftad.load("water")
+    setup = energy.build(mol, "sto-3g", "b3lyp", **TIGHT)
+    coords = jnp.asarray(mol.coords)
+    p0 = setup.xc.params
+    leaves, tree = jax.tree_util.tree_flatten(p0)
+    rng = np.random.default_rng(3)
+    direction = jax.tree_util.tree_unflatten(
+        tree, [jnp.asarray(0.01 * rng.standard_normal(np.shape(x))) for x in leaves])
+    flat0, unravel = jax.flatten_util.ravel_pytree(p0)
+    dflat, _ = jax.flatten_util.ravel_pytree(direction)
+    check_directional(lambda x: outputs(setup, coords, unravel(x)), flat0, dflat, 1e-3)
+
+
+def test_basis_exponents():
+    mol = dftad.load("water")
+    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    coords = jnp.asarray(mol.coords)
+    e0 = setup.basis.exponents
+    d = _unit(np.random.default_rng(4), e0.shape) * e0  # relative perturbation
+    check_directional(lambda e: outputs(with_exponents(setup, e), coords), e0, d, 1e-4)
+
+
+def test_gradient_does_not_depend_on_the_scf_path():
+    """The derivative is taken at the fixed point, not through the iterations: the same gradient
+    (to the SCF convergence) from a poor initial guess (core Hamiltonian, many cycles) and from
+    the converged density (one cycle). The compiled gradient is one program for both, whose
+    memory cannot grow with the cycle count (a while_loop stores nothing per cycle)."""
+    mol = dftad.load("water")
+    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    coords = jnp.asarray(mol.coords)
+
+    def homo(c, dm0):
+        return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.nocc - 1]
+
+    ints = energy.integrals(setup, coords)
+    poor = guess.core_guess(ints.h1e, ints.s1e, setup.nocc)
+    good = jax.jit(energy.kernel)(setup, coords).scf.dm
+    cycles = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf.cycles)
+    n_poor, n_good = int(cycles(coords, poor)), int(cycles(coords, good))
+    assert n_poor > n_good + 5
+    grad = jax.jit(jax.grad(homo))
+    g_poor, g_good = grad(coords, poor), grad(coords, good)
+    assert np.abs(np.asarray(g_poor) - np.asarray(g_good)).max() < 1e-8
+    assert grad._cache_size() == 1
+
+
+def test_second_derivative_of_a_non_variational_output():
+    """d^2 HOMO / dF^2 (forward over reverse through the implicit SCF) vs five-point central
+    differences of the first derivative."""
+    mol = dftad.load("water")
+    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    coords = jnp.asarray(mol.coords)
+
+    def homo(f):
+        return energy.kernel(setup, coords, field=f).scf.mo_energy[setup.nocc - 1]
+
+    hess = np.asarray(jax.jit(jax.jacfwd(jax.grad(homo)))(jnp.zeros(3)))
+    grad = jax.jit(jax.grad(homo))
+    h = 1e-3
+
+    def at(j, k):
+        return np.asarray(grad(jnp.zeros(3).at[j].set(k * h)))
+
+    fd = np.stack([(8 * (at(j, 1) - at(j, -1)) - (at(j, 2) - at(j, -2))) / (12 * h)
+                   for j in range(3)], axis=1)
+    assert np.abs(hess - fd).max() < 1e-5, np.abs(hess - fd).max()
