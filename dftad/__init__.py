@@ -23,4 +23,29 @@ def check_x64() -> None:
         )
 
 
-__all__ = ["Basis", "BasisLayout", "Molecule", "load", "shipped_molecules", "check_x64"]
+def enable_compilation_cache(path: str | None = None) -> str | None:
+    """Keep XLA's compiled programs on disk, so that the next process that builds the same
+    calculation (same molecule kind, basis, functional, grid) loads them instead of compiling.
+
+    ``path`` defaults to ``$DFTAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/dftad/xla`` (``~/.cache``).
+    ``DFTAD_CACHE_DIR=off`` turns the cache off. Returns the directory used, or ``None``."""
+    import os
+
+    if path is None:
+        path = os.environ.get("DFTAD_CACHE_DIR")
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "dftad", "xla")
+    if path.lower() in ("", "0", "off", "none"):
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # read-only home: run without the cache
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return path
+
+
+__all__ = ["Basis", "BasisLayout", "Molecule", "load", "shipped_molecules", "check_x64",
+           "enable_compilation_cache"]

@@ -66,6 +66,9 @@ def _calculation_args(p):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    import dftad
+
+    dftad.enable_compilation_cache()  # a second run of the same calculation skips compiling
     try:
         if args.command == "integrals":
             return _integrals(args)

@@ -1,11 +1,14 @@
 """Shared test setup: float64 on, PySCF references built on the fly."""
 
 import gc
+import os
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# the CLI keeps compiled programs on disk; tests call it in-process and must not write to ~/.cache
+os.environ.setdefault("DFTAD_CACHE_DIR", "off")
 
 
 def _map_count():

@@ -1,6 +1,9 @@
 """The ``dftad`` command: JSON output, exit codes, forces, frequencies and properties."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +87,21 @@ def test_frequencies_json_and_plot(capsys, tmp_path):
     assert 4000 < freqs[0] < 6000 and abs(intens[0]) < 1e-8
     assert "not a stationary point" in err  # the shipped geometry is MP2's, not HF/STO-3G's
     assert png.stat().st_size > 10_000
+
+
+def test_compilation_cache_is_written_and_reused(tmp_path):
+    """Two separate ``dftad energy`` processes with a cache directory: the first writes compiled
+    programs there, the second (loading them) prints the same energy."""
+    env = dict(os.environ, DFTAD_CACHE_DIR=str(tmp_path / "xla"))
+    cmd = [sys.executable, "-m", "dftad.cli", "energy", "water", "--basis", "sto-3g", "--xc", "hf",
+           "--json"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    cached = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert cached  # compiled programs were stored
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert json.loads(first.stdout)["energy"] == json.loads(second.stdout)["energy"]
+
+
+def test_compilation_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("DFTAD_CACHE_DIR", "off")
+    assert dftad.enable_compilation_cache() is None
