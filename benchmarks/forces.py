@@ -52,6 +52,9 @@ def case(name, basis, xc, level):
     mf.grids.level = level
     mf.small_rho_cutoff = 0
     mf.conv_tol = 1e-10
+    # the same convergence as dftad's defaults (|dE| < 1e-10, commutator norm < 1e-7; PySCF's
+    # orbital-gradient norm is 1/sqrt(2) of the commutator's, so this is slightly looser for PySCF)
+    mf.conv_tol_grad = 1e-7
     if setup.density_fitting:
         mf = mf.density_fit(auxbasis=setup.auxbasis_name)
     t0 = time.perf_counter()

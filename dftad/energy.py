@@ -168,11 +168,24 @@ class Integrals(NamedTuple):
     e_nuc: jax.Array
 
 
-def integrals(setup: Setup, coords, field=None) -> Integrals:
+def incore_eri(setup: Setup, coords):
+    """(eri, eri_lr): the (nao,)*4 Coulomb tensor and, for range-separated functionals, the
+    erf-attenuated one (else None)."""
+    f = setup.xc
+    eri = two_electron.eri(setup.plan, setup.basis, coords)
+    eri_lr = None
+    if f is not None and f.range_separated:
+        eri_lr = two_electron.eri(setup.plan, setup.basis, coords, f.omega)
+    return eri, eri_lr
+
+
+def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integrals:
     """Overlap, core Hamiltonian, Coulomb integrals, grid and AO values at ``coords`` (Bohr).
 
-    ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as
-    h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
+    ``with_eri=False`` leaves out the incore 4-centre tensors (``eri``, ``eri_lr`` are None; the
+    forces get their two-electron part from :func:`two_electron_energy` instead).
+
+    ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
     that the dipole moment is mu = -dE/dF."""
     bas = setup.basis
     f = setup.xc
@@ -188,10 +201,8 @@ def integrals(setup: Setup, coords, field=None) -> Integrals:
                 two_electron.int3c2e(setup.plan3c, bas, setup.aux, coords, omega),
                 two_electron.int2c2e(setup.plan2c, setup.aux, coords, omega),
             )
-    else:
-        eri = two_electron.eri(setup.plan, bas, coords)
-        if need_lr:
-            eri_lr = two_electron.eri(setup.plan, bas, coords, omega)
+    elif with_eri:
+        eri, eri_lr = incore_eri(setup, coords)
     grid_ao = None
     if f is not None:
         points, weights = setup.grid.points(coords)
@@ -241,24 +252,50 @@ def _exchange(ints: Integrals, dm, lr: bool = False):
     return jk.get_jk_incore(ints.eri_lr if lr else ints.eri, dm, with_j=False)[1]
 
 
+def _exchange_weights(setup: Setup, xc_params):
+    """(with_k, range_separated, hyb, alpha): K_tot = hyb K + (alpha - hyb) K_LR(omega)."""
+    f = setup.xc
+    if f is None:
+        return True, False, 1.0, 1.0
+    return setup.exact_exchange, f.range_separated, xc_params["alpha"] + xc_params["beta"], xc_params["alpha"]
+
+
+def two_electron_energy(setup: Setup, coords, dm, xc_params=None):
+    """E_coul + E_exx of ``dm`` straight from the incore plan's shell quartets
+    (:func:`~dftad.integrals.two_electron.eri_energy`), without the (nao,)*4 tensor: what the
+    analytic gradient differentiates. Equals ``e_coul + e_exx`` of :func:`hamiltonian`."""
+    f = setup.xc
+    if f is not None and xc_params is None:
+        xc_params = f.params
+    with_k, rsh, hyb, alpha = _exchange_weights(setup, xc_params)
+    kf = 0.5 if setup.restricted else 1.0
+    dm_tot = dm if setup.restricted else dm[0] + dm[1]
+    e = two_electron.eri_energy(setup.plan, setup.basis, coords, dm_tot, dm if with_k else None,
+                                0.5 * kf * hyb)
+    if with_k and rsh:
+        e = e + two_electron.eri_energy(setup.plan, setup.basis, coords, None, dm,
+                                        0.5 * kf * (alpha - hyb), f.omega)
+    return e
+
+
 def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     """``energy_fn(dm) -> (e_tot, fock)`` and ``components(dm) -> Components``.
 
     ``components`` evaluates E_xc without its potential (cheaper, and what forces differentiate);
     ``sum(components(dm)) == energy_fn(dm)[0]``."""
     f = setup.xc
-    if f is None:
-        hyb, alpha, with_k, rsh = 1.0, 1.0, True, False
-    else:
-        xc_params = f.params if xc_params is None else xc_params
-        with_k, rsh = setup.exact_exchange, f.range_separated
-        hyb = xc_params["alpha"] + xc_params["beta"]
-        alpha = xc_params["alpha"]
+    if f is not None and xc_params is None:
+        xc_params = f.params
+    with_k, rsh, hyb, alpha = _exchange_weights(setup, xc_params)
     restricted = setup.restricted
     kf = 0.5 if restricted else 1.0  # exchange weight in the Fock matrix
+    if ints.eri is None and ints.cderi is None:  # integrals(with_eri=False): no J/K terms
+        with_k = False
 
     def coulomb_exchange(dm):
         dm_tot = dm if restricted else dm[0] + dm[1]
+        if ints.eri is None and ints.cderi is None:
+            return dm_tot, jnp.zeros_like(dm_tot), None
         vj = _coulomb(ints, dm_tot)
         vk_tot = None
         if with_k:
@@ -327,16 +364,27 @@ def energy_weighted_dm(dm, fock, restricted: bool):
     return 0.5 * w if restricted else w[0] + w[1]
 
 
-def lagrangian(setup: Setup, ints: Integrals, dm, w, xc_params=None):
-    """E[D] - sum W S at fixed (D, W): its derivative with respect to anything the integrals
-    depend on is the total derivative of the converged energy (D variational, W the
-    orthonormality multiplier)."""
+def _lagrangian_ints(setup: Setup, ints: Integrals, dm, w, xc_params=None):
+    """E[D] - sum W S from precomputed integrals (J/K terms only where ``ints`` has them)."""
     return sum(hamiltonian(setup, ints, xc_params)[1](dm)) - jnp.sum(w * ints.s1e)
+
+
+def lagrangian(setup: Setup, coords, dm, w, xc_params=None):
+    """E[D] - sum W S at fixed (D, W) as a function of ``coords``: its derivative is the total
+    derivative of the converged energy (D variational, W the orthonormality multiplier).
+    With incore integrals the two-electron part comes from :func:`two_electron_energy`, so no
+    (nao,)*4 tensor or cotangent is formed."""
+    direct = not setup.density_fitting
+    ints = integrals(setup, coords, with_eri=not direct)
+    e = _lagrangian_ints(setup, ints, dm, w, xc_params)
+    if direct:
+        e = e + two_electron_energy(setup, coords, dm, xc_params)
+    return e
 
 
 def nuclear_gradient(setup: Setup, coords, dm, w, xc_params=None):
     """dE/dR (Hartree/Bohr) at a converged density ``dm`` with energy-weighted density ``w``."""
-    return jax.grad(lambda c: lagrangian(setup, integrals(setup, c), dm, w, xc_params))(coords)
+    return jax.grad(lagrangian, argnums=1)(setup, coords, dm, w, xc_params)
 
 
 def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
@@ -349,14 +397,23 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     evaluated as one reverse pass through the integrals (ERIs, grid with its weights, AO values:
     the grid response is included) at the converged D and W. Equals ``-jax.grad`` of
     :func:`kernel`'s ``e_tot`` (the implicit path) to the SCF convergence."""
-    ints, pullback = jax.vjp(lambda c: integrals(setup, c), coords)
+    # One forward pass through the integrals serves the SCF and the reverse pass; the incore
+    # 4-centre part of the gradient is differentiated from the shell quartets directly.
+    direct = not setup.density_fitting
+    ints0, pullback = jax.vjp(lambda c: integrals(setup, c, with_eri=not direct), coords)
+    ints = ints0
+    if direct:
+        eri, eri_lr = jax.lax.stop_gradient(incore_eri(setup, coords))
+        ints = ints0._replace(eri=eri, eri_lr=eri_lr)
     energy_fn, components = hamiltonian(setup, ints, xc_params)
     if dm0 is None:
         dm0 = initial_guess(setup, coords, ints)
     res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, setup.nocc, setup.options))
     w = energy_weighted_dm(res.dm, res.fock, setup.restricted)
-    ints_bar = jax.grad(lambda i: lagrangian(setup, i, res.dm, w, xc_params))(ints)
+    ints_bar = jax.grad(lambda i: _lagrangian_ints(setup, i, res.dm, w, xc_params))(ints0)
     (grad,) = pullback(ints_bar)
+    if direct:
+        grad = grad + jax.grad(two_electron_energy, argnums=1)(setup, coords, res.dm, xc_params)
     return Result(res, components(res.dm), -grad)
 
 

@@ -413,3 +413,35 @@ def int2c2e(plan: EriPlan, aux: Basis, coords, omega=None) -> jax.Array:
         p, q = p[:, :, 0, :, 0], q[:, :, 0, :, 0]
         out = out.at[p, q].set(v).at[q, p].set(v)
     return out
+
+
+def eri_energy(plan: EriPlan, basis: Basis, coords, dm_coul, dm_exch, c_exch, omega=None):
+    """Two-electron energy from the unique shell quartets, without the (nao,)*4 tensor:
+
+        E2 = 1/2 sum_ijkl (ij|kl) Dc_ij Dc_kl  -  c_exch sum_s sum_ijkl (ij|kl) Dx^s_il Dx^s_jk
+
+    ``dm_coul`` (nao, nao) or None (no Coulomb term); ``dm_exch`` (nao, nao) or
+    (nspin, nao, nao) or None (no exchange term); ``c_exch`` a scalar weight. The sum over all index orders is a sum over the
+    unique shell quartets of the block times its number of distinct images, with the 2-particle
+    density symmetrised over the 8 permutations. Its gradient with respect to ``coords``
+    (or exponents) is the ERI part of the analytic gradient at fixed densities: one reverse pass
+    through the class kernels, no nao^4 cotangent (used by the forces)."""
+    dx = None if dm_exch is None else dm_exch.reshape((-1,) + dm_exch.shape[-2:])
+    total = jnp.zeros(())
+    for cls, quartets, v in class_blocks(plan, basis, coords, omega=omega):
+        i, j, k, l = _block_indices(_ao_offsets(plan, basis, None, cls, quartets), v.shape)
+        gamma = jnp.zeros(v.shape)
+        if dm_coul is not None:
+            gamma = gamma + 0.5 * dm_coul[i, j] * dm_coul[k, l]
+        if dx is not None:
+            gamma = gamma - 0.5 * c_exch * jnp.sum(dx[:, i, l] * dx[:, j, k] + dx[:, i, k] * dx[:, j, l], axis=0)
+        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+        bsh = jnp.asarray(bs.cls.shells)[quartets[:, 0]]
+        ksh = jnp.asarray(ks.cls.shells)[quartets[:, 1]]
+        deg = jnp.where(bsh[:, 0] != bsh[:, 1], 2.0, 1.0) * jnp.where(ksh[:, 0] != ksh[:, 1], 2.0, 1.0)
+        if cls.bra == cls.ket:
+            deg = deg * jnp.where(quartets[:, 0] != quartets[:, 1], 2.0, 1.0)
+        else:
+            deg = deg * 2.0
+        total = total + jnp.sum(deg * jnp.sum(v * gamma, axis=(1, 2, 3, 4)))
+    return total
