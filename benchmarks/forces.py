@@ -136,10 +136,14 @@ def main():
 
     print(f"jax {jax.__version__}, PySCF threads {lib.num_threads()}, {args.xc}/{args.basis}, "
           f"grid level {args.grid_level}")
+    # each case compiles large programs; XLA:CPU maps them into memory, and one process ran out of
+    # mappings ("LLVM ERROR: Unable to allocate section memory") at the Hessian: free them
     for name in args.molecules:
         case(name, args.basis, args.xc, args.grid_level)
+        jax.clear_caches()
     for name in args.hessian:
         hessian_case(name, args.basis)
+        jax.clear_caches()
     for name in args.path:
         path_independence(name, args.basis, args.xc, args.grid_level)
 
