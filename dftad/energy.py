@@ -185,7 +185,8 @@ def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integr
     ``with_eri=False`` leaves out the incore 4-centre tensors (``eri``, ``eri_lr`` are None; the
     forces get their two-electron part from :func:`two_electron_energy` instead).
 
-    ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
+    ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as
+    h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
     that the dipole moment is mu = -dE/dF."""
     bas = setup.basis
     f = setup.xc
@@ -289,12 +290,10 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     with_k, rsh, hyb, alpha = _exchange_weights(setup, xc_params)
     restricted = setup.restricted
     kf = 0.5 if restricted else 1.0  # exchange weight in the Fock matrix
-    if ints.eri is None and ints.cderi is None:  # integrals(with_eri=False): no J/K terms
-        with_k = False
 
     def coulomb_exchange(dm):
         dm_tot = dm if restricted else dm[0] + dm[1]
-        if ints.eri is None and ints.cderi is None:
+        if ints.eri is None and ints.cderi is None:  # integrals(with_eri=False): no J/K terms
             return dm_tot, jnp.zeros_like(dm_tot), None
         vj = _coulomb(ints, dm_tot)
         vk_tot = None

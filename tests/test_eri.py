@@ -501,3 +501,32 @@ def test_plan_is_a_pytree():
         np.asarray(eri_counted(rebuilt, b, c)), np.asarray(eri_counted(plan, b, c))
     )
     assert TRACES[b.layout] == 1  # same static structure: no retrace
+
+
+@pytest.mark.parametrize("basis,omega", [("sto-3g", None), ("sto-3g", 0.33),
+                                         pytest.param("6-31g*", None, marks=pytest.mark.slow)])
+def test_eri_energy_equals_full_tensor_contraction(basis, omega):
+    """eri_energy (unique shell quartets times their images) equals the contraction of the full
+    tensor, with Coulomb and spin-resolved exchange densities, and so does its gradient."""
+    mol, b, plan, _ = setup("water", basis)
+    c = jnp.asarray(mol.coords)
+    rng = np.random.default_rng(3)
+    n = b.nao
+    d = rng.standard_normal((n, n))
+    d = jnp.asarray(d + d.T)
+    dx = rng.standard_normal((2, n, n))
+    dx = jnp.asarray(dx + dx.transpose(0, 2, 1))
+
+    def full(c):
+        e = te.eri(plan, b, c, omega)
+        return (0.5 * jnp.einsum("ij,ijkl,kl", d, e, d)
+                - 0.3 * jnp.einsum("sil,ijkl,sjk", dx, e, dx))
+
+    def direct(c):
+        return te.eri_energy(plan, b, c, d, dx, 0.3, omega)
+
+    assert abs(float(direct(c)) - float(full(c))) < 1e-9
+    g, g_ref = jax.grad(direct)(c), jax.grad(full)(c)
+    assert np.abs(np.asarray(g - g_ref)).max() < 1e-9
+    assert abs(float(te.eri_energy(plan, b, c, None, dx, 0.3, omega))
+               + 0.3 * float(jnp.einsum("sil,ijkl,sjk", dx, te.eri(plan, b, c, omega), dx))) < 1e-9

@@ -161,3 +161,17 @@ def test_forces_are_minus_energy_finite_difference():
         step = jnp.zeros_like(coords).at[atom, axis].set(h)
         fd = (float(e_fn(coords + step)) - float(e_fn(coords - step))) / (2 * h)
         assert abs(-fd - float(res.forces[atom, axis])) < 1e-6
+
+
+@pytest.mark.parametrize("name,xc", [("water", "hf"), ("hydroxyl_radical", "camb3lyp")])
+def test_two_electron_energy_equals_coulomb_plus_exchange(name, xc):
+    """The forces' two-electron energy (from shell quartets) equals e_coul + e_exx of the
+    Hamiltonian (full tensor, J/K builds), restricted and unrestricted range-separated."""
+    mol = dftad.load(name)
+    setup = energy.build(mol, "sto-3g", xc, grid_level=1)
+    coords = jnp.asarray(mol.coords)
+    ints = jax.jit(energy.integrals)(setup, coords)
+    dm = jax.jit(energy.initial_guess)(setup, coords, ints)
+    comps = energy.hamiltonian(setup, ints)[1](dm)
+    direct = jax.jit(energy.two_electron_energy)(setup, coords, dm)
+    assert abs(float(direct) - float(comps.e_coul + comps.e_exx)) < 1e-10
