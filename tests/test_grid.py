@@ -346,7 +346,14 @@ MEMORY_SCRIPT = textwrap.dedent(
         c, w = grid.points(R)
         return jnp.sum(w * jnp.exp(-0.1 * jnp.sum((c - 5.0) ** 2, axis=1)))
     jax.jit(jax.grad(energy))(jnp.asarray(m.coords)).block_until_ready()
-    print(grid.natm, grid.ngrid, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    # VmHWM is this process' own peak. ru_maxrss is not: Linux carries the parent's RSS at fork
+    # over exec, so under a large pytest process it reported the parent (9.4 GiB vs 0.5 GiB).
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) // 1024
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(grid.natm, grid.ngrid, peak)
     """
 )
 
