@@ -421,9 +421,9 @@ def eri_energy(plan: EriPlan, basis: Basis, coords, dm_coul, dm_exch, c_exch, om
         E2 = 1/2 sum_ijkl (ij|kl) Dc_ij Dc_kl  -  c_exch sum_s sum_ijkl (ij|kl) Dx^s_il Dx^s_jk
 
     ``dm_coul`` (nao, nao) or None (no Coulomb term); ``dm_exch`` (nao, nao) or
-    (nspin, nao, nao) or None (no exchange term); ``c_exch`` a scalar weight. The sum over all index orders is a sum over the
-    unique shell quartets of the block times its number of distinct images, with the 2-particle
-    density symmetrised over the 8 permutations. Its gradient with respect to ``coords``
+    (nspin, nao, nao) or None (no exchange term); ``c_exch`` a scalar weight. The sum over all
+    index orders is a sum over the unique shell quartets of the block times its number of
+    distinct images, with the 2-particle density symmetrised over the 8 permutations. Its gradient with respect to ``coords``
     (or exponents) is the ERI part of the analytic gradient at fixed densities: one reverse pass
     through the class kernels, no nao^4 cotangent (used by the forces)."""
     dx = None if dm_exch is None else dm_exch.reshape((-1,) + dm_exch.shape[-2:])
