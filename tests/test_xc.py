@@ -24,8 +24,10 @@ Where the comparison is restricted, and why (measured, see the module's helpers)
   s-derivative for s < 5e-3; such points are left out of the libxc comparison and the formula is
   checked against a 50-digit evaluation instead.
 * Spin polarisation: |zeta| <= 1 - 1e-4 in the random sets (libxc's derivatives lose digits as
-  (1 - |zeta|)^-1 eps through its zeta chain rule); fully polarised points are checked separately
-  on the components libxc computes accurately (exc, and the potentials of the occupied spin).
+  (1 - |zeta|)^-1 eps through its zeta chain rule). Fully polarised points (n_b = 0) are checked
+  separately, each output value where libxc's is quiet (the potentials of the empty channel are
+  mostly noise in libxc: for B3LYP vrho_b is quiet at 40% of the points, for wB97X at 2%), and
+  TPSS correlation's vsigma_bb only where libxc's C0 takes its |zeta| -> 1 limit.
 * Molecular grids: points with n >= 1e-8 (see ``molecular_mask``); and for PBE-type correlation
   (PBE, PW91, TPSS, SCAN, r2SCAN) points where the gradient correction cancels the LDA
   correlation to less than 1% (tails with s > 100, ``correlation_cancellation_mask``).
@@ -169,13 +171,15 @@ def _flat(out):
     return [out[0], v[0], v[1], v[3]]
 
 
-def libxc_reference(xc, x, spin, omega=None, alpha_only=False):
+def libxc_reference(xc, x, spin, omega=None, alpha_only=False, per_element=False):
     """libxc's (exc, vrho, vsigma, vtau) and a mask of points where its rounding noise is small
-    (``alpha_only``: judged on exc and the first column of each potential)."""
+    (``alpha_only``: judged on exc and the first column of each potential; ``per_element``: one
+    mask per output, of that output's shape, judging each value on its own)."""
     ref = _flat(libxc.eval_xc(xc, x, spin=spin, deriv=1, omega=omega))
     rng = np.random.default_rng(7)
     npt = x.shape[-1]
     quiet = np.ones(npt, bool)
+    quiet_el = [None if b is None else np.ones(np.shape(b), bool) for b in ref]
     for delta in (1e-13, 1e-12, 1e-11, 1e-11):
         pert = delta * rng.uniform(0.5, 1.0, x.shape) * rng.choice([-1.0, 1.0], x.shape)
         rp = _flat(libxc.eval_xc(xc, x * (1 + pert), spin=spin, deriv=1, omega=omega))
@@ -183,12 +187,12 @@ def libxc_reference(xc, x, spin, omega=None, alpha_only=False):
         for i, (b, bp, bm) in enumerate(zip(ref, rp, rm)):
             if b is None:
                 continue
+            noisy_el = np.abs(bp + bm - 2 * b) > 0.1 * (RTOL * np.abs(b) + ATOL)
+            quiet_el[i] &= ~noisy_el
             if alpha_only and i > 0:
-                b, bp, bm = b[:, 0], bp[:, 0], bm[:, 0]
-            d2 = np.abs(bp + bm - 2 * b)
-            noisy = d2 > 0.1 * (RTOL * np.abs(b) + ATOL)
-            quiet &= ~noisy.reshape(npt, -1).any(axis=1)
-    return ref, quiet
+                noisy_el = noisy_el[:, 0]
+            quiet &= ~noisy_el.reshape(npt, -1).any(axis=1)
+    return ref, (quiet_el if per_element else quiet)
 
 
 def ours(f, x, spin):
@@ -357,24 +361,36 @@ FULLY_POLARIZED_SLOW = ["scan", "wb97x", "pbe", "r2scan", "tpss", "camb3lyp", "b
 @pytest.mark.parametrize("xc", FULLY_POLARIZED + [
     pytest.param(x, marks=pytest.mark.slow) for x in FULLY_POLARIZED_SLOW])
 def test_fully_polarized(xc):
-    """rho_b = 0 exactly: exc and the alpha potentials equal libxc (which raises rho_b to its
-    threshold); the beta potentials are finite."""
+    """rho_b = 0 exactly: exc and every potential, the beta ones included, equal libxc's (which
+    raises rho_b, sigma_bb and tau_b to its thresholds) and are finite. The beta potentials there
+    depend on how 1 - zeta ~ 1e-14 rounds (VWN's vrho_b by 1e-8, SCAN's vtau_b by 1e-2 per ulp
+    of n_a), so points where libxc itself moves under 1e-13 relative perturbations are left out,
+    as everywhere in this file."""
     f = parse_xc(xc)
     x = for_family(random_density(600, 1, seed=5), 1, f.family)
     x[1] = 0.0
     x = x[:, :, x[0, 0] > 1e-8] if x.ndim == 3 else x[:, x[0] > 1e-8]
-    ref, quiet = libxc_reference(xc, x, 1, alpha_only=True)
-    keep = quiet & masks_for(f, x, 1)
-    assert keep.mean() > 0.5
+    ref, quiet = libxc_reference(xc, x, 1, per_element=True)
+    mask = masks_for(f, x, 1)
     got = ours(f, x, 1)
     for i in range(4):
         if ref[i] is None:
             continue
-        a = got[i].reshape(ref[i].shape)
-        b = ref[i] if i == 0 else ref[i][:, 0]
-        a = a if i == 0 else a[:, 0]
         assert np.all(np.isfinite(got[i]))
-        np.testing.assert_allclose(a[keep], b[keep], rtol=RTOL, atol=ATOL)
+        a = got[i].reshape(ref[i].shape)
+        keep = quiet[i] & (mask if i == 0 else mask[:, None])
+        for col in range(1 if i == 0 else a.shape[1]):
+            k = keep if i == 0 else keep[:, col]
+            if i == 2 and col == 2 and "mgga_c_tpss" in f.components:
+                # TPSS correlation's C0(zeta) has a derivative that diverges as |zeta| -> 1;
+                # libxc switches C0 to its limit where 1 - |zeta| <= 1e-12 and is noise above
+                # (its "severe numerical instabilities"): at n_b = 0 (raised to 1e-15), 1 - zeta
+                # = 2e-15 / n_a, so vsigma_bb is compared where n_a >= 2e-3 only
+                k = k & (2e-15 / x[0, 0] <= 1e-12)
+            if i == 0 or col == 0:  # exc and the occupied channel: libxc is accurate there
+                assert k.mean() > 0.5, (i, col, k.mean())
+            b_col, a_col = (ref[i], a) if i == 0 else (ref[i][:, col], a[:, col])
+            np.testing.assert_allclose(a_col[k], b_col[k], rtol=RTOL, atol=ATOL)
 
 
 def test_wpbeh_formula_mpmath():

@@ -106,6 +106,12 @@ def _straight(x, bounded):
     return jax.lax.stop_gradient(bounded) + (x - jax.lax.stop_gradient(x))
 
 
+def _opaque(x):
+    """``x`` unchanged, behind a select the compiler cannot see through (no FMA contraction of
+    the product that made ``x`` with the sums that use it)."""
+    return jnp.where(jnp.isnan(x), 0.0, x)
+
+
 def component_energy(name, p, rho, sigma=None, tau=None, restricted=False):
     """Energy per volume n * eps of one component for spin-resolved inputs.
 
@@ -131,7 +137,11 @@ def component_energy(name, p, rho, sigma=None, tau=None, restricted=False):
     n = ra + rb
     n13, ra13, rb13 = jnp.cbrt(n), jnp.cbrt(ra), jnp.cbrt(rb)
     rs = RS_FACTOR / n13
-    z = (ra - rb) / n
+    # zeta as libxc's generated code rounds it, (n_a - n_b) * (1/n), kept opaque to the compiler:
+    # fused into a later 1 -+ zeta, the product would become a fused multiply-add and 1 -+ zeta
+    # would differ from libxc's in its leading digits where a channel is empty (1 -+ zeta
+    # ~ 1e-14), and with it the potentials of that channel (VWN by 1e-8, SCAN's vtau by 1%)
+    z = _opaque((ra - rb) * (1.0 / n))
     zero = jnp.zeros_like(ra)
     if comp.family == "lda":
         v = Vars(rs, z, zero, zero, zero, zero, zero, ra, rb, thr)

@@ -21,16 +21,20 @@ from jax.scipy.special import erf, erfcx
 from .lda import (
     CBRT2,
     PI,
+    PW_MOD_PARAMS,
+    PW_PARAMS,
     RS_FACTOR,
     X2S,
     X_FACTOR_C,
     ZETA_THRESHOLD,
     Vars,
+    expm1_xc,
     lda_c_pw,
     lda_stoll_par,
     lda_stoll_perp,
     lda_x,
     lda_x_spin,
+    log1p_xc,
     m_max,
     m_min,
     mphi,
@@ -39,18 +43,14 @@ from .lda import (
     screen_dens,
     screen_dens_zeta,
     z_thr,
-    PW_MOD_PARAMS,
-    PW_PARAMS,
-    expm1_xc,
-    log1p_xc,
 )
 
 
 def gga_exchange(enhancement, p, v: Vars):
-    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-z)) F(xs_s^2)."""
+    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-zeta)) F(xs_s^2)."""
     ex = 0.0
-    for spin, z, xs2 in ((0, v.z, v.xs02), (1, -v.z, v.xs12)):
-        val = lda_x_spin(v.rs, z_thr(z)) * enhancement(p, xs2)
+    for spin, xs2 in ((0, v.xs02), (1, v.xs12)):
+        val = lda_x_spin(v.rs, z_thr(v, spin)) * enhancement(p, xs2)
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
     return ex
 
@@ -314,9 +314,9 @@ def gga_x_ityh(p, v: Vars):
     k_s = sqrt(9 pi / (2 X_FACTOR_C F_B88(x_s))) n_s^(1/3).
     """
     ex = 0.0
-    for spin, z, xs2 in ((0, v.z, v.xs02), (1, -v.z, v.xs12)):
+    for spin, xs2 in ((0, v.xs02), (1, v.xs12)):
         fb = b88_enhancement(p, xs2)
-        zt = z_thr(z)
+        zt = z_thr(v, spin)
         k = jnp.sqrt(9.0 * PI / (2.0 * X_FACTOR_C * fb)) * jnp.cbrt(n_spin(v.rs, zt))
         val = lda_x_spin(v.rs, zt) * attenuation_erf(p["omega"] / (2.0 * k)) * fb
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
@@ -495,8 +495,8 @@ def gga_x_wpbeh(p, v: Vars):
     rescaled s (``_wpbeh_s_scaling``) floored at 1e-15.
     """
     ex = 0.0
-    for spin, z, xs2 in ((0, v.z, v.xs02), (1, -v.z, v.xs12)):
-        zt = z_thr(z)
+    for spin, xs2 in ((0, v.xs02), (1, v.xs12)):
+        zt = z_thr(v, spin)
         kf = (3.0 * PI**2) ** (1.0 / 3.0) * opz_pow_n(zt, 1.0 / 3.0) * RS_FACTOR / v.rs
         s = m_max(1e-15, _wpbeh_s_scaling(X2S * jnp.sqrt(xs2)))
         val = lda_x_spin(v.rs, zt) * _wpbeh_f0(p["omega"] / kf, s)

@@ -156,8 +156,23 @@ def opz_pow_n(z, p):
     return base**p if k is None else pow_thirds(base, k)
 
 
-def z_thr(z):
-    """zeta pulled back from +-1 by ``ZETA_THRESHOLD`` (libxc's ``z_thr``)."""
+def z_thr(v: Vars, spin: int = 0):
+    """+-zeta (``spin`` 0: +, 1: -) pulled back from +-1 by ``ZETA_THRESHOLD`` (libxc's
+    ``z_thr``). As in libxc's generated code, 1 +- zeta is tested as 2 n_s / n (with 1/n taken
+    once): a tiny channel can round 1 - zeta above the threshold while 2 n_b / n is below it, and
+    then only the thresholded zeta, whose derivative is zero, gives libxc's potentials."""
+    n_inv = 1.0 / (v.na + v.nb)
+    own, other = (v.na, v.nb) if spin == 0 else (v.nb, v.na)
+    return jnp.where(
+        2.0 * own * n_inv <= ZETA_THRESHOLD,
+        ZETA_THRESHOLD - 1.0,
+        jnp.where(2.0 * other * n_inv <= ZETA_THRESHOLD, 1.0 - ZETA_THRESHOLD, spin_z(v, spin)),
+    )
+
+
+def z_thr_zeta(z):
+    """zeta pulled back from +-1 by ``ZETA_THRESHOLD``, with 1 +- zeta tested as such (libxc's
+    ``z_thr`` where its generated code keeps zeta whole, as in TPSS correlation's C0)."""
     return jnp.where(
         1.0 + z <= ZETA_THRESHOLD,
         ZETA_THRESHOLD - 1.0,
@@ -183,7 +198,7 @@ def screen_dens(v: Vars, spin: int):
 def screen_dens_zeta(v: Vars, spin: int):
     """``screen_dens`` or 1 +- zeta = 2 n_s / n at or below ``ZETA_THRESHOLD``."""
     ns = v.na if spin == 0 else v.nb
-    return (ns <= v.dthr) | (2.0 * ns / (v.na + v.nb) <= ZETA_THRESHOLD)
+    return (ns <= v.dthr) | (2.0 * ns * (1.0 / (v.na + v.nb)) <= ZETA_THRESHOLD)
 
 
 def spin_z(v: Vars, spin: int):

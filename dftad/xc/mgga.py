@@ -20,12 +20,14 @@ from .lda import (
     K_FACTOR_C,
     MU_GE,
     PI,
-    X2S,
     PW_MOD_PARAMS,
+    X2S,
     Vars,
+    expm1_xc,
     f_zeta,
     lda_c_pw,
     lda_x_spin,
+    log1p_xc,
     m_max,
     m_min,
     mphi,
@@ -35,16 +37,15 @@ from .lda import (
     screen_dens,
     screen_dens_zeta,
     z_thr,
-    expm1_xc,
-    log1p_xc,
+    z_thr_zeta,
 )
 
 
 def mgga_exchange(enhancement, p, v: Vars):
-    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-z)) F(xs_s^2, ts_s)."""
+    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-zeta)) F(xs_s^2, ts_s)."""
     ex = 0.0
-    for spin, z, xs2, ts in ((0, v.z, v.xs02, v.ts0), (1, -v.z, v.xs12, v.ts1)):
-        val = lda_x_spin(v.rs, z_thr(z)) * enhancement(p, xs2, ts)
+    for spin, xs2, ts in ((0, v.xs02, v.ts0), (1, v.xs12, v.ts1)):
+        val = lda_x_spin(v.rs, z_thr(v, spin)) * enhancement(p, xs2, ts)
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
     return ex
 
@@ -119,7 +120,7 @@ def mgga_c_tpss(p, v: Vars):
         return gga_c_pbe(pbe_p, vv)
 
     z = v.z
-    zt = z_thr(z)
+    zt = z_thr_zeta(z)
     cc = p["C0_c"]
     xi2 = (1.0 - zt**2) * (t_total(zt, v.xs02, v.xs12) - v.xt2) / _TPSS_XI_DEN
     den = 1.0 + xi2 * (pow_thirds(1.0 + zt, -4) + pow_thirds(1.0 - zt, -4)) / 2.0
