@@ -184,14 +184,17 @@ def test_impossible_spin_is_an_error():
         energy.build(dftad.load("hydroxyl_radical"), "sto-3g", "hf", unrestricted=False)
 
 
-SLOW_MOLECULES = ["water", "ammonia", "methane", "hydrogen_fluoride", "carbon_monoxide", "hydrogen_sulfide"]
-SLOW_OPEN = ["hydroxyl_radical", "methyl_radical", "oxygen", "hydroxide", "ammonium"]
+def _by_size():
+    """Every shipped molecule, smallest first (so that a partial run of the matrix, e.g. with
+    ``-x`` or a time limit, covers the most molecules)."""
+    names = dftad.shipped_molecules()
+    return sorted(names, key=lambda n: (dftad.load(n).nelectron, n))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("basis", ["sto-3g", "6-31g*", "def2-svp", "def2-tzvp"])
 @pytest.mark.parametrize("xc", ["hf", "lda,vwn", "pbe", "b3lyp", "pbe0", "scan", "camb3lyp"])
-@pytest.mark.parametrize("name", SLOW_MOLECULES + SLOW_OPEN)
+@pytest.mark.parametrize("name", _by_size())
 def test_energy_matrix(name, basis, xc):
     mol = dftad.load(name)
     setup, res = dftad_energy(mol, basis, xc)
