@@ -171,12 +171,15 @@ class Integrals(NamedTuple):
 def incore_eri(setup: Setup, coords):
     """(eri, eri_lr): the (nao,)*4 Coulomb tensor and, for range-separated functionals, the
     erf-attenuated one (else None)."""
-    f = setup.xc
-    eri = two_electron.eri(setup.plan, setup.basis, coords)
-    eri_lr = None
-    if f is not None and f.range_separated:
-        eri_lr = two_electron.eri(setup.plan, setup.basis, coords, f.omega)
-    return eri, eri_lr
+    return _eri_tensors(setup, _eri_blocks(setup, coords))
+
+
+def _eri_tensors(setup: Setup, blocks):
+    """The (nao,)*4 tensors of :func:`_eri_blocks`' output."""
+    plan, basis = setup.plan, setup.basis
+    return tuple(None if b is None else
+                 two_electron.unpack_s8(two_electron.pack_s8(plan, basis, b), basis.nao)
+                 for b in blocks)
 
 
 def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integrals:
@@ -265,17 +268,34 @@ def two_electron_energy(setup: Setup, coords, dm, xc_params=None):
     """E_coul + E_exx of ``dm`` straight from the incore plan's shell quartets
     (:func:`~dftad.integrals.two_electron.eri_energy`), without the (nao,)*4 tensor: what the
     analytic gradient differentiates. Equals ``e_coul + e_exx`` of :func:`hamiltonian`."""
+    return _blocks_two_electron_energy(setup, *_eri_blocks(setup, coords), dm, xc_params)
+
+
+def _eri_blocks(setup: Setup, coords):
+    """(blocks, blocks_lr): the incore plan's quartet-class blocks, and the erf-attenuated ones
+    for a range-separated functional (else None)."""
+    f = setup.xc
+    blocks = two_electron.eri_blocks(setup.plan, setup.basis, coords)
+    blocks_lr = None
+    if f is not None and f.range_separated:
+        blocks_lr = two_electron.eri_blocks(setup.plan, setup.basis, coords, f.omega)
+    return blocks, blocks_lr
+
+
+def _blocks_two_electron_energy(setup: Setup, blocks, blocks_lr, dm, xc_params=None):
+    """:func:`two_electron_energy` from precomputed :func:`_eri_blocks`."""
     f = setup.xc
     if f is not None and xc_params is None:
         xc_params = f.params
     with_k, rsh, hyb, alpha = _exchange_weights(setup, xc_params)
     kf = 0.5 if setup.restricted else 1.0
     dm_tot = dm if setup.restricted else dm[0] + dm[1]
-    e = two_electron.eri_energy(setup.plan, setup.basis, coords, dm_tot, dm if with_k else None,
-                                0.5 * kf * hyb)
+    plan, basis = setup.plan, setup.basis
+    e = two_electron.blocks_energy(plan, basis, blocks, dm_tot, dm if with_k else None,
+                                   0.5 * kf * hyb)
     if with_k and rsh:
-        e = e + two_electron.eri_energy(setup.plan, setup.basis, coords, None, dm,
-                                        0.5 * kf * (alpha - hyb), f.omega)
+        e = e + two_electron.blocks_energy(plan, basis, blocks_lr, None, dm,
+                                           0.5 * kf * (alpha - hyb))
     return e
 
 
@@ -396,13 +416,15 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     evaluated as one reverse pass through the integrals (ERIs, grid with its weights, AO values:
     the grid response is included) at the converged D and W. Equals ``-jax.grad`` of
     :func:`kernel`'s ``e_tot`` (the implicit path) to the SCF convergence."""
-    # One forward pass through the integrals serves the SCF and the reverse pass; the incore
-    # 4-centre part of the gradient is differentiated from the shell quartets directly.
+    # One forward pass through the integrals serves the SCF and the reverse pass. The incore
+    # 4-centre part is differentiated from the shell-quartet blocks directly (no nao^4
+    # cotangent), and the same blocks, packed, give the SCF its (nao,)*4 tensor.
     direct = not setup.density_fitting
     ints0, pullback = jax.vjp(lambda c: integrals(setup, c, with_eri=not direct), coords)
     ints = ints0
     if direct:
-        eri, eri_lr = jax.lax.stop_gradient(incore_eri(setup, coords))
+        blocks, eri_pullback = jax.vjp(lambda c: _eri_blocks(setup, c), coords)
+        eri, eri_lr = jax.lax.stop_gradient(_eri_tensors(setup, blocks))
         ints = ints0._replace(eri=eri, eri_lr=eri_lr)
     energy_fn, components = hamiltonian(setup, ints, xc_params)
     if dm0 is None:
@@ -412,7 +434,9 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     ints_bar = jax.grad(lambda i: _lagrangian_ints(setup, i, res.dm, w, xc_params))(ints0)
     (grad,) = pullback(ints_bar)
     if direct:
-        grad = grad + jax.grad(two_electron_energy, argnums=1)(setup, coords, res.dm, xc_params)
+        blocks_bar = jax.grad(lambda b: _blocks_two_electron_energy(setup, *b, res.dm, xc_params))(
+            blocks)
+        grad = grad + eri_pullback(blocks_bar)[0]
     return Result(res, components(res.dm), -grad)
 
 

@@ -374,10 +374,22 @@ def eri_s8(plan: EriPlan, basis: Basis, coords, omega=None) -> jax.Array:
     Element (ij|kl) with i >= j, k >= l, ij >= kl sits at ``ij*(ij+1)/2 + kl``, where
     ``ij = i*(i+1)/2 + j``.
     """
+    return pack_s8(plan, basis, eri_blocks(plan, basis, coords, omega))
+
+
+def eri_blocks(plan: EriPlan, basis: Basis, coords, omega=None) -> tuple:
+    """The AO blocks (nq, na, nb, nc, nd) of every quartet class of a 4-centre ``plan``, in
+    ``plan.classes`` order: what :func:`pack_s8` packs and :func:`blocks_energy` contracts (so
+    that one forward pass, or one ``jax.vjp``, serves both)."""
+    return tuple(v for _, _, v in class_blocks(plan, basis, coords, omega=omega))
+
+
+def pack_s8(plan: EriPlan, basis: Basis, blocks) -> jax.Array:
+    """PySCF's s8 packing (see :func:`eri_s8`) of :func:`eri_blocks`."""
     n = basis.nao
     npair = n * (n + 1) // 2
     out = jnp.zeros(npair * (npair + 1) // 2, dtype=jnp.float64)
-    for cls, quartets, v in class_blocks(plan, basis, coords, omega=omega):
+    for cls, quartets, v in zip(plan.classes, plan.quartets, blocks):
         i, j, k, l = _block_indices(_ao_offsets(plan, basis, None, cls, quartets), v.shape)
         ij = _tri(i, j)
         kl = _tri(k, l)
@@ -426,9 +438,15 @@ def eri_energy(plan: EriPlan, basis: Basis, coords, dm_coul, dm_exch, c_exch, om
     distinct images, with the 2-particle density symmetrised over the 8 permutations. Its gradient with respect to ``coords``
     (or exponents) is the ERI part of the analytic gradient at fixed densities: one reverse pass
     through the class kernels, no nao^4 cotangent (used by the forces)."""
+    return blocks_energy(plan, basis, eri_blocks(plan, basis, coords, omega), dm_coul, dm_exch,
+                         c_exch)
+
+
+def blocks_energy(plan: EriPlan, basis: Basis, blocks, dm_coul, dm_exch, c_exch):
+    """:func:`eri_energy` of precomputed :func:`eri_blocks` (linear in the blocks)."""
     dx = None if dm_exch is None else dm_exch.reshape((-1,) + dm_exch.shape[-2:])
     total = jnp.zeros(())
-    for cls, quartets, v in class_blocks(plan, basis, coords, omega=omega):
+    for cls, quartets, v in zip(plan.classes, plan.quartets, blocks):
         i, j, k, l = _block_indices(_ao_offsets(plan, basis, None, cls, quartets), v.shape)
         gamma = jnp.zeros(v.shape)
         if dm_coul is not None:
