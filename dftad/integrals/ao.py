@@ -296,7 +296,8 @@ def eval_ao(basis: Basis, coords, points, deriv: int = 0):
         basis: a :class:`dftad.Basis` (static layout; exponents and coefficients may be traced).
         coords: nuclear coordinates, (natm, 3), Bohr.
         points: (npts, 3) Bohr, or blocks (nblock, blocksize, 3) evaluated one block at a time
-            with ``lax.map`` so that intermediates stay bounded by one block.
+            with ``lax.map`` so that intermediates stay bounded by one block (and, under
+            reverse-mode AD, re-evaluated per block rather than stored).
         deriv: 0, 1 or 2, the highest derivative order with respect to the point.
 
     Returns:
@@ -316,7 +317,7 @@ def eval_ao(basis: Basis, coords, points, deriv: int = 0):
     if points.ndim == 2:
         return _eval_flat(basis, coords, points, deriv)
     if points.ndim == 3:
-        return jax.lax.map(lambda p: _eval_flat(basis, coords, p, deriv), points)
+        return jax.lax.map(jax.checkpoint(lambda p: _eval_flat(basis, coords, p, deriv)), points)
     raise ValueError(
         f"points must have shape (npts, 3) or (nblock, blocksize, 3), got {points.shape}"
     )
