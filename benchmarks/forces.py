@@ -149,10 +149,12 @@ def main():
     ap.add_argument("--basis", default="def2-svp")
     ap.add_argument("--xc", default="b3lyp")
     ap.add_argument("--grid-level", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=REPEAT, help="warm runs per timing (best of)")
     ap.add_argument("--hessian", nargs="*", default=["water"])
     ap.add_argument("--path", nargs="*", default=["water"],
                     help="molecules for the poor-vs-good initial guess gradient timing")
     args = ap.parse_args()
+    globals()["REPEAT"] = args.repeat
     from pyscf import lib
 
     print(f"jax {jax.__version__}, PySCF threads {lib.num_threads()}, {args.xc}/{args.basis}, "
