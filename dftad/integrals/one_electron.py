@@ -58,11 +58,13 @@ def _assemble(basis: Basis, coords, prim_block, ncomp: int | None = None):
         ta, tb = ao_transform(pc.la, layout.cart), ao_transform(pc.lb, layout.cart)
         blk = jnp.einsum("...ab,ai,bj->...ij", blk, ta, tb)
         rows, cols = _scatter_index(layout, k)
+        # Scatter-adds (linear under AD); a diagonal shell pair's block is already symmetric.
+        mirror = (pc.shells[:, 0] != pc.shells[:, 1])[:, None, None]
         if ncomp is None:
-            out = out.at[rows, cols].set(blk).at[cols, rows].set(blk)
+            out = out.at[rows, cols].add(blk).at[cols, rows].add(jnp.where(mirror, blk, 0.0))
         else:
             blk = jnp.moveaxis(blk, 1, 0)
-            out = out.at[:, rows, cols].set(blk).at[:, cols, rows].set(blk)
+            out = out.at[:, rows, cols].add(blk).at[:, cols, rows].add(jnp.where(mirror, blk, 0.0))
     return out
 
 

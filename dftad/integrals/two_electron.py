@@ -385,16 +385,35 @@ def eri_blocks(plan: EriPlan, basis: Basis, coords, omega=None) -> tuple:
 
 
 def pack_s8(plan: EriPlan, basis: Basis, blocks) -> jax.Array:
-    """PySCF's s8 packing (see :func:`eri_s8`) of :func:`eri_blocks`."""
+    """PySCF's s8 packing (see :func:`eri_s8`) of :func:`eri_blocks`.
+
+    Several elements of a block can share a packed slot (a diagonal shell pair holds (ab| and
+    (ba|; a quartet of one pair with itself holds (ij|kl) and (kl|ij)): only the canonical one
+    (i >= j, k >= l, ij >= kl there) is added, so the packing is a scatter-*add* and stays linear
+    under AD (a scatter-set's derivative masks duplicates with operand-sized temporaries)."""
     n = basis.nao
     npair = n * (n + 1) // 2
     out = jnp.zeros(npair * (npair + 1) // 2, dtype=jnp.float64)
     for cls, quartets, v in zip(plan.classes, plan.quartets, blocks):
         i, j, k, l = _block_indices(_ao_offsets(plan, basis, None, cls, quartets), v.shape)
+        bsh, ksh = _quartet_shells(plan, cls, quartets)
         ij = _tri(i, j)
         kl = _tri(k, l)
-        out = out.at[_tri(ij, kl).ravel()].set(v.ravel())
+        keep = ((_col(bsh[:, 0] != bsh[:, 1]) | (i >= j)) & (_col(ksh[:, 0] != ksh[:, 1]) | (k >= l))
+                & (_col(quartets[:, 0] != quartets[:, 1]) | (cls.bra != cls.ket) | (ij >= kl)))
+        out = out.at[_tri(ij, kl).ravel()].add(jnp.where(keep, v, 0.0).ravel())
     return out
+
+
+def _quartet_shells(plan: EriPlan, cls: QuartetClass, quartets):
+    """Shell indices (nq, 2) of the bra pair and of the ket pair of every quartet."""
+    bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+    return jnp.asarray(bs.cls.shells)[quartets[:, 0]], jnp.asarray(ks.cls.shells)[quartets[:, 1]]
+
+
+def _col(x):
+    """Per-quartet (nq,) values broadcast against blocks (nq, na, nb, nc, nd)."""
+    return x[:, None, None, None, None]
 
 
 def _tri(i, j):
@@ -411,7 +430,10 @@ def int3c2e(plan: EriPlan, basis: Basis, aux: Basis, coords, omega=None) -> jax.
         i, j, p, _ = _block_indices(_ao_offsets(plan, basis, aux, cls, quartets), v.shape)
         v = v[..., 0]
         i, j, p = i[..., 0], j[..., 0], p[..., 0]
-        out = out.at[i, j, p].set(v).at[j, i, p].set(v)
+        bsh, _ = _quartet_shells(plan, cls, quartets)
+        # A diagonal shell pair's block already holds both (ij| and (ji| (see pack_s8 on add).
+        mirror = (bsh[:, 0] != bsh[:, 1])[:, None, None, None]
+        out = out.at[i, j, p].add(v).at[j, i, p].add(jnp.where(mirror, v, 0.0))
     return out
 
 
@@ -423,7 +445,8 @@ def int2c2e(plan: EriPlan, aux: Basis, coords, omega=None) -> jax.Array:
         p, _, q, _ = _block_indices(_ao_offsets(plan, aux, aux, cls, quartets), v.shape)
         v = v[:, :, 0, :, 0]
         p, q = p[:, :, 0, :, 0], q[:, :, 0, :, 0]
-        out = out.at[p, q].set(v).at[q, p].set(v)
+        mirror = ((quartets[:, 0] != quartets[:, 1]) | (cls.bra != cls.ket))[:, None, None]
+        out = out.at[p, q].add(v).at[q, p].add(jnp.where(mirror, v, 0.0))
     return out
 
 
@@ -453,9 +476,7 @@ def blocks_energy(plan: EriPlan, basis: Basis, blocks, dm_coul, dm_exch, c_exch)
             gamma = gamma + 0.5 * dm_coul[i, j] * dm_coul[k, l]
         if dx is not None:
             gamma = gamma - 0.5 * c_exch * jnp.sum(dx[:, i, l] * dx[:, j, k] + dx[:, i, k] * dx[:, j, l], axis=0)
-        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
-        bsh = jnp.asarray(bs.cls.shells)[quartets[:, 0]]
-        ksh = jnp.asarray(ks.cls.shells)[quartets[:, 1]]
+        bsh, ksh = _quartet_shells(plan, cls, quartets)
         deg = jnp.where(bsh[:, 0] != bsh[:, 1], 2.0, 1.0) * jnp.where(ksh[:, 0] != ksh[:, 1], 2.0, 1.0)
         if cls.bra == cls.ket:
             deg = deg * jnp.where(quartets[:, 0] != quartets[:, 1], 2.0, 1.0)
