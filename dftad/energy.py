@@ -182,11 +182,14 @@ def _eri_tensors(setup: Setup, blocks):
                  for b in blocks)
 
 
-def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integrals:
+def integrals(setup: Setup, coords, field=None, with_eri: bool = True,
+              with_grid: bool = True) -> Integrals:
     """Overlap, core Hamiltonian, Coulomb integrals, grid and AO values at ``coords`` (Bohr).
 
     ``with_eri=False`` leaves out the incore 4-centre tensors (``eri``, ``eri_lr`` are None; the
-    forces get their two-electron part from :func:`two_electron_energy` instead).
+    forces get their two-electron part from :func:`two_electron_energy` instead);
+    ``with_grid=False`` the grid AO values (``grid_ao`` is None; the forces get E_xc from
+    :func:`exc_direct` instead).
 
     ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as
     h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
@@ -207,10 +210,7 @@ def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integr
             )
     elif with_eri:
         eri, eri_lr = incore_eri(setup, coords)
-    grid_ao = None
-    if f is not None:
-        points, weights = setup.grid.points(coords)
-        grid_ao = numint.ao_blocks(bas, coords, points, weights, f.family, setup.block_size)
+    grid_ao = _grid_ao(setup, coords) if f is not None and with_grid else None
     kin = one_electron.kinetic(bas, coords)
     # V = sum_C V_C is linear in the charges: one vmapped evaluation gives every nucleus' share
     # (used by the SAD guess) and, summed, the nuclear attraction.
@@ -232,6 +232,24 @@ def integrals(setup: Setup, coords, field=None, with_eri: bool = True) -> Integr
         grid_ao=grid_ao,
         e_nuc=e_nuc,
     )
+
+
+def _grid_ao(setup: Setup, coords) -> numint.GridAO:
+    points, weights = setup.grid.points(coords)
+    return numint.ao_blocks(setup.basis, coords, points, weights, setup.xc.family,
+                            setup.block_size)
+
+
+def exc_direct(setup: Setup, coords, dm, xc_params=None):
+    """E_xc of ``dm`` at ``coords`` with the grid's AO values evaluated block by block inside
+    the integration (:func:`numint.exc_direct`): its gradient (grid response included) keeps
+    nothing grid-sized, unlike differentiating through :attr:`Integrals.grid_ao`."""
+    f = setup.xc
+    if f is None:
+        return jnp.zeros(())
+    points, weights = setup.grid.points(coords)
+    return numint.exc_direct(f, f.params if xc_params is None else xc_params, setup.basis,
+                             coords, points, weights, dm, setup.block_size)
 
 
 class Components(NamedTuple):
@@ -330,7 +348,8 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
 
     def components(dm):
         dm_tot, vj, vk_tot = coulomb_exchange(dm)
-        exc = 0.0 if f is None else numint.exc_only(f, xc_params, ints.grid_ao, dm)
+        # integrals(with_grid=False): no E_xc term here (see exc_direct)
+        exc = 0.0 if f is None or ints.grid_ao is None else numint.exc_only(f, xc_params, ints.grid_ao, dm)
         return assemble(dm, dm_tot, vj, vk_tot, exc)
 
     def energy_fn(dm):
@@ -392,10 +411,11 @@ def lagrangian(setup: Setup, coords, dm, w, xc_params=None):
     """E[D] - sum W S at fixed (D, W) as a function of ``coords``: its derivative is the total
     derivative of the converged energy (D variational, W the orthonormality multiplier).
     With incore integrals the two-electron part comes from :func:`two_electron_energy`, so no
-    (nao,)*4 tensor or cotangent is formed."""
+    (nao,)*4 tensor or cotangent is formed; E_xc comes from :func:`exc_direct`, so no grid-sized
+    one either."""
     direct = not setup.density_fitting
-    ints = integrals(setup, coords, with_eri=not direct)
-    e = _lagrangian_ints(setup, ints, dm, w, xc_params)
+    ints = integrals(setup, coords, with_eri=not direct, with_grid=False)
+    e = _lagrangian_ints(setup, ints, dm, w, xc_params) + exc_direct(setup, coords, dm, xc_params)
     if direct:
         e = e + two_electron_energy(setup, coords, dm, xc_params)
     return e
@@ -418,14 +438,19 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     :func:`kernel`'s ``e_tot`` (the implicit path) to the SCF convergence."""
     # One forward pass through the integrals serves the SCF and the reverse pass. The incore
     # 4-centre part is differentiated from the shell-quartet blocks directly (no nao^4
-    # cotangent), and the same blocks, packed, give the SCF its (nao,)*4 tensor.
+    # cotangent), and the same blocks, packed, give the SCF its (nao,)*4 tensor. E_xc is
+    # differentiated with the AOs rematerialised per grid block (exc_direct): the SCF's AO
+    # values are a constant here, so no grid-sized cotangent is formed.
     direct = not setup.density_fitting
-    ints0, pullback = jax.vjp(lambda c: integrals(setup, c, with_eri=not direct), coords)
+    ints0, pullback = jax.vjp(lambda c: integrals(setup, c, with_eri=not direct, with_grid=False),
+                              coords)
     ints = ints0
+    if setup.xc is not None:
+        ints = ints._replace(grid_ao=jax.lax.stop_gradient(_grid_ao(setup, coords)))
     if direct:
         blocks, eri_pullback = jax.vjp(lambda c: _eri_blocks(setup, c), coords)
         eri, eri_lr = jax.lax.stop_gradient(_eri_tensors(setup, blocks))
-        ints = ints0._replace(eri=eri, eri_lr=eri_lr)
+        ints = ints._replace(eri=eri, eri_lr=eri_lr)
     energy_fn, components = hamiltonian(setup, ints, xc_params)
     if dm0 is None:
         dm0 = initial_guess(setup, coords, ints)
@@ -433,6 +458,7 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     w = energy_weighted_dm(res.dm, res.fock, setup.restricted)
     ints_bar = jax.grad(lambda i: _lagrangian_ints(setup, i, res.dm, w, xc_params))(ints0)
     (grad,) = pullback(ints_bar)
+    grad = grad + jax.grad(exc_direct, argnums=1)(setup, coords, res.dm, xc_params)
     if direct:
         blocks_bar = jax.grad(lambda b: _blocks_two_electron_energy(setup, *b, res.dm, xc_params))(
             blocks)

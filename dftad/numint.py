@@ -55,6 +55,21 @@ def ao_blocks(basis, coords, points, weights, family: str, block_size: int = 409
     return GridAO(ao, w)
 
 
+def exc_direct(f: Functional, params, basis, coords, points, weights, dm, block_size: int = 4096):
+    """E_xc with each block's AO values evaluated inside the integration: equal to
+    :func:`exc_only` of :func:`ao_blocks`, but nothing grid-sized is kept, in the forward or the
+    reverse pass (each block's AOs and energy are rematerialised together). What the forces
+    differentiate with respect to ``coords``, ``points`` and ``weights`` (grid response)."""
+    pts, w = block_grid(points, weights, block_size)
+
+    @jax.checkpoint
+    def block(p, wb):
+        return _block_energy(f, params, eval_ao(basis, coords, p, DERIV[f.family]), wb, dm)
+
+    exc, _ = jax.lax.scan(lambda carry, blk: (carry + block(*blk), None), jnp.zeros(()), (pts, w))
+    return exc
+
+
 def _block_energy(f: Functional, params, ao, w, dm):
     d = density(ao, dm, XCTYPE[f.family])
     if dm.ndim == 2:
