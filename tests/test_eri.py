@@ -530,3 +530,35 @@ def test_eri_energy_equals_full_tensor_contraction(basis, omega):
     assert np.abs(np.asarray(g - g_ref)).max() < 1e-9
     assert abs(float(te.eri_energy(plan, b, c, None, dx, 0.3, omega))
                + 0.3 * float(jnp.einsum("sil,ijkl,sjk", dx, te.eri(plan, b, c, omega), dx))) < 1e-9
+
+
+@pytest.mark.parametrize("L", [0, 1, 3, 6])
+def test_hermite_r_cube_derivatives_equal_ad_of_the_recursion(L):
+    """The R cube's custom JVP (one order up, plus the alpha scaling relation) equals automatic
+    differentiation through the recursion itself, to first and second order, on every meaningful
+    entry (t + u + v <= L), including the long-range regime (large alpha |PQ|^2)."""
+    from dftad.integrals import hermite
+
+    rng = np.random.default_rng(L)
+    alpha = jnp.asarray(rng.uniform(0.05, 8.0, 6))
+    xyz = jnp.asarray(rng.normal(scale=2.0, size=(6, 3)))
+    idx = hermite.cube_index(L, hermite.hermite_indices(L))
+
+    def meaningful(cube_fn):
+        return lambda a, x: cube_fn(L, a, x).reshape(a.shape[0], -1)[:, idx]
+
+    ours, ref = meaningful(hermite.hermite_r_cube), meaningful(hermite.hermite_r_cube.fun)
+    da, dx = jnp.asarray(rng.normal(size=6)), jnp.asarray(rng.normal(size=(6, 3)))
+    (v, t), (v_ref, t_ref) = (jax.jvp(f, (alpha, xyz), (da, dx)) for f in (ours, ref))
+    scale = np.abs(np.asarray(v_ref)).max()
+    np.testing.assert_allclose(v, v_ref, rtol=0, atol=1e-14 * scale)
+    np.testing.assert_allclose(t, t_ref, rtol=0, atol=1e-12 * np.abs(np.asarray(t_ref)).max())
+    # reverse mode and a second derivative (forward over reverse)
+    w = jnp.asarray(rng.normal(size=(6, len(idx))))
+
+    def second(f):
+        g = jax.grad(lambda a, x: jnp.sum(w * f(a, x)), argnums=(0, 1))
+        return jax.jvp(g, (alpha, xyz), (da, dx))
+
+    for a, b in zip(jax.tree.leaves(second(ours)), jax.tree.leaves(second(ref))):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * np.abs(np.asarray(b)).max())

@@ -93,10 +93,14 @@ def _pad_last(x, n: int):
     return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def hermite_r_cube(L: int, alpha, xyz):
     """R_{tuv}(alpha, X, Y, Z) on the cube t, u, v <= L: shape (batch, L+1, L+1, L+1).
 
-    Entries with t + u + v > L are not meaningful. R_{tuv} = d^t/dX^t d^u/dY^u d^v/dZ^v
+    Entries with t + u + v > L are not meaningful. Derivatives come from the cube of order L + 1
+    (custom JVP, :func:`_r_cube_jvp`), never by differentiating the recursion below.
+
+    R_{tuv} = d^t/dX^t d^u/dY^u d^v/dZ^v
     F_0(alpha (X^2 + Y^2 + Z^2)) in closed form, from d^t/dx^t G(x^2) = sum_i a_ti (2x)^(t-2i)
     G^(t-i)(x^2) with a_ti = t! / (i! (t-2i)!) and G^(m) = (-alpha)^m F_m(T), applied one axis at
     a time (only slices and broadcasts, so it vectorises and compiles quickly):
@@ -129,6 +133,29 @@ def hermite_r_cube(L: int, alpha, xyz):
         [sum(_a(t, i) * px[:, t - 2 * i, None, None] * gy[:, :, :, t - i] for i in range(t // 2 + 1)) for t in range(n)],
         axis=1,
     )
+
+
+@hermite_r_cube.defjvp
+def _r_cube_jvp(L, primals, tangents):
+    """dR_{tuv} = R_{t+1,u,v} dX + R_{t,u+1,v} dY + R_{t,u,v+1} dZ
+                  + (N R_{tuv} + X R_{t+1,u,v} + Y R_{t,u+1,v} + Z R_{t,u,v+1}) dalpha / (2 alpha),
+
+    N = t + u + v. The first line is the definition of R as derivatives in X, Y, Z; the second
+    follows from R_{tuv}(alpha, X) = alpha^(N/2) G_{tuv}(sqrt(alpha) X) with G independent of
+    alpha. Exact for every meaningful entry (N <= L needs orders up to L + 1)."""
+    alpha, xyz = primals
+    dalpha, dxyz = tangents
+    n = L + 1
+    big = hermite_r_cube(L + 1, alpha, xyz)
+    r = big[:, :n, :n, :n]
+    shifted = jnp.stack([big[:, 1:, :n, :n], big[:, :n, 1:, :n], big[:, :n, :n, 1:]], axis=-1)
+    shifted = shifted[:, :n, :n, :n]  # (batch, n, n, n, 3): R one order up along x, y, z
+    order = np.arange(n)
+    N = order[:, None, None] + order[None, :, None] + order[None, None, :]
+    x = xyz[:, None, None, None, :]
+    d_alpha = (N * r + jnp.sum(x * shifted, axis=-1)) * (0.5 / alpha)[:, None, None, None]
+    dr = jnp.sum(shifted * dxyz[:, None, None, None, :], axis=-1) + d_alpha * dalpha[:, None, None, None]
+    return r, dr
 
 
 def cube_index(L: int, tuv) -> np.ndarray:
