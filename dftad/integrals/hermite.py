@@ -148,13 +148,13 @@ def _r_cube_jvp(L, primals, tangents):
     n = L + 1
     big = hermite_r_cube(L + 1, alpha, xyz)
     r = big[:, :n, :n, :n]
+    # (batch, n, n, n, 3): R one order up along x, y, z
     shifted = jnp.stack([big[:, 1:, :n, :n], big[:, :n, 1:, :n], big[:, :n, :n, 1:]], axis=-1)
-    shifted = shifted[:, :n, :n, :n]  # (batch, n, n, n, 3): R one order up along x, y, z
     order = np.arange(n)
     N = order[:, None, None] + order[None, :, None] + order[None, None, :]
-    x = xyz[:, None, None, None, :]
-    d_alpha = (N * r + jnp.sum(x * shifted, axis=-1)) * (0.5 / alpha)[:, None, None, None]
-    dr = jnp.sum(shifted * dxyz[:, None, None, None, :], axis=-1) + d_alpha * dalpha[:, None, None, None]
+    s = 0.5 * dalpha / alpha  # dalpha / (2 alpha)
+    step = dxyz + xyz * s[:, None]  # (batch, 3): dX + X dalpha / (2 alpha), per axis
+    dr = jnp.sum(shifted * step[:, None, None, None, :], axis=-1) + N * r * s[:, None, None, None]
     return r, dr
 
 
