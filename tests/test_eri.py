@@ -166,6 +166,23 @@ def test_screening_drops_far_quartets_and_stays_exact():
     assert np.abs(ours[0, 0, 4, 4] - ref[0, 0, 4, 4]) < ATOL and ref[0, 0, 4, 4] > 1e-2
 
 
+def test_schwarz_bounds_are_remembered_by_value():
+    """The Schwarz pass is cached across setups (other functionals of one molecule and basis),
+    keyed on the geometry and the basis data: a moved atom or a changed exponent is recomputed."""
+    mol, b, plan, _ = setup("2h2", "6-31g")
+    sets = plan.bra_sets
+    coords = np.asarray(mol.coords)
+    moved = coords.copy()
+    moved[0, 0] += 2.0
+    scaled = dataclasses.replace(b, exponents=b.exponents * 1.5)
+    for bas, c in [(b, coords), (b, moved), (scaled, coords)]:
+        cached = te._schwarz(bas, jnp.asarray(c), sets)
+        fresh = te._schwarz_uncached(bas, jnp.asarray(c), sets)
+        assert all(np.array_equal(x, y) for x, y in zip(cached, fresh))
+    first, second = te._schwarz(b, jnp.asarray(coords), sets), te._schwarz(b, jnp.asarray(moved), sets)
+    assert any(not np.allclose(x, y) for x, y in zip(first, second))
+
+
 def test_bad_plan_arguments():
     _, b, _, _ = setup("water", "sto-3g")
     c = jnp.asarray(MOLS["water"].coords)

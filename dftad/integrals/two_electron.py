@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 
 import jax
@@ -239,8 +240,36 @@ def _make_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
     return cls, (jnp.asarray(ip), jnp.asarray(iq), jnp.asarray(qid)), jnp.asarray(pairs.astype(np.int32))
 
 
+_SCHWARZ_CACHE: dict = {}
+
+
+def _schwarz_key(basis, coords, sets) -> tuple:
+    """Everything :func:`_schwarz` depends on, by value (layout, geometry, exponents,
+    coefficients, the pair sets' index arrays)."""
+    h = hashlib.sha256()
+    for a in (coords, basis.exponents, basis.coefficients):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    for ps in sets:
+        h.update(repr((ps.la, ps.lb, ps.single)).encode())
+        for a in (ps.cls.shells, ps.cls.prims, ps.cls.pair_of_prim):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return basis.layout, h.hexdigest()
+
+
 def _schwarz(basis, coords, sets):
-    """sqrt(max |(ab|ab)|) for every pair of every pair set (NumPy arrays), one jit for all."""
+    """sqrt(max |(ab|ab)|) for every pair of every pair set (NumPy arrays), one jit for all.
+
+    Remembered by value (:func:`_schwarz_key`): several setups of one molecule and basis (other
+    functionals, restricted and unrestricted, density fitting) compile and run it once."""
+    key = _schwarz_key(basis, coords, sets)
+    if key not in _SCHWARZ_CACHE:
+        if len(_SCHWARZ_CACHE) >= 32:
+            _SCHWARZ_CACHE.pop(next(iter(_SCHWARZ_CACHE)))
+        _SCHWARZ_CACHE[key] = _schwarz_uncached(basis, coords, sets)
+    return [q.copy() for q in _SCHWARZ_CACHE[key]]
+
+
+def _schwarz_uncached(basis, coords, sets):
     plans = []
     for ps in sets:
         n = ps.cls.npair
