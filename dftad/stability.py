@@ -1,0 +1,197 @@
+"""Internal stability of an SCF solution, and following an instability down to a minimum.
+
+A converged SCF is a stationary point of the energy over orbital rotations, not necessarily a
+minimum. With the occupied-virtual rotation kappa (per spin, ``(nvir, nocc)``) and
+
+    K = [[0, -kappa^T], [kappa, 0]]   (MO basis, occupied first),
+    C(kappa) = C U(K),   U(K) = (1 - K/2)^-1 (1 + K/2)   (Cayley: exactly orthogonal,
+                                                       = exp(K) to second order),
+    E(kappa) = E[D(C(kappa))],
+
+the orbital Hessian H = d2E/dkappa2 at kappa = 0 is obtained by AD (forward over reverse of the
+same energy the SCF minimises, every functional included) and applied to vectors without being
+formed. Its lowest eigenvalue (Davidson, preconditioned by the orbital-energy gaps) is negative at
+a saddle point: the solution is *internally unstable* (a lower solution of the same kind, RHF ->
+RHF or UHF -> UHF with real orbitals, exists) and the eigenvector is the rotation that lowers
+the energy. :func:`follow` rotates along it, restarts the SCF and repeats until the solution is
+stable, as PySCF's ``mf.stability()`` recipe does by hand.
+
+Hessian units: Hartree per radian^2. For orbital energies e, the diagonal is close to
+4 (e_a - e_i) (restricted, doubly occupied) and 2 (e_a - e_i) (unrestricted).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import energy
+
+UNSTABLE_BELOW = -1e-5
+"""Lowest Hessian eigenvalue (Hartree) below which a solution is called unstable. Rotations the
+energy depends on only through the grid's anisotropy (a pi hole turned about a bond axis) give
+eigenvalues of +-1e-6 and are not instabilities."""
+
+
+class Stability(NamedTuple):
+    """Outcome of :func:`analyze`."""
+
+    stable: bool
+    lowest: float  # lowest eigenvalue of the orbital Hessian (Hartree)
+    rotation: np.ndarray  # its eigenvector (unit norm), the packed kappa
+    matvecs: int  # Hessian-vector products used
+    restarts: int = 0  # SCF restarts made by :func:`follow`
+
+
+def _spaces(setup: energy.Setup, nmo: int):
+    """Per spin channel: (occupation per orbital, number occupied)."""
+    if setup.restricted:
+        return [(2.0, setup.nocc)]
+    return [(1.0, n) for n in setup.nocc]
+
+
+def _split(setup: energy.Setup, nmo: int, kappa):
+    """Packed kappa -> list of (nvir, nocc) blocks, one per spin channel."""
+    out, start = [], 0
+    for _, nocc in _spaces(setup, nmo):
+        size = (nmo - nocc) * nocc
+        out.append(kappa[start:start + size].reshape(nmo - nocc, nocc))
+        start += size
+    return out
+
+
+def size(setup: energy.Setup) -> int:
+    """Number of rotation parameters (length of the packed kappa)."""
+    nmo = setup.nao
+    return sum((nmo - n) * n for _, n in _spaces(setup, nmo))
+
+
+def rotated_dm(setup: energy.Setup, mo_coeff, kappa):
+    """D(C U(K)) for the packed rotation ``kappa`` (Cayley transform, exactly orthogonal)."""
+    nmo = mo_coeff.shape[-1]
+    coeffs = [mo_coeff] if setup.restricted else [mo_coeff[0], mo_coeff[1]]
+    dms = []
+    for c, (n, nocc), k in zip(coeffs, _spaces(setup, nmo), _split(setup, nmo, kappa)):
+        big = jnp.zeros((nmo, nmo), dtype=c.dtype)
+        big = big.at[nocc:, :nocc].set(k).at[:nocc, nocc:].set(-k.T)
+        eye = jnp.eye(nmo, dtype=c.dtype)
+        u = jnp.linalg.solve(eye - 0.5 * big, eye + 0.5 * big)
+        occ = (c @ u)[:, :nocc]
+        dms.append(n * occ @ occ.T)
+    return dms[0] if setup.restricted else jnp.stack(dms)
+
+
+def _energy(setup, ints, mo_coeff, kappa, xc_params=None):
+    return sum(energy.hamiltonian(setup, ints, xc_params)[1](rotated_dm(setup, mo_coeff, kappa)))
+
+
+@jax.jit
+def _hessian_block(setup, ints, mo_coeff, vectors, xc_params=None):
+    """H V for a block of vectors (n, k): forward over reverse mode of E(kappa) at 0."""
+    zero = jnp.zeros(vectors.shape[0])
+
+    def grad(kappa):
+        return jax.grad(lambda k: _energy(setup, ints, mo_coeff, k, xc_params))(kappa)
+
+    return jax.vmap(lambda v: jax.jvp(grad, (zero,), (v,))[1], in_axes=1, out_axes=1)(vectors)
+
+
+@jax.jit
+def _energies_along(setup, ints, mo_coeff, direction, steps, xc_params=None):
+    """E(t x) for every t in ``steps`` (exactly orthogonal rotations)."""
+    return jax.vmap(lambda t: _energy(setup, ints, mo_coeff, t * direction, xc_params))(steps)
+
+
+_integrals = jax.jit(energy.integrals)
+
+
+def _preconditioner(setup: energy.Setup, mo_energy) -> np.ndarray:
+    """Approximate Hessian diagonal from the orbital energies (see the module docstring)."""
+    e = np.asarray(mo_energy)
+    nmo = e.shape[-1]
+    chans = [e] if setup.restricted else [e[0], e[1]]
+    parts = []
+    for ei, (n, nocc) in zip(chans, _spaces(setup, nmo)):
+        parts.append((2.0 * n * (ei[nocc:, None] - ei[None, :nocc])).ravel())
+    return np.concatenate(parts)
+
+
+def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=40):
+    """Lowest eigenvalue and unit eigenvector of a symmetric operator (Davidson).
+
+    ``matvec(V)`` applies it to the columns of V (n, k); ``diag`` approximates its diagonal and
+    preconditions the residual. Converged when the residual norm is below ``tol``. Returns
+    (value, vector, number of matvecs)."""
+    n = diag.shape[0]
+    nguess = min(nguess, n)
+    order = np.argsort(diag)[:nguess]
+    v = np.zeros((n, nguess))
+    v[order, np.arange(nguess)] = 1.0
+    av = matvec(v)
+    nmv = nguess
+    theta, x = 0.0, v[:, 0]
+    for _ in range(max_cycle):
+        g = v.T @ av
+        w, y = np.linalg.eigh(0.5 * (g + g.T))
+        theta, x, ax = w[0], v @ y[:, 0], av @ y[:, 0]
+        r = ax - theta * x
+        if np.linalg.norm(r) < tol or v.shape[1] >= n:
+            break
+        if v.shape[1] + 1 > max_space:  # restart from the best Ritz vectors
+            keep = min(nguess, v.shape[1])
+            v, av = v @ y[:, :keep], av @ y[:, :keep]
+        denom = theta - diag
+        denom = np.where(np.abs(denom) < 1e-8, 1e-8, denom)
+        t = r / denom
+        for _ in range(2):  # orthogonalise twice (classical Gram-Schmidt is not stable once)
+            t = t - v @ (v.T @ t)
+        norm = np.linalg.norm(t)
+        if norm < 1e-12:
+            break
+        t = t / norm
+        v = np.column_stack([v, t])
+        av = np.column_stack([av, matvec(t[:, None])])
+        nmv += 1
+    return float(theta), x / np.linalg.norm(x), nmv
+
+
+def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, tol=1e-6,
+            ints: energy.Integrals | None = None) -> Stability:
+    """Internal stability of the converged ``result`` at ``coords`` (Bohr)."""
+    coords = jnp.asarray(coords)
+    if ints is None:
+        ints = _integrals(setup, coords)
+    r = result.scf
+    if size(setup) == 0:  # nothing to rotate (every orbital occupied or none)
+        return Stability(True, float("inf"), np.zeros(0), 0)
+
+    def matvec(v):
+        return np.asarray(_hessian_block(setup, ints, r.mo_coeff, jnp.asarray(v), xc_params))
+
+    value, vec, nmv = lowest_eigenpair(matvec, _preconditioner(setup, r.mo_energy), tol=tol)
+    return Stability(value > UNSTABLE_BELOW, value, vec, nmv)
+
+
+def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_params=None,
+           max_restarts: int = 4) -> tuple[energy.Result, Stability]:
+    """The SCF result, moved off internal instabilities: while the lowest Hessian eigenvalue is
+    negative, step along its eigenvector to the lowest energy on a line search (exact rotations,
+    no SCF), restart the SCF from there and analyse again. Returns the final result and its
+    :class:`Stability` (``stable`` False if ``max_restarts`` restarts did not reach a minimum)."""
+    coords = jnp.asarray(coords)
+    if result is None:
+        result = energy._kernel_jit(setup, coords, xc_params)
+    ints = _integrals(setup, coords)
+    steps = jnp.asarray([0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
+    for restarts in range(max_restarts + 1):
+        stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(restarts=restarts)
+        if stab.stable or not bool(result.converged) or restarts == max_restarts:
+            break
+        mo = result.scf.mo_coeff
+        es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
+        dm0 = rotated_dm(setup, mo, steps[int(np.argmin(es))] * stab.rotation)
+        result = energy._kernel_jit(setup, coords, xc_params, dm0)
+    return result, stab
