@@ -1,7 +1,7 @@
 """The ``dftad`` command.
 
     dftad energy GEOMETRY [--basis def2-svp] [--xc b3lyp] [--charge 0] [--spin 0]
-                 [--grid-level 3] [--df/--no-df] [--forces] [--json]
+                 [--grid-level 3] [--df/--no-df] [--forces] [--stability] [--json]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     en = sub.add_parser("energy", help="SCF energy (HF or Kohn-Sham DFT) of a molecule")
     _calculation_args(en)
     en.add_argument("--forces", action="store_true", help="also compute forces (-dE/dR)")
+    en.add_argument("--stability", action="store_true",
+                    help="check internal stability (lowest orbital Hessian eigenvalue) and, at a "
+                    "saddle point, rotate along the unstable mode and restart the SCF")
     fr = sub.add_parser("frequencies", help="harmonic frequencies and IR intensities (analytic "
                         "Hessian through the implicit SCF) at the given geometry")
     _calculation_args(fr)
@@ -207,7 +210,7 @@ def _energy(args) -> int:
     quiet = dataclasses.replace(setup, options=setup.options._replace(verbose=False))
     t_compile = t_run = 0.0
     res = None
-    if setup.options.verbose or not args.forces:
+    if setup.options.verbose or not args.forces or args.stability:
         t0 = time.perf_counter()
         compiled = jax.jit(energy.kernel).lower(setup, coords).compile()
         t_compile += time.perf_counter() - t0
@@ -216,6 +219,13 @@ def _energy(args) -> int:
         t0 = time.perf_counter()
         res = jax.block_until_ready(compiled(setup, coords))
         t_run += time.perf_counter() - t0
+    stab, t_stab = None, 0.0
+    if args.stability and bool(res.converged):
+        from dftad import stability
+
+        t0 = time.perf_counter()
+        res, stab = stability.follow(setup, coords, res)
+        t_stab = time.perf_counter() - t0
     if args.forces and (res is None or bool(res.converged)):
         dm0 = None if res is None else res.scf.dm
         t0 = time.perf_counter()
@@ -243,6 +253,10 @@ def _energy(args) -> int:
         "timings": {"setup": t_setup, "compile": t_compile,
                     ("scf+forces" if args.forces else "scf"): t_run},
     }
+    if stab is not None:
+        out["stability"] = {"stable": bool(stab.stable), "lowest_eigenvalue": stab.lowest,
+                            "restarts": stab.restarts}
+        out["timings"]["stability"] = t_stab
     if res.forces is not None:
         out["forces"] = np.asarray(res.forces).tolist()
     if args.json:
@@ -254,12 +268,20 @@ def _energy(args) -> int:
         what = "scf+forces" if args.forces else "scf"
         print(f"E_tot = {out['energy']:.12f} Eh   (setup {t_setup:.1f} s, compile {t_compile:.1f} s,"
               f" {what} {t_run:.2f} s)")
+        if stab is not None:
+            print(f"internal stability: {'stable' if stab.stable else 'UNSTABLE'} (lowest orbital "
+                  f"Hessian eigenvalue {stab.lowest:.3e} Eh, {stab.restarts} restart(s), "
+                  f"{t_stab:.1f} s)")
         if res.forces is not None:
             print("forces (-dE/dR, Hartree/Bohr)")
             for sym, f in zip(mol.symbols, out["forces"]):
                 print(f"  {sym:<3s} {f[0]:16.10f} {f[1]:16.10f} {f[2]:16.10f}")
     if not converged:
         return _not_converged(res)
+    if stab is not None and not stab.stable:
+        print(f"dftad: warning: the solution is still a saddle point after {stab.restarts} "
+              "restarts (lowest orbital Hessian eigenvalue "
+              f"{stab.lowest:.2e} Eh); try another --xc or initial guess", file=sys.stderr)
     return 0
 
 

@@ -386,10 +386,16 @@ def kernel(setup: Setup, coords, xc_params=None, dm0=None, field=None) -> Result
     forward and reverse mode and to second order: the density is differentiated at the SCF fixed
     point (:mod:`dftad.implicit`), never through the iterations. ``scf.mo_coeff`` carries no
     derivative (it is gauge dependent); ``e_tot``, ``dm``, ``fock`` and ``mo_energy`` do."""
-    ints = integrals(setup, coords, field)
+    return kernel_from_integrals(setup, integrals(setup, coords, field), xc_params, dm0)
+
+
+def kernel_from_integrals(setup: Setup, ints: Integrals, xc_params=None, dm0=None) -> Result:
+    """:func:`kernel`'s SCF on precomputed :class:`Integrals` (differentiable in them and in
+    ``xc_params``). Lets several setups of one molecule and basis share one integral evaluation
+    (other functionals, a restart after :func:`dftad.stability.follow`)."""
     energy_fn, components = hamiltonian(setup, ints, xc_params)
     if dm0 is None:
-        dm0 = initial_guess(setup, coords, ints)
+        dm0 = initial_guess(setup, ints)
     res = implicit.solve(energy_fn, ints.s1e, dm0, setup.nocc, setup.options)
     return Result(res, components(res.dm))
 
@@ -453,7 +459,7 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
         ints = ints._replace(eri=eri, eri_lr=eri_lr)
     energy_fn, components = hamiltonian(setup, ints, xc_params)
     if dm0 is None:
-        dm0 = initial_guess(setup, coords, ints)
+        dm0 = initial_guess(setup, ints)
     res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, setup.nocc, setup.options))
     w = energy_weighted_dm(res.dm, res.fock, setup.restricted)
     ints_bar = jax.grad(lambda i: _lagrangian_ints(setup, i, res.dm, w, xc_params))(ints0)
@@ -466,7 +472,7 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     return Result(res, components(res.dm), -grad)
 
 
-def initial_guess(setup: Setup, coords, ints: Integrals):
+def initial_guess(setup: Setup, ints: Integrals):
     """The setup's initial density (:mod:`dftad.guess`)."""
     if setup.init_guess == "core":
         return guess.core_guess(ints.h1e, ints.s1e, setup.nocc)

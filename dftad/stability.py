@@ -106,6 +106,7 @@ def _energies_along(setup, ints, mo_coeff, direction, steps, xc_params=None):
 
 
 _integrals = jax.jit(energy.integrals)
+_from_integrals = jax.jit(energy.kernel_from_integrals)
 
 
 def _preconditioner(setup: energy.Setup, mo_energy) -> np.ndarray:
@@ -176,15 +177,20 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
 
 
 def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_params=None,
-           max_restarts: int = 4) -> tuple[energy.Result, Stability]:
+           max_restarts: int = 4, ints: energy.Integrals | None = None
+           ) -> tuple[energy.Result, Stability]:
     """The SCF result, moved off internal instabilities: while the lowest Hessian eigenvalue is
     negative, step along its eigenvector to the lowest energy on a line search (exact rotations,
     no SCF), restart the SCF from there and analyse again. Returns the final result and its
-    :class:`Stability` (``stable`` False if ``max_restarts`` restarts did not reach a minimum)."""
+    :class:`Stability` (``stable`` False if ``max_restarts`` restarts did not reach a minimum).
+
+    ``ints``: the integrals at ``coords`` if already computed (else computed here); restarts
+    re-use them (:func:`dftad.energy.kernel_from_integrals`)."""
     coords = jnp.asarray(coords)
+    if ints is None:
+        ints = _integrals(setup, coords)
     if result is None:
-        result = energy._kernel_jit(setup, coords, xc_params)
-    ints = _integrals(setup, coords)
+        result = _from_integrals(setup, ints, xc_params)
     steps = jnp.asarray([0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
     for restarts in range(max_restarts + 1):
         stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(restarts=restarts)
@@ -193,5 +199,5 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
         mo = result.scf.mo_coeff
         es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
         dm0 = rotated_dm(setup, mo, steps[int(np.argmin(es))] * stab.rotation)
-        result = energy._kernel_jit(setup, coords, xc_params, dm0)
+        result = _from_integrals(setup, ints, xc_params, dm0)
     return result, stab

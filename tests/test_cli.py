@@ -35,6 +35,27 @@ def test_energy_forces_json(capsys):
     assert np.abs(forces.sum(axis=0)).max() < 1e-8
 
 
+def test_energy_stability_json(capsys):
+    code, out, _ = run(capsys, "energy", "water", "--basis", "sto-3g", "--xc", "hf",
+                       "--stability", "--json")
+    assert code == 0
+    data = json.loads(out)["stability"]
+    assert data["stable"] and data["restarts"] == 0 and data["lowest_eigenvalue"] > 0.1
+
+
+@pytest.mark.slow
+def test_energy_stability_follows_a_saddle(capsys):
+    """UKS SCAN OH / STO-3G stops on a saddle point; ``--stability`` restarts to a lower minimum
+    and says so."""
+    code, out, _ = run(capsys, "energy", "hydroxyl_radical", "--basis", "sto-3g", "--xc", "scan",
+                       "--stability")
+    assert code == 0
+    assert "internal stability: stable" in out and "1 restart" in out
+    e = float(out.split("E_tot =")[1].split()[0])
+    plain = energy.run(dftad.load("hydroxyl_radical"), "sto-3g", "scan")
+    assert e < float(plain.e_tot) - 1e-5
+
+
 @pytest.mark.parametrize("argv,message", [
     (["energy", "Xx 0 0 0"], "unknown element"),
     (["energy", "water", "--spin", "1"], "spin"),

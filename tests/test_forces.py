@@ -171,7 +171,7 @@ def test_two_electron_energy_equals_coulomb_plus_exchange(name, xc):
     setup = energy.build(mol, "sto-3g", xc, grid_level=1)
     coords = jnp.asarray(mol.coords)
     ints = jax.jit(energy.integrals)(setup, coords)
-    dm = jax.jit(energy.initial_guess)(setup, coords, ints)
+    dm = jax.jit(energy.initial_guess)(setup, ints)
     comps = energy.hamiltonian(setup, ints)[1](dm)
     direct = jax.jit(energy.two_electron_energy)(setup, coords, dm)
     assert abs(float(direct) - float(comps.e_coul + comps.e_exx)) < 1e-10
