@@ -11,9 +11,8 @@ import pytest
 from pyscf import dft, gto, scf
 
 import dftad
-from dftad import energy
+from dftad import energy, stability
 from dftad import scf as dscf
-from dftad import stability
 
 TOL = 1e-6  # Hartree, the acceptance tolerance
 
