@@ -169,8 +169,10 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
     if size(setup) == 0:  # nothing to rotate (every orbital occupied or none)
         return Stability(True, float("inf"), np.zeros(0), 0)
 
-    def matvec(v):
-        return np.asarray(_hessian_block(setup, ints, r.mo_coeff, jnp.asarray(v), xc_params))
+    def matvec(v):  # one column at a time: a single program shape to compile
+        return np.column_stack([
+            np.asarray(_hessian_block(setup, ints, r.mo_coeff, jnp.asarray(v[:, i:i + 1]), xc_params))
+            for i in range(v.shape[1])])
 
     value, vec, nmv = lowest_eigenpair(matvec, _preconditioner(setup, r.mo_energy), tol=tol)
     return Stability(value > UNSTABLE_BELOW, value, vec, nmv)
