@@ -196,7 +196,7 @@ def _energy(args) -> int:
     import jax
     import numpy as np
 
-    from dftad import energy
+    from dftad import energy, stability
 
     mol, setup, coords, t_setup = _build(args)
     if not args.json:
@@ -221,8 +221,6 @@ def _energy(args) -> int:
         t_run += time.perf_counter() - t0
     stab, t_stab = None, 0.0
     if args.stability and bool(res.converged):
-        from dftad import stability
-
         t0 = time.perf_counter()
         res, stab = stability.follow(setup, coords, res)
         t_stab = time.perf_counter() - t0
@@ -255,7 +253,7 @@ def _energy(args) -> int:
     }
     if stab is not None:
         out["stability"] = {"stable": bool(stab.stable), "lowest_eigenvalue": stab.lowest,
-                            "restarts": stab.restarts}
+                            "restarts": stab.restarts, "descent": stab.descent}
         out["timings"]["stability"] = t_stab
     if res.forces is not None:
         out["forces"] = np.asarray(res.forces).tolist()
@@ -269,16 +267,18 @@ def _energy(args) -> int:
         print(f"E_tot = {out['energy']:.12f} Eh   (setup {t_setup:.1f} s, compile {t_compile:.1f} s,"
               f" {what} {t_run:.2f} s)")
         if stab is not None:
-            print(f"internal stability: {'stable' if stab.stable else 'UNSTABLE'} (lowest orbital "
-                  f"Hessian eigenvalue {stab.lowest:.3e} Eh, {stab.restarts} restart(s), "
-                  f"{t_stab:.1f} s)")
+            verdict = "stable" if stab.stable else "UNSTABLE"
+            if not stab.stable and stab.descent < stability.FLAT_DESCENT:
+                verdict = f"numerically flat saddle (a step lowers E by {stab.descent:.1e} Eh)"
+            print(f"internal stability: {verdict} (lowest orbital Hessian eigenvalue "
+                  f"{stab.lowest:.3e} Eh, {stab.restarts} restart(s), {t_stab:.1f} s)")
         if res.forces is not None:
             print("forces (-dE/dR, Hartree/Bohr)")
             for sym, f in zip(mol.symbols, out["forces"]):
                 print(f"  {sym:<3s} {f[0]:16.10f} {f[1]:16.10f} {f[2]:16.10f}")
     if not converged:
         return _not_converged(res)
-    if stab is not None and not stab.stable:
+    if stab is not None and not stab.stable and stab.descent >= stability.FLAT_DESCENT:
         print(f"dftad: warning: the solution is still a saddle point after {stab.restarts} "
               "restarts (lowest orbital Hessian eigenvalue "
               f"{stab.lowest:.2e} Eh); try another --xc or initial guess", file=sys.stderr)

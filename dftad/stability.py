@@ -35,6 +35,12 @@ UNSTABLE_BELOW = -1e-5
 energy depends on only through the grid's anisotropy (a pi hole turned about a bond axis) give
 eigenvalues of +-1e-6 and are not instabilities."""
 
+FLAT_DESCENT = 1e-7
+"""A negative mode along which no step lowers the energy by more than this (Hartree) is
+numerically flat: :func:`follow` stops there. Measured on UKS PBE OH / 6-31G*: a saddle with
+lowest eigenvalue -4.4e-5 whose line search gains at most 2.7e-8 Ha (the energy rises as
+t^4 beyond t = 0.05), and whose SCF restarted at the lowest point returns to the saddle."""
+
 
 class Stability(NamedTuple):
     """Outcome of :func:`analyze`."""
@@ -44,6 +50,7 @@ class Stability(NamedTuple):
     rotation: np.ndarray  # its eigenvector (unit norm), the packed kappa
     matvecs: int  # Hessian-vector products used
     restarts: int = 0  # SCF restarts made by :func:`follow`
+    descent: float = 0.0  # energy lowering found along the unstable mode by :func:`follow` (Hartree)
 
 
 def _spaces(setup: energy.Setup, nmo: int):
@@ -179,12 +186,15 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
 
 
 def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_params=None,
-           max_restarts: int = 4, ints: energy.Integrals | None = None
-           ) -> tuple[energy.Result, Stability]:
+           max_restarts: int = 4, ints: energy.Integrals | None = None,
+           flat: float = FLAT_DESCENT) -> tuple[energy.Result, Stability]:
     """The SCF result, moved off internal instabilities: while the lowest Hessian eigenvalue is
     negative, step along its eigenvector to the lowest energy on a line search (exact rotations,
-    no SCF), restart the SCF from there and analyse again. Returns the final result and its
-    :class:`Stability` (``stable`` False if ``max_restarts`` restarts did not reach a minimum).
+    no SCF), restart the SCF from there and analyse again.
+
+    Stops at a minimum (``stable``), at a numerically flat saddle (the line search gains less
+    than ``flat`` Hartree, recorded in ``descent``), when a restart does not end lower, or after
+    ``max_restarts`` restarts. Returns the lowest result and its :class:`Stability`.
 
     ``ints``: the integrals at ``coords`` if already computed (else computed here); restarts
     re-use them (:func:`dftad.energy.kernel_from_integrals`)."""
@@ -193,13 +203,19 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
         ints = _integrals(setup, coords)
     if result is None:
         result = _from_integrals(setup, ints, xc_params)
-    steps = jnp.asarray([0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
+    steps = jnp.asarray([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
     for restarts in range(max_restarts + 1):
         stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(restarts=restarts)
-        if stab.stable or not bool(result.converged) or restarts == max_restarts:
+        if stab.stable or not bool(result.converged):
             break
         mo = result.scf.mo_coeff
         es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
+        stab = stab._replace(descent=float(result.e_tot) - float(es.min()))
+        if stab.descent < flat or restarts == max_restarts:
+            break
         dm0 = rotated_dm(setup, mo, steps[int(np.argmin(es))] * stab.rotation)
-        result = _from_integrals(setup, ints, xc_params, dm0)
+        new = _from_integrals(setup, ints, xc_params, dm0)
+        if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - 1e-10:
+            break  # the SCF went back to this saddle (or higher): keep what we have
+        result = new
     return result, stab

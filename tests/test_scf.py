@@ -19,7 +19,9 @@ TOL = 1e-6  # Hartree, the issue's acceptance tolerance
 
 def pyscf_mf(mol, basis, xc, grid_level=3, density_fit=False, stable=False):
     """A converged PySCF mean-field object with the test's settings. ``stable``: follow internal
-    instabilities (rotate along the unstable mode and restart, PySCF's recipe) to a minimum."""
+    instabilities (rotate along the unstable mode and restart, PySCF's recipe), up to four
+    restarts, and keep the lowest solution (PySCF's eigenvalue test also flags numerically flat
+    saddles, see :data:`dftad.stability.FLAT_DESCENT`, whose restarts go nowhere)."""
     pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, charge=mol.charge,
                  spin=mol.spin, verbose=0)
     if xc == "hf":
@@ -34,13 +36,15 @@ def pyscf_mf(mol, basis, xc, grid_level=3, density_fit=False, stable=False):
     mf.conv_tol = 1e-11
     mf.max_cycle = 200
     mf = _converge(mf, None)
+    best = (mf.e_tot, mf.make_rdm1())
     for _ in range(4 if stable else 0):
         mo, _, ok, _ = mf.stability(return_status=True)
         if ok:
             break
         mf = _converge(mf, mf.make_rdm1(mo, mf.mo_occ))
-    else:
-        assert not stable, "PySCF did not reach a stable solution"
+        best = min(best, (mf.e_tot, mf.make_rdm1()), key=lambda b: b[0])
+    if mf.e_tot > best[0] + 1e-10:  # a restart ended higher: back to the lowest solution
+        mf = _converge(mf, best[1])
     return mf
 
 
@@ -263,7 +267,8 @@ def _long_range(setup, coords):
 def test_energy_matrix(name, basis, xc):
     """dftad's energy equals PySCF's to 1e-6 Ha (density-fitted where dftad picks density fitting,
     against PySCF's with the same auxiliary basis). Open shells: both codes first follow internal
-    instabilities to a stable solution (an SCF may stop on a saddle point, in either code). For a
+    instabilities to a stable solution (an SCF may stop on a saddle point, in either code); dftad's
+    may end on a saddle only where no step along it gains 1e-7 Ha. For a
     degenerate ground state (:data:`DEGENERATE`) whose energies differ, dftad's solution must be
     one of PySCF's: PySCF's energy at dftad's density equals dftad's, PySCF's SCF started there
     stays, and PySCF calls it stable."""
@@ -277,7 +282,8 @@ def test_energy_matrix(name, basis, xc):
         assert abs(float(res.e_tot) - pyscf_energy(mol, basis, xc, density_fit=df)) < TOL
         return
     res, st = stability.follow(setup, jnp.asarray(mol.coords), res, ints=ints)
-    assert bool(res.converged) and st.stable
+    assert bool(res.converged)
+    assert st.stable or st.descent < stability.FLAT_DESCENT  # a minimum, or flat to 1e-7 Ha
     e = float(res.e_tot)
     mf = pyscf_mf(mol, basis, xc, density_fit=df, stable=True)
     if name in DEGENERATE and abs(e - mf.e_tot) >= TOL:
