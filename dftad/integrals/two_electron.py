@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, BasisLayout, ao_transform, cart_powers, ncart, normalized_coefficients
+from ..basis import Basis, BasisLayout, ao_transform, ncart, normalized_coefficients
 from . import hermite
 from .hermite import PairClass, PrimPairs
 
