@@ -14,6 +14,13 @@ accelerated by DIIS (Pulay) on the commutator error  e = X^T (F D S - S D F) X  
 with optional level shifting of the virtual space and damping of the density. It stops when both
 |E_n - E_(n-1)| < ``conv_tol`` and ||e|| < ``conv_tol_grad`` (Frobenius norm), or after
 ``max_cycle`` cycles with ``converged = False``.
+
+Rescue: an SCF still unconverged after ``rescue_cycle`` cycles restarts DIIS (history cleared)
+with the virtual space shifted up by ``rescue_shift`` Hartree. This is what DIIS needs when the
+occupied set flips between (near-)degenerate orbitals, e.g. the singly occupied pi* of a 2-Pi
+radical (UHF/UKS-LDA NO oscillates forever with plain DIIS, in PySCF too). The shift changes the
+path, not the fixed point: convergence is judged on the unshifted Fock matrix. An SCF that
+converges before ``rescue_cycle`` is not touched.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class SCFOptions(NamedTuple):
     diis_start_cycle: int = 1
     level_shift: float = 0.0
     damp: float = 0.0
+    rescue_cycle: int = 50
+    rescue_shift: float = 0.2
     verbose: bool = False  # print each cycle (a host callback per cycle; off for speed)
 
 
@@ -138,16 +147,20 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
     def body(st: _State) -> _State:
         err = _error(st.fock, st.dm, s1e, x)
         # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held
-        # (``count`` saturates at ``space``, so it cannot index the ring)
-        slot = st.cycle % space
+        # (``count`` saturates at ``space``, so it cannot index the ring); the rescue starts
+        # a new history in slot 0
+        rescue = st.cycle >= opts.rescue_cycle
+        k = jnp.where(rescue, st.cycle - opts.rescue_cycle, st.cycle)
+        slot = k % space
         focks = st.focks.at[slot].set(st.fock)
         errors = st.errors.at[slot].set(err)
-        count = jnp.minimum(st.count + 1, space)
+        count = jnp.where(k == 0, 1, jnp.minimum(st.count + 1, space))
         use_diis = (st.cycle >= opts.diis_start_cycle) & (count > 1)
         fock = jnp.where(use_diis, _diis(focks, errors, count, space), st.fock)
-        if opts.level_shift:
+        shift = jnp.where(rescue, opts.level_shift + opts.rescue_shift, opts.level_shift)
+        if opts.level_shift or opts.rescue_shift:
             sds = s1e @ st.dm @ s1e
-            fock = fock + opts.level_shift * (s1e - factor * sds)
+            fock = fock + shift * (s1e - factor * sds)
         _, c = _eig(fock, x)
         dm = _make_dm(c, mo_occ)
         if opts.damp:
