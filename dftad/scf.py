@@ -116,7 +116,6 @@ class _State(NamedTuple):
     grad_norm: jax.Array
     focks: jax.Array
     errors: jax.Array
-    count: jax.Array
     converged: jax.Array
 
 
@@ -140,21 +139,18 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
         grad_norm=jnp.linalg.norm(err0),
         focks=jnp.zeros((space,) + f0.shape),
         errors=jnp.zeros((space,) + err0.shape),
-        count=jnp.asarray(0),
         converged=jnp.asarray(False),
     )
 
     def body(st: _State) -> _State:
         err = _error(st.fock, st.dm, s1e, x)
-        # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held
-        # (``count`` saturates at ``space``, so it cannot index the ring); the rescue starts
-        # a new history in slot 0
+        # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held;
+        # k counts the cycles of the current history (the rescue starts a new one in slot 0)
         rescue = st.cycle >= opts.rescue_cycle
         k = jnp.where(rescue, st.cycle - opts.rescue_cycle, st.cycle)
-        slot = k % space
-        focks = st.focks.at[slot].set(st.fock)
-        errors = st.errors.at[slot].set(err)
-        count = jnp.where(k == 0, 1, jnp.minimum(st.count + 1, space))
+        focks = st.focks.at[k % space].set(st.fock)
+        errors = st.errors.at[k % space].set(err)
+        count = jnp.minimum(k + 1, space)
         use_diis = (st.cycle >= opts.diis_start_cycle) & (count > 1)
         fock = jnp.where(use_diis, _diis(focks, errors, count, space), st.fock)
         shift = jnp.where(rescue, opts.level_shift + opts.rescue_shift, opts.level_shift)
@@ -171,7 +167,7 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
         conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
         if opts.verbose:
             jax.debug.callback(_print_cycle, st.cycle + 1, e_tot, de, gnorm, ordered=True)
-        return _State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, count, conv)
+        return _State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv)
 
     def cond(st: _State):
         return (~st.converged) & (st.cycle < opts.max_cycle)
