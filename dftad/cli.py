@@ -192,6 +192,18 @@ def _not_converged(res) -> int:
     return 3
 
 
+def _second_order(setup, coords, res, quiet: bool):
+    """``res``, continued by second-order steps where DIIS did not converge."""
+    from dftad import energy
+
+    if bool(res.converged):
+        return res
+    if not quiet:
+        print(f"DIIS did not converge in {int(res.scf.cycles)} cycles: going on with "
+              "second-order (trust-region Newton) steps", flush=True)
+    return energy.converge(setup, coords, res)
+
+
 def _energy(args) -> int:
     import jax
     import numpy as np
@@ -218,6 +230,7 @@ def _energy(args) -> int:
             print(f"compiled in {t_compile:.1f} s", flush=True)
         t0 = time.perf_counter()
         res = jax.block_until_ready(compiled(setup, coords))
+        res = _second_order(setup, coords, res, args.json)
         t_run += time.perf_counter() - t0
     stab, t_stab = None, 0.0
     if args.stability and bool(res.converged):
@@ -233,6 +246,11 @@ def _energy(args) -> int:
             print(f"forces compiled ({t_compile:.1f} s compile in all)", flush=True)
         t0 = time.perf_counter()
         forces_res = jax.block_until_ready(compiled(quiet, coords, None, dm0))
+        if not bool(forces_res.converged):  # DIIS alone did not converge (dm0 was None)
+            forces_res = _second_order(quiet, coords, forces_res, args.json)
+            if bool(forces_res.converged):
+                forces_res = jax.jit(energy.energy_and_forces)(quiet, coords, None,
+                                                              forces_res.scf.dm)
         t_run += time.perf_counter() - t0
         res = forces_res if res is None else res._replace(forces=forces_res.forces)
     r, comp = res.scf, res.components

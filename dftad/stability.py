@@ -8,8 +8,9 @@ minimum. With the occupied-virtual rotation kappa (per spin, ``(nvir, nocc)``) a
                                                        = exp(K) to second order),
     E(kappa) = E[D(C(kappa))],
 
-the orbital Hessian H = d2E/dkappa2 at kappa = 0 is obtained by AD (forward over reverse of the
-same energy the SCF minimises, every functional included) and applied to vectors without being
+the orbital Hessian H = d2E/dkappa2 at kappa = 0 is obtained by AD (the forward-mode derivative of
+the orbital gradient, :func:`dftad.newton.gradient_and_hessian`: the same energy and Fock matrix
+the SCF uses, every functional included) and applied to vectors without being
 formed. Its lowest eigenvalue (Davidson, preconditioned by the orbital-energy gaps) is negative at
 a saddle point: the solution is *internally unstable* (a lower solution of the same kind, RHF ->
 RHF or UHF -> UHF with real orbitals, exists) and the eigenvector is the rotation that lowers
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy
+from . import energy, newton
 
 UNSTABLE_BELOW = -1e-5
 """Lowest Hessian eigenvalue (Hartree) below which a solution is called unstable. Rotations the
@@ -53,42 +54,14 @@ class Stability(NamedTuple):
     descent: float = 0.0  # energy lowering found along the unstable mode by :func:`follow` (Hartree)
 
 
-def _spaces(setup: energy.Setup, nmo: int):
-    """Per spin channel: (occupation per orbital, number occupied)."""
-    if setup.restricted:
-        return [(2.0, setup.nocc)]
-    return [(1.0, n) for n in setup.nocc]
-
-
-def _split(setup: energy.Setup, nmo: int, kappa):
-    """Packed kappa -> list of (nvir, nocc) blocks, one per spin channel."""
-    out, start = [], 0
-    for _, nocc in _spaces(setup, nmo):
-        size = (nmo - nocc) * nocc
-        out.append(kappa[start:start + size].reshape(nmo - nocc, nocc))
-        start += size
-    return out
-
-
 def size(setup: energy.Setup) -> int:
     """Number of rotation parameters (length of the packed kappa)."""
-    nmo = setup.nao
-    return sum((nmo - n) * n for _, n in _spaces(setup, nmo))
+    return newton.size(setup.nao, setup.nocc)
 
 
 def rotated_dm(setup: energy.Setup, mo_coeff, kappa):
-    """D(C U(K)) for the packed rotation ``kappa`` (Cayley transform, exactly orthogonal)."""
-    nmo = mo_coeff.shape[-1]
-    coeffs = [mo_coeff] if setup.restricted else [mo_coeff[0], mo_coeff[1]]
-    dms = []
-    for c, (n, nocc), k in zip(coeffs, _spaces(setup, nmo), _split(setup, nmo, kappa)):
-        big = jnp.zeros((nmo, nmo), dtype=c.dtype)
-        big = big.at[nocc:, :nocc].set(k).at[:nocc, nocc:].set(-k.T)
-        eye = jnp.eye(nmo, dtype=c.dtype)
-        u = jnp.linalg.solve(eye - 0.5 * big, eye + 0.5 * big)
-        occ = (c @ u)[:, :nocc]
-        dms.append(n * occ @ occ.T)
-    return dms[0] if setup.restricted else jnp.stack(dms)
+    """D(C U(K)) for the packed rotation ``kappa`` (:func:`dftad.newton.rotated_dm`)."""
+    return newton.rotated_dm(mo_coeff, kappa, setup.nocc)
 
 
 def _energy(setup, ints, mo_coeff, kappa, xc_params=None):
@@ -97,13 +70,10 @@ def _energy(setup, ints, mo_coeff, kappa, xc_params=None):
 
 @jax.jit
 def _hessian_block(setup, ints, mo_coeff, vectors, xc_params=None):
-    """H V for a block of vectors (n, k): forward over reverse mode of E(kappa) at 0."""
-    zero = jnp.zeros(vectors.shape[0])
-
-    def grad(kappa):
-        return jax.grad(lambda k: _energy(setup, ints, mo_coeff, k, xc_params))(kappa)
-
-    return jax.vmap(lambda v: jax.jvp(grad, (zero,), (v,))[1], in_axes=1, out_axes=1)(vectors)
+    """H V for a block of vectors (n, k) (:func:`dftad.newton.gradient_and_hessian`)."""
+    energy_fn = energy.hamiltonian(setup, ints, xc_params)[0]
+    _, hop = newton.gradient_and_hessian(energy_fn, mo_coeff, setup.nocc)
+    return jax.vmap(hop, in_axes=1, out_axes=1)(vectors)
 
 
 @jax.jit
@@ -114,17 +84,6 @@ def _energies_along(setup, ints, mo_coeff, direction, steps, xc_params=None):
 
 _integrals = jax.jit(energy.integrals)
 _from_integrals = jax.jit(energy.kernel_from_integrals)
-
-
-def _preconditioner(setup: energy.Setup, mo_energy) -> np.ndarray:
-    """Approximate Hessian diagonal from the orbital energies (see the module docstring)."""
-    e = np.asarray(mo_energy)
-    nmo = e.shape[-1]
-    chans = [e] if setup.restricted else [e[0], e[1]]
-    parts = []
-    for ei, (n, nocc) in zip(chans, _spaces(setup, nmo)):
-        parts.append((2.0 * n * (ei[nocc:, None] - ei[None, :nocc])).ravel())
-    return np.concatenate(parts)
 
 
 def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=40):
@@ -181,7 +140,8 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
             np.asarray(_hessian_block(setup, ints, r.mo_coeff, jnp.asarray(v[:, i:i + 1]), xc_params))
             for i in range(v.shape[1])])
 
-    value, vec, nmv = lowest_eigenpair(matvec, _preconditioner(setup, r.mo_energy), tol=tol)
+    diag = np.asarray(newton.preconditioner(r.mo_energy, setup.nocc))
+    value, vec, nmv = lowest_eigenpair(matvec, diag, tol=tol)
     return Stability(value > UNSTABLE_BELOW, value, vec, nmv)
 
 
@@ -194,7 +154,9 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
 
     Stops at a minimum (``stable``), at a numerically flat saddle (the line search gains less
     than ``flat`` Hartree, recorded in ``descent``), when a restart does not end lower, or after
-    ``max_restarts`` restarts. Returns the lowest result and its :class:`Stability`.
+    ``max_restarts`` restarts. Returns the lowest result and its :class:`Stability`. An SCF
+    (the given one or a restart) that DIIS does not converge is continued by second-order
+    steps (:func:`dftad.energy.converge`).
 
     ``ints``: the integrals at ``coords`` if already computed (else computed here); restarts
     re-use them (:func:`dftad.energy.kernel_from_integrals`)."""
@@ -203,6 +165,7 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
         ints = _integrals(setup, coords)
     if result is None:
         result = _from_integrals(setup, ints, xc_params)
+    result = energy.converge(setup, coords, result, xc_params, ints)
     steps = jnp.asarray([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
     for restarts in range(max_restarts + 1):
         stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(restarts=restarts)
@@ -214,7 +177,8 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
         if stab.descent < flat or restarts == max_restarts:
             break
         dm0 = rotated_dm(setup, mo, steps[int(np.argmin(es))] * stab.rotation)
-        new = _from_integrals(setup, ints, xc_params, dm0)
+        new = energy.converge(setup, coords, _from_integrals(setup, ints, xc_params, dm0),
+                              xc_params, ints)
         if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - 1e-10:
             break  # the SCF went back to this saddle (or higher): keep what we have
         result = new

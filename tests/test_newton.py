@@ -1,0 +1,69 @@
+"""Second-order SCF (dftad.newton): trust-region Newton steps converge where DIIS does not, and
+from a rough start, to PySCF's energies."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_scf import dftad_energy, pyscf_mf
+
+import dftad
+from dftad import energy, newton
+from dftad import scf as dscf
+
+
+def test_second_order_converges_where_diis_does_not():
+    """UHF NO (2-Pi) / STO-3G: plain DIIS flips the singly occupied pi* between the two
+    degenerate orientations and does not converge in 100 cycles (the DIIS rescue is switched
+    off here); Newton steps from where it stopped reach PySCF's energy to 1e-8 Ha."""
+    mol = dftad.load("nitric_oxide")
+    setup, plain = dftad_energy(mol, "sto-3g", "hf", rescue_cycle=100)
+    assert not bool(plain.converged)  # the failure this is for (else the test is moot)
+    res = energy.converge(setup, mol.coords, plain)
+    assert bool(res.converged) and float(res.scf.grad_norm) < 1e-7
+    assert int(res.scf.cycles) > int(plain.scf.cycles)
+    assert abs(float(res.e_tot) - pyscf_mf(mol, "sto-3g", "hf").e_tot) < 1e-8
+
+
+@pytest.mark.parametrize("name,xc", [("water", "b3lyp"), ("methyl_radical", "scan")])
+def test_second_order_from_a_rough_start(name, xc):
+    """One DIIS cycle from the core guess, then Newton steps only: PySCF's energy to 1e-8 Ha,
+    restricted and unrestricted, and a self-consistent result (the density is that of the
+    orbitals, the Fock matrix and energy those of the density, the orbitals canonical within
+    the occupied and virtual spaces)."""
+    mol = dftad.load(name)
+    rough_setup, rough = dftad_energy(mol, "sto-3g", xc, init_guess="core", max_cycle=1)
+    assert not bool(rough.converged)
+    setup = energy.build(mol, "sto-3g", xc)
+    ints = energy.integrals(setup, jnp.asarray(mol.coords))
+    res = jax.jit(energy.second_order)(setup, ints, rough)
+    r = res.scf
+    assert bool(res.converged) and float(r.grad_norm) < 1e-7
+    ref = pyscf_mf(mol, "sto-3g", xc, stable=mol.spin != 0)
+    assert abs(float(res.e_tot) - ref.e_tot) < 1e-8
+    np.testing.assert_allclose(r.dm, dscf._make_dm(r.mo_coeff, r.mo_occ), atol=1e-12)
+    e, fock = energy.hamiltonian(setup, ints)[0](r.dm)
+    assert abs(float(e) - float(r.e_tot)) < 1e-12
+    np.testing.assert_allclose(fock, r.fock, atol=1e-12)
+    for c, f, e_mo in zip(newton.channels(r.mo_coeff, setup.nocc), newton.channels(r.fock, setup.nocc),
+                          newton.channels(r.mo_energy, setup.nocc)):
+        np.testing.assert_allclose(c.T @ f @ c, np.diag(e_mo), atol=1e-7)
+
+
+def test_steihaug_stays_in_the_trust_region_and_solves_inside_it():
+    """The truncated CG on a small indefinite and a positive definite model: the step never
+    leaves the radius; with negative curvature it ends on the boundary; for a positive definite
+    H with a large radius it is the Newton step -H^-1 g."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 6))
+    g = jnp.asarray(rng.normal(size=6))
+    spd = jnp.asarray(a @ a.T + 6 * np.eye(6))
+    s, r = newton._steihaug(lambda v: spd @ v, g, jnp.diag(spd), 100.0, 1e-12)
+    np.testing.assert_allclose(s, -np.linalg.solve(spd, g), atol=1e-9)
+    np.testing.assert_allclose(r, g + spd @ s, atol=1e-12)
+    indefinite = jnp.asarray(0.5 * (a + a.T))
+    assert np.linalg.eigvalsh(indefinite)[0] < 0
+    s, r = newton._steihaug(lambda v: indefinite @ v, g, jnp.ones(6), 0.3, 1e-12)
+    assert abs(float(jnp.linalg.norm(s)) - 0.3) < 1e-12
+    model = float(g @ s + 0.5 * s @ indefinite @ s)
+    assert model < 0
