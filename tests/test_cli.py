@@ -77,6 +77,19 @@ def test_not_converged_exits_3(capsys):
     assert "did not converge" in err
 
 
+@pytest.mark.slow
+def test_second_order_steps_finish_what_diis_does_not(capsys):
+    """UKS SCAN NO / def2-SVP: DIIS creeps along a soft mode for 100 cycles (|[F,D]| ~ 1e-3);
+    the command goes on with Newton steps, converges, and reports forces at that density."""
+    code, out, _ = run(capsys, "energy", "nitric_oxide", "--basis", "def2-svp", "--xc", "scan",
+                       "--forces")
+    assert code == 0
+    assert "DIIS did not converge in 100 cycles" in out and "converged after 1" in out
+    forces = [line.split()[1:] for line in out.splitlines()[-2:]]
+    f = np.array(forces, dtype=float)
+    assert np.abs(f.sum(axis=0)).max() < 1e-8 and abs(f[0, 2]) > 1e-3
+
+
 def test_properties_json(capsys):
     code, out, _ = run(capsys, "properties", "hydrogen_fluoride", "--basis", "sto-3g", "--xc",
                        "hf", "--json")
