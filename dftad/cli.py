@@ -286,8 +286,6 @@ def _energy(args) -> int:
               f" {what} {t_run:.2f} s)")
         if stab is not None:
             verdict = "stable" if stab.stable else "UNSTABLE"
-            if not stab.stable and stab.descent < stability.FLAT_DESCENT:
-                verdict = f"numerically flat saddle (a step lowers E by {stab.descent:.1e} Eh)"
             print(f"internal stability: {verdict} (lowest orbital Hessian eigenvalue "
                   f"{stab.lowest:.3e} Eh, {stab.restarts} restart(s), {t_stab:.1f} s)")
         if res.forces is not None:
@@ -296,7 +294,7 @@ def _energy(args) -> int:
                 print(f"  {sym:<3s} {f[0]:16.10f} {f[1]:16.10f} {f[2]:16.10f}")
     if not converged:
         return _not_converged(res)
-    if stab is not None and not stab.stable and stab.descent >= stability.FLAT_DESCENT:
+    if stab is not None and not stab.stable:
         print(f"dftad: warning: the solution is still a saddle point after {stab.restarts} "
               "restarts (lowest orbital Hessian eigenvalue "
               f"{stab.lowest:.2e} Eh); try another --xc or initial guess", file=sys.stderr)

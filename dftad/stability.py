@@ -36,13 +36,6 @@ UNSTABLE_BELOW = -1e-5
 energy depends on only through the grid's anisotropy (a pi hole turned about a bond axis) give
 eigenvalues of +-1e-6 and are not instabilities."""
 
-FLAT_DESCENT = 1e-7
-"""A negative mode along which no step lowers the energy by more than this (Hartree) is
-numerically flat: :func:`follow` stops there. Measured on UKS PBE OH / 6-31G*: a saddle with
-lowest eigenvalue -4.4e-5 whose line search gains at most 2.7e-8 Ha (the energy rises as
-t^4 beyond t = 0.05), and whose SCF restarted at the lowest point returns to the saddle."""
-
-
 class Stability(NamedTuple):
     """Outcome of :func:`analyze`."""
 
@@ -51,7 +44,7 @@ class Stability(NamedTuple):
     rotation: np.ndarray  # its eigenvector (unit norm), the packed kappa
     matvecs: int  # Hessian-vector products used
     restarts: int = 0  # SCF restarts made by :func:`follow`
-    descent: float = 0.0  # energy lowering found along the unstable mode by :func:`follow` (Hartree)
+    descent: float = 0.0  # energy lowering by :func:`follow`'s restarts (Hartree)
 
 
 def size(setup: energy.Setup) -> int:
@@ -84,6 +77,7 @@ def _energies_along(setup, ints, mo_coeff, direction, steps, xc_params=None):
 
 _integrals = jax.jit(energy.integrals)
 _from_integrals = jax.jit(energy.kernel_from_integrals)
+_second_order = jax.jit(energy.second_order)
 
 
 def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=40):
@@ -146,40 +140,42 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
 
 
 def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_params=None,
-           max_restarts: int = 4, ints: energy.Integrals | None = None,
-           flat: float = FLAT_DESCENT) -> tuple[energy.Result, Stability]:
+           max_restarts: int = 4, ints: energy.Integrals | None = None
+           ) -> tuple[energy.Result, Stability]:
     """The SCF result, moved off internal instabilities: while the lowest Hessian eigenvalue is
-    negative, step along its eigenvector to the lowest energy on a line search (exact rotations,
-    no SCF), restart the SCF from there and analyse again.
+    below :data:`UNSTABLE_BELOW`, step along its eigenvector to the lowest energy on a line
+    search (exact rotations), continue from there with second-order steps
+    (:func:`dftad.energy.second_order`) and analyse again. The second-order steps lower the
+    energy at every step, so they cannot return to the saddle (a DIIS restart can: on the flat
+    saddles of UKS OH / 6-31G* with PBE or B3LYP, where the line search gains only ~1e-8 Ha, it
+    did; the Newton steps go on to a minimum 3.6e-7 Ha lower).
 
-    Stops at a minimum (``stable``), at a numerically flat saddle (the line search gains less
-    than ``flat`` Hartree, recorded in ``descent``), when a restart does not end lower, or after
-    ``max_restarts`` restarts. Returns the lowest result and its :class:`Stability`. An SCF
-    (the given one or a restart) that DIIS does not converge is continued by second-order
-    steps (:func:`dftad.energy.converge`).
+    Stops at a minimum (``stable``), when a restart does not converge or end lower, or after
+    ``max_restarts`` restarts. Returns the lowest result and its :class:`Stability`, whose
+    ``descent`` is the energy lowered in all. An SCF that DIIS does not converge is first
+    continued by second-order steps (:func:`dftad.energy.converge`).
 
-    ``ints``: the integrals at ``coords`` if already computed (else computed here); restarts
-    re-use them (:func:`dftad.energy.kernel_from_integrals`)."""
+    ``ints``: the integrals at ``coords`` if already computed (else computed here)."""
     coords = jnp.asarray(coords)
     if ints is None:
         ints = _integrals(setup, coords)
     if result is None:
         result = _from_integrals(setup, ints, xc_params)
     result = energy.converge(setup, coords, result, xc_params, ints)
+    e_start = float(result.e_tot)
     steps = jnp.asarray([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
     for restarts in range(max_restarts + 1):
-        stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(restarts=restarts)
-        if stab.stable or not bool(result.converged):
+        stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(
+            restarts=restarts, descent=e_start - float(result.e_tot))
+        if stab.stable or not bool(result.converged) or restarts == max_restarts:
             break
         mo = result.scf.mo_coeff
         es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
-        stab = stab._replace(descent=float(result.e_tot) - float(es.min()))
-        if stab.descent < flat or restarts == max_restarts:
-            break
-        dm0 = rotated_dm(setup, mo, steps[int(np.argmin(es))] * stab.rotation)
-        new = energy.converge(setup, coords, _from_integrals(setup, ints, xc_params, dm0),
-                              xc_params, ints)
+        kappa = steps[int(np.argmin(es))] * jnp.asarray(stab.rotation)
+        start = result._replace(scf=result.scf._replace(
+            mo_coeff=newton.rotate(mo, kappa, setup.nocc), cycles=jnp.asarray(0)))
+        new = _second_order(setup, ints, start, xc_params)
         if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - 1e-10:
-            break  # the SCF went back to this saddle (or higher): keep what we have
+            break  # keep what we have
         result = new
     return result, stab
