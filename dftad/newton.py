@@ -170,11 +170,11 @@ class Step(NamedTuple):
     e_change: jax.Array  # 0 when the step was rejected
 
 
-def step(energy_fn: Callable, mo_coeff, e_tot, fock, radius, nocc) -> Step:
-    """One trust-region Newton step from the orbitals ``mo_coeff`` (canonical, see
-    :func:`canonicalize`) with energy ``e_tot`` and Fock matrix ``fock`` at their density."""
+def step(energy_fn: Callable, prev: Step, nocc) -> Step:
+    """One trust-region Newton step from ``prev`` (canonical orbitals, see :func:`canonicalize`,
+    with their energies, and the energy and Fock matrix at their density)."""
+    mo_coeff, mo_energy, e_tot, fock, radius, _ = prev
     g, hop = gradient_and_hessian(energy_fn, mo_coeff, nocc)
-    _, mo_energy = canonicalize(mo_coeff, fock, nocc)
     gnorm = jnp.linalg.norm(g)
     # floored: a soft or inverted pair must not blow up the preconditioned residual
     diag = jnp.maximum(preconditioner(mo_energy, nocc), 0.1)
@@ -221,7 +221,7 @@ def solve(energy_fn: Callable, s1e, start: scf.SCFResult, nocc,
 
     def body(carry):
         cycle, prev, _, _ = carry
-        new = step(energy_fn, prev.mo_coeff, prev.e_tot, prev.fock, prev.radius, nocc)
+        new = step(energy_fn, prev, nocc)
         gnorm = grad_norm(new.mo_coeff, new.fock)
         conv = (jnp.abs(new.e_change) < options.conv_tol) & (gnorm < options.conv_tol_grad)
         if options.verbose:
