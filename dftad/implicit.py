@@ -2,9 +2,12 @@
 
 The SCF solution is the density matrix D* that reproduces itself under one Roothaan step,
 
-    D* = Phi(D*, theta),    Phi(D, theta) = aufbau projector of F(D, theta) in the metric S(theta),
+    D* = Phi(D*, theta),    Phi(D, theta) = projector of F(D, theta) in the metric S(theta)
+                                            onto the eigenvectors D* occupies,
 
-where theta is everything the Hamiltonian depends on (nuclear coordinates, XC parameters, an
+(the lowest ones at an aufbau solution; the occupation pattern is read off D* once and held
+fixed, so a non-aufbau fixed point, which a level-shifted DIIS can reach, is differentiated as
+itself), where theta is everything the Hamiltonian depends on (nuclear coordinates, XC parameters, an
 electric field, basis exponents). Differentiating ``r(D, theta) = Phi(D, theta) - D = 0`` gives
 
     (1 - dPhi/dD) dD* = dPhi/dtheta dtheta,
@@ -34,7 +37,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import scf
 
@@ -68,28 +70,19 @@ def _eigh_jvp(primals, tangents):
     return (w, v), (jnp.diagonal(m, axis1=-2, axis2=-1), v @ (f * m))
 
 
-def _occupations(n: int, nocc) -> np.ndarray:
-    """Static aufbau occupations (2 per orbital restricted, 1 per spin orbital unrestricted)."""
-    idx = np.arange(n)
-    if isinstance(nocc, tuple):
-        return np.stack([(idx < k).astype(np.float64) for k in nocc])
-    return np.where(idx < nocc, 2.0, 0.0)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def projector(fo, nocc):
-    """Aufbau density P = sum_i n_i v_i v_i^T of an orthonormal-basis Fock matrix ``fo``
-    (leading spin axis when ``nocc`` is a tuple); derivative in the module docstring."""
+@jax.custom_jvp
+def projector(fo, occ):
+    """Density P = sum_k n_k v_k v_k^T of an orthonormal-basis Fock matrix ``fo`` whose
+    eigenvectors v_k (ascending energy) have occupations ``occ`` (leading spin axis when
+    unrestricted); derivative in the module docstring (``occ`` is piecewise constant: none)."""
     _, v = eigh(fo)
-    n = _occupations(fo.shape[-1], nocc)
-    return (v * n[..., None, :]) @ jnp.swapaxes(v, -1, -2)
+    return (v * occ[..., None, :]) @ jnp.swapaxes(v, -1, -2)
 
 
 @projector.defjvp
-def _projector_jvp(nocc, primals, tangents):
-    (fo,), (dfo,) = primals, tangents
+def _projector_jvp(primals, tangents):
+    (fo, n), (dfo, _) = primals, tangents
     w, v = eigh(fo)
-    n = _occupations(fo.shape[-1], nocc)
     vt = jnp.swapaxes(v, -1, -2)
     p = (v * n[..., None, :]) @ vt
     dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
@@ -108,16 +101,33 @@ def orthonormal_basis(s1e):
     return jax.scipy.linalg.solve_triangular(lower, eye, lower=True).T
 
 
-def density_from_fock(fock, s1e, nocc):
-    """One Roothaan step, D = X P(X^T F X) X^T: the aufbau density of ``fock`` (AO basis)."""
+def density_from_fock(fock, s1e, occ):
+    """One Roothaan step, D = X P(X^T F X) X^T: the density of ``fock`` (AO basis) with
+    occupations ``occ`` of its eigenvectors in ascending energy."""
     x = orthonormal_basis(s1e)
-    p = projector(x.T @ fock @ x, nocc)
+    p = projector(x.T @ fock @ x, occ)
     return x @ p @ x.T
 
 
+def occupied_first(fock, dm, s1e, nocc):
+    """Which eigenvectors of F C = S C e the density occupies: ``(occ, order)``, ``occ`` their
+    occupations in ascending energy, ``order`` the permutation to the :class:`dftad.scf.SCFResult`
+    order (occupied first, each space ascending). Read off n_k = v_k^T L^T D L v_k in the
+    Cholesky basis; the ``nocc`` most occupied per channel count as occupied."""
+    lower = jnp.linalg.cholesky(s1e)  # S = L L^T, X = L^-T:  D = X P X^T  ->  P = L^T D L
+    x = orthonormal_basis(s1e)
+    _, v = jnp.linalg.eigh(x.T @ fock @ x)
+    n = jnp.einsum("...ki,...kl,...li->...i", v, lower.T @ dm @ lower, v)
+    unit = 1.0 if isinstance(nocc, tuple) else 2.0
+    order = jnp.argsort(-jnp.round(n / unit), axis=-1, stable=True)
+    occ = jnp.take_along_axis(scf.occupations(fock.shape[-1], nocc),
+                              jnp.argsort(order, axis=-1), axis=-1)
+    return occ, order
+
+
 def mo_energies(fock, s1e):
-    """Orbital energies of F C = S C e, differentiable (derivative C_i^T dF C_i - e_i C_i^T dS C_i
-    through the Cholesky basis)."""
+    """Orbital energies of F C = S C e, ascending, differentiable (derivative
+    C_i^T dF C_i - e_i C_i^T dS C_i through the Cholesky basis)."""
     x = orthonormal_basis(s1e)
     return eigh(x.T @ fock @ x)[0]
 
@@ -141,16 +151,19 @@ def solve(energy_fn, s1e, dm0, nocc, options: scf.SCFOptions = scf.SCFOptions())
     ``energy_fn`` and ``s1e`` may depend on traced parameters (closed over); ``dm0`` is only a
     starting point and gets no derivative."""
 
-    def residual(dm):
-        return density_from_fock(energy_fn(dm)[1], s1e, nocc) - dm
-
     res = jax.lax.stop_gradient(scf.solve(energy_fn, s1e, dm0, nocc, options))
+    occ, order = jax.lax.stop_gradient(occupied_first(res.fock, res.dm, s1e, nocc))
+
+    def residual(dm):
+        return density_from_fock(energy_fn(dm)[1], s1e, occ) - dm
+
     # The SCF has already found the root; _root only attaches the implicit derivative. The
     # parameters the residual closes over become explicit arguments, so that they get tangents.
     fn, params = jax.closure_convert(residual, res.dm)
     dm = _root(fn, res.dm, *params)
     e_tot, fock = energy_fn(dm)
-    return res._replace(e_tot=e_tot, dm=dm, fock=fock, mo_energy=mo_energies(fock, s1e))
+    mo_energy = jnp.take_along_axis(mo_energies(fock, s1e), order, axis=-1)
+    return res._replace(e_tot=e_tot, dm=dm, fock=fock, mo_energy=mo_energy)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

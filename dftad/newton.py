@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from . import scf
+from .scf import canonicalize, channels, join, spaces
 
 ACCEPT = 1e-4
 """A step is taken when the actual energy change is at least this fraction of the predicted one."""
@@ -44,23 +45,6 @@ MAX_RADIUS = 2.0
 
 CG_MAXITER = 20
 """Conjugate-gradient iterations per step at most (a static loop bound)."""
-
-
-def spaces(nocc):
-    """Per spin channel (occupation per orbital, number occupied): restricted ``nocc`` int,
-    unrestricted ``(nalpha, nbeta)``."""
-    if isinstance(nocc, tuple):
-        return [(1.0, n) for n in nocc]
-    return [(2.0, nocc)]
-
-
-def channels(a, nocc):
-    """The per-channel pieces of an array with a leading spin axis when unrestricted."""
-    return [a[0], a[1]] if isinstance(nocc, tuple) else [a]
-
-
-def join(parts, nocc):
-    return jnp.stack(parts) if isinstance(nocc, tuple) else parts[0]
 
 
 def size(nmo: int, nocc) -> int:
@@ -99,19 +83,6 @@ def make_dm(mo_coeff, nocc):
 def rotated_dm(mo_coeff, kappa, nocc):
     """D(C U(K))."""
     return make_dm(rotate(mo_coeff, kappa, nocc), nocc)
-
-
-def canonicalize(mo_coeff, fock, nocc):
-    """Orbitals that diagonalise the Fock matrix within the occupied and within the virtual
-    space of each channel (the density is unchanged), and their energies (occupied first)."""
-    cs, es = [], []
-    for c, f, (_, n) in zip(channels(mo_coeff, nocc), channels(fock, nocc), spaces(nocc)):
-        fmo = c.T @ f @ c
-        eo, uo = jnp.linalg.eigh(fmo[:n, :n])
-        ev, uv = jnp.linalg.eigh(fmo[n:, n:])
-        cs.append(jnp.concatenate([c[:, :n] @ uo, c[:, n:] @ uv], axis=1))
-        es.append(jnp.concatenate([eo, ev]))
-    return join(cs, nocc), join(es, nocc)
 
 
 def preconditioner(mo_energy, nocc):

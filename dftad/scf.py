@@ -47,7 +47,12 @@ class SCFOptions(NamedTuple):
 
 
 class SCFResult(NamedTuple):
-    """Converged (or last) SCF state. Arrays carry a leading spin axis when unrestricted."""
+    """Converged (or last) SCF state. Arrays carry a leading spin axis when unrestricted.
+
+    The orbitals span ``dm``, occupied first in each channel (``mo_occ`` is n n ... 0 0), and
+    are canonical within the occupied and the virtual space (:func:`density_orbitals`): at an
+    aufbau solution ``mo_energy`` ascends; at a non-aufbau one a virtual energy can lie below
+    an occupied one."""
 
     e_tot: jax.Array
     dm: jax.Array
@@ -62,12 +67,60 @@ class SCFResult(NamedTuple):
 
 
 def occupations(nao: int, nocc) -> jax.Array:
-    """Aufbau occupations: restricted ``nocc`` int -> 2 per occupied orbital; unrestricted
-    ``nocc = (na, nb)`` -> (2, nao) ones."""
+    """Occupations of the orbitals in :class:`SCFResult` order (occupied first): restricted
+    ``nocc`` int -> 2 per occupied orbital; unrestricted ``nocc = (na, nb)`` -> (2, nao) ones."""
     idx = jnp.arange(nao)
     if isinstance(nocc, tuple):
         return jnp.stack([(idx < n).astype(jnp.float64) for n in nocc])
     return jnp.where(idx < nocc, 2.0, 0.0)
+
+
+def spaces(nocc):
+    """Per spin channel (occupation per orbital, number occupied): restricted ``nocc`` int,
+    unrestricted ``(nalpha, nbeta)``."""
+    if isinstance(nocc, tuple):
+        return [(1.0, n) for n in nocc]
+    return [(2.0, nocc)]
+
+
+def channels(a, nocc):
+    """The per-channel pieces of an array with a leading spin axis when unrestricted."""
+    return [a[0], a[1]] if isinstance(nocc, tuple) else [a]
+
+
+def join(parts, nocc):
+    return jnp.stack(parts) if isinstance(nocc, tuple) else parts[0]
+
+
+def canonicalize(mo_coeff, fock, nocc):
+    """Orbitals that diagonalise the Fock matrix within the occupied and within the virtual
+    space of each channel (the density is unchanged), and their energies (occupied first)."""
+    cs, es = [], []
+    for c, f, (_, n) in zip(channels(mo_coeff, nocc), channels(fock, nocc), spaces(nocc)):
+        fmo = c.T @ f @ c
+        eo, uo = jnp.linalg.eigh(fmo[:n, :n])
+        ev, uv = jnp.linalg.eigh(fmo[n:, n:])
+        cs.append(jnp.concatenate([c[:, :n] @ uo, c[:, n:] @ uv], axis=1))
+        es.append(jnp.concatenate([eo, ev]))
+    return join(cs, nocc), join(es, nocc)
+
+
+def density_orbitals(dm, fock, s1e, nocc):
+    """Orbitals that span ``dm`` (occupied first in each channel), canonical within its occupied
+    and virtual spaces, and their energies: ``(mo_energy, mo_coeff)``.
+
+    The natural orbitals of D (eigenvectors of X^T S D S X, X = S^-1/2) split the space into
+    occupied and virtual; :func:`canonicalize` then diagonalises F in each. Where the SCF
+    solution is aufbau these are F's eigenvectors (up to phases); where it is not (a DIIS fixed
+    point reached with a level shift can leave a virtual orbital below an occupied one) they
+    still span the density, which F's lowest eigenvectors do not."""
+    x = orthogonalizer(s1e)
+    coeffs = []
+    for d in channels(dm, nocc):
+        _, u = jnp.linalg.eigh(x.T @ s1e @ d @ s1e @ x)
+        coeffs.append((x @ u)[:, ::-1])  # largest occupation first
+    mo_coeff, mo_energy = canonicalize(join(coeffs, nocc), fock, nocc)
+    return mo_energy, mo_coeff
 
 
 def orthogonalizer(s1e) -> jax.Array:
@@ -173,7 +226,7 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
         return (~st.converged) & (st.cycle < opts.max_cycle)
 
     st = jax.lax.while_loop(cond, body, state)
-    mo_energy, mo_coeff = _eig(st.fock, x)
+    mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, nocc)
     return SCFResult(
         e_tot=st.e_tot,
         dm=st.dm,

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy, newton, scf
+from . import energy, newton
 
 UNSTABLE_BELOW = -1e-5
 """Lowest Hessian eigenvalue (Hartree) below which a solution is called unstable. Rotations the
@@ -80,21 +80,6 @@ _from_integrals = jax.jit(energy.kernel_from_integrals)
 _second_order = jax.jit(energy.second_order)
 
 
-@jax.jit
-def _orbitals(setup, ints, scf_result):
-    """Orbitals that span ``scf_result.dm`` (occupied first), canonical within the occupied and
-    virtual blocks of its Fock matrix, and their energies. ``scf_result.mo_coeff`` holds the
-    Fock matrix's aufbau orbitals, which differ from the density's where the DIIS fixed point is
-    not aufbau (UKS LDA NO / STO-3G after the DIIS rescue: 6e-5 Ha apart)."""
-    x = scf.orthogonalizer(ints.s1e)
-    coeffs = []
-    for d in newton.channels(scf_result.dm, setup.nocc):
-        _, u = jnp.linalg.eigh(x.T @ ints.s1e @ d @ ints.s1e @ x)  # natural orbitals
-        coeffs.append((x @ u)[:, ::-1])  # largest occupation first
-    mo = newton.join(coeffs, setup.nocc)
-    return newton.canonicalize(mo, scf_result.fock, setup.nocc)
-
-
 def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=40):
     """Lowest eigenvalue and unit eigenvector of a symmetric operator (Davidson).
 
@@ -142,7 +127,7 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
         ints = _integrals(setup, coords)
     if size(setup) == 0:  # nothing to rotate (every orbital occupied or none)
         return Stability(True, float("inf"), np.zeros(0), 0)
-    mo, mo_energy = _orbitals(setup, ints, result.scf)
+    mo, mo_energy = result.scf.mo_coeff, result.scf.mo_energy  # occupied first, spanning dm
 
     def matvec(v):  # one column at a time: a single program shape to compile
         return np.column_stack([
@@ -184,7 +169,7 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
             restarts=restarts, descent=e_start - float(result.e_tot))
         if stab.stable or not bool(result.converged) or restarts == max_restarts:
             break
-        mo = _orbitals(setup, ints, result.scf)[0]  # the orbitals analyze used
+        mo = result.scf.mo_coeff  # the orbitals analyze used
         es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
         kappa = steps[int(np.argmin(es))] * jnp.asarray(stab.rotation)
         start = result._replace(scf=result.scf._replace(

@@ -45,8 +45,8 @@ def test_second_order_from_a_rough_start(name, xc):
     e, fock = energy.hamiltonian(setup, ints)[0](r.dm)
     assert abs(float(e) - float(r.e_tot)) < 1e-12
     np.testing.assert_allclose(fock, r.fock, atol=1e-12)
-    for c, f, e_mo in zip(newton.channels(r.mo_coeff, setup.nocc), newton.channels(r.fock, setup.nocc),
-                          newton.channels(r.mo_energy, setup.nocc)):
+    for c, f, e_mo in zip(dscf.channels(r.mo_coeff, setup.nocc), dscf.channels(r.fock, setup.nocc),
+                          dscf.channels(r.mo_energy, setup.nocc)):
         np.testing.assert_allclose(c.T @ f @ c, np.diag(e_mo), atol=1e-7)
 
 
