@@ -115,7 +115,7 @@ def build(
     plan = aux = plan3c = plan2c = None
     if density_fit:
         if auxbasis is None:
-            auxbasis = _default_auxbasis(mol, basis)
+            auxbasis = _default_auxbasis(mol, basis, functional is None or functional.is_hybrid)
         aux = Basis.build(mol, auxbasis)
         plan3c = two_electron.build_plan(bas, coords, aux, kind="3c")
         plan2c = two_electron.build_plan(bas, coords, aux, kind="2c")
@@ -131,13 +131,16 @@ def build(
                  tuple(mol.atomic_numbers))
 
 
-def _default_auxbasis(mol: Molecule, basis: str) -> str:
-    """PySCF's default auxiliary basis for ``basis`` (``df.addons.make_auxbasis``)."""
+def _default_auxbasis(mol: Molecule, basis: str, exact_exchange: bool = True) -> str:
+    """PySCF's default auxiliary basis for ``basis`` (``df.addons.make_auxbasis``): a JK-fitting
+    set with exact exchange (HF, hybrids), a J-fitting set for pure functionals (def2:
+    def2-universal-jfit), as PySCF picks for ``density_fit()``."""
     from pyscf import df
 
     from .basis import _pyscf_mole
 
-    aux = df.addons.make_auxbasis(_pyscf_mole(mol, basis, False))
+    xc = "HF" if exact_exchange else "LDA"  # PySCF looks only at whether xc is hybrid
+    aux = df.addons.make_auxbasis(_pyscf_mole(mol, basis, False), xc=xc)
     names = set(aux.values()) if isinstance(aux, dict) else {aux}
     if len(names) != 1 or not all(isinstance(n, str) for n in names):
         raise ValueError(f"no single auxiliary basis name for {basis!r}: {aux!r}")
