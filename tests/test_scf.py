@@ -262,11 +262,12 @@ def _matrix_integrals(mol, name, basis, setup):
     cache = _SHARED["ints"]
     coords = jnp.asarray(mol.coords)
     f = setup.xc
-    if "base" not in cache:
+    base = ("base", setup.auxbasis_name)  # J fitting for pure functionals, JK with exact exchange
+    if base not in cache:
         hf = energy.build(mol, basis, "hf", density_fit=setup.density_fitting,
                           auxbasis=setup.auxbasis_name)
-        cache["base"] = jax.jit(energy.integrals)(hf, coords)
-    ints = cache["base"]
+        cache[base] = jax.jit(energy.integrals)(hf, coords)
+    ints = cache[base]
     if f is not None:
         if f.family not in cache:
             cache[f.family] = jax.jit(energy._grid_ao)(setup, coords)
