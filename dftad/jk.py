@@ -8,10 +8,14 @@
   nao^4 doubles fit in memory;
 * density fitting (RI-J/RI-K): (mn|ls) ~ sum_PQ (mn|P) [J^-1]_PQ (Q|ls) with the Coulomb metric
   J_PQ = (P|Q). With the Cholesky factor J = L L^T, B^P_mn = sum_Q [L^-1]_PQ (Q|mn) gives
-  J_mn = sum_P B^P_mn (sum_ls B^P_ls D_ls) and K_mn = sum_P (B^P D B^P)_mn.
+  J_mn = sum_P B^P_mn (sum_ls B^P_ls D_ls) and K_mn = sum_P (B^P D B^P)_mn. Where the metric
+  is numerically singular (the erf-attenuated one), B = J_+^-1/2 (Q|mn) over its eigenvalues
+  above 1e-7, as in PySCF (:func:`cderi`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +42,66 @@ def get_jk_incore(eri, dm, with_j: bool = True, with_k: bool = True):
     return vj, vk
 
 
-def cderi(int3c, int2c) -> jax.Array:
-    """Cholesky-decomposed 3-centre integrals B (naux, nao, nao) from (mn|P) and (P|Q)."""
-    low = jnp.linalg.cholesky(int2c)
+LINEAR_DEP_THR = 1e-7
+"""Eigenvalues of the fitting metric at or below this are dropped where its Cholesky
+factorisation fails (PySCF's ``df.incore.LINEAR_DEP_THR``)."""
+
+
+def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
+    """Factorised 3-centre integrals B (naux, nao, nao) from (mn|P) and the metric J_PQ = (P|Q),
+    with (mn|ls) ~ sum_P B^P_mn B^P_ls.
+
+    B = L^-1 (P|mn) with the Cholesky factor J = L L^T. Where J is numerically singular the
+    factorisation fails: the metric of the erf-attenuated operator (range-separated hybrids) has
+    a smooth kernel and eigenvalues down to 1e-14 for any JK-fitting set. Then, as PySCF does,
+    B = J_+^-1/2 (P|mn) with the inverse square root over the eigenvalues above ``lindep``
+    (:func:`inv_sqrt_psd`; the dropped directions give zero rows)."""
     naux = int2c.shape[0]
-    b = jax.scipy.linalg.solve_triangular(low, jnp.moveaxis(int3c, -1, 0).reshape(naux, -1), lower=True)
+    rhs = jnp.moveaxis(int3c, -1, 0).reshape(naux, -1)
+    factorises = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(int2c))))
+
+    def by_cholesky(metric, rhs):
+        return jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(metric), rhs, lower=True)
+
+    def by_eigh(metric, rhs):
+        return inv_sqrt_psd(metric, lindep) @ rhs
+
+    b = jax.lax.cond(factorises, by_cholesky, by_eigh, int2c, rhs)
     return b.reshape(naux, *int3c.shape[:2])
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def inv_sqrt_psd(a, lindep):
+    """A_+^-1/2 = V f(w) V^T for symmetric A = V diag(w) V^T, f(w) = w^-1/2 for w > ``lindep``
+    and 0 otherwise (the symmetric inverse square root on the well-conditioned subspace).
+
+    Its derivative is the Daleckii-Krein formula, dF = V (G o (V^T dA V)) V^T with
+    G_ij = (f(w_i) - f(w_j)) / (w_i - w_j) (f'(w_i) where w_i = w_j): finite also where A has
+    degenerate eigenvalues (symmetric molecules), where differentiating ``eigh`` is not."""
+    w, v = jnp.linalg.eigh(a)
+    return (v * _f_inv_sqrt(w, lindep)) @ v.T
+
+
+def _f_inv_sqrt(w, lindep):
+    return jnp.where(w > lindep, 1.0 / jnp.sqrt(jnp.where(w > lindep, w, 1.0)), 0.0)
+
+
+@inv_sqrt_psd.defjvp
+def _inv_sqrt_psd_jvp(lindep, primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = jnp.linalg.eigh(a)
+    keep = w > lindep
+    f = _f_inv_sqrt(w, lindep)
+    s = jnp.sqrt(jnp.where(keep, w, 1.0))
+    wi, wj = w[:, None], w[None, :]
+    both = keep[:, None] & keep[None, :]
+    one = keep[:, None] != keep[None, :]
+    # kept pair: (wi^-1/2 - wj^-1/2) / (wi - wj) = -1 / (si sj (si + sj)), exact also at wi = wj
+    g_kept = -1.0 / (s[:, None] * s[None, :] * (s[:, None] + s[None, :]))
+    dw = jnp.where(one, wi - wj, 1.0)  # a kept and a dropped eigenvalue differ by > 0
+    g = jnp.where(both, g_kept, jnp.where(one, (f[:, None] - f[None, :]) / dw, 0.0))
+    out = (v * f) @ v.T
+    return out, v @ (g * (v.T @ da @ v)) @ v.T
 
 
 def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True):

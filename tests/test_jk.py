@@ -51,3 +51,43 @@ def test_density_fitting_matches_pyscf(water):
     rj, rk = mf.get_jk(water, dm, hermi=1)
     assert np.abs(np.asarray(vj) - rj).max() < 1e-9
     assert np.abs(np.asarray(vk) - rk).max() < 1e-9
+
+
+def test_density_fitting_singular_metric_matches_pyscf(water):
+    """The erf-attenuated metric (range-separated hybrids, omega = 0.33) is numerically singular
+    (eigenvalues down to -1e-14): its Cholesky factorisation fails and ``cderi`` drops the
+    eigenvalues below 1e-7, as PySCF does; before, B was NaN and the SCF never converged."""
+    omega = 0.33
+    auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
+    with water.with_range_coulomb(omega), auxmol.with_range_coulomb(omega):
+        int3c = df.incore.aux_e2(water, auxmol, "int3c2e")
+        int2c = auxmol.intor("int2c2e")
+    assert np.linalg.eigvalsh(int2c)[0] < jk.LINEAR_DEP_THR  # the case this test is for
+    dm = random_dms(water.nao, (2,))
+    b = jax.jit(jk.cderi)(jnp.asarray(int3c), jnp.asarray(int2c))
+    assert bool(jnp.isfinite(b).all())
+    vj, vk = jk.get_jk_df(b, jnp.asarray(dm))
+    mf = scf.RHF(water).density_fit(auxbasis="def2-universal-jkfit")
+    rj, rk = mf.get_jk(water, dm, hermi=1, omega=omega)
+    assert np.abs(np.asarray(vj) - rj).max() < 1e-9
+    assert np.abs(np.asarray(vk) - rk).max() < 1e-9
+
+
+def test_inv_sqrt_psd_derivative_matches_finite_differences():
+    """d A_+^-1/2 by its Daleckii-Krein JVP against central differences, for a matrix with a
+    doubly degenerate kept eigenvalue (where differentiating eigh gives NaN) and two dropped."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    a = (q * np.array([1e-12, 3e-9, 0.4, 0.4, 1.3, 2.0])) @ q.T
+    m = rng.standard_normal((6, 6))
+    m = m + m.T
+    m[:2, :2] = 0  # kept-kept and kept-dropped couplings; the dropped eigenvalues stay below 1e-7
+    da = q @ m @ q.T
+    _, jvp = jax.jvp(lambda m: jk.inv_sqrt_psd(m, 1e-7), (jnp.asarray(a),), (jnp.asarray(da),))
+    h = 1e-5
+    fd = (np.asarray(jk.inv_sqrt_psd(jnp.asarray(a + h * da), 1e-7))
+          - np.asarray(jk.inv_sqrt_psd(jnp.asarray(a - h * da), 1e-7))) / (2 * h)
+    assert bool(jnp.isfinite(jvp).all())
+    np.testing.assert_allclose(np.asarray(jvp), fd, atol=1e-8)
+    f = np.asarray(jk.inv_sqrt_psd(jnp.asarray(a), 1e-7))
+    np.testing.assert_allclose(f @ a @ f, q[:, 2:] @ q[:, 2:].T, atol=1e-10)  # projector on kept
