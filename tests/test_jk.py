@@ -91,3 +91,25 @@ def test_inv_sqrt_psd_derivative_matches_finite_differences():
     np.testing.assert_allclose(np.asarray(jvp), fd, atol=1e-8)
     f = np.asarray(jk.inv_sqrt_psd(jnp.asarray(a), 1e-7))
     np.testing.assert_allclose(f @ a @ f, q[:, 2:] @ q[:, 2:].T, atol=1e-10)  # projector on kept
+
+
+def test_cderi_gradient_is_finite_under_vmap(water):
+    """Under vmap ``lax.cond`` evaluates both branches (a select); the failed Cholesky branch of
+    the singular metric (all NaN) must not reach the reverse-mode derivative."""
+    auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
+    with water.with_range_coulomb(0.33), auxmol.with_range_coulomb(0.33):
+        int3c = jnp.asarray(df.incore.aux_e2(water, auxmol, "int3c2e"))
+        singular = jnp.asarray(auxmol.intor("int2c2e"))
+    regular = jnp.asarray(auxmol.intor("int2c2e"))
+    dm = jnp.asarray(random_dms(water.nao, ()))
+
+    def e_coul(metric):
+        vj, _ = jk.get_jk_df(jk.cderi(int3c, metric), dm, with_k=False)
+        return jnp.sum(vj * dm)
+
+    metrics = jnp.stack([singular, regular])
+    outer = jax.vmap(jax.grad(e_coul))(metrics)  # cond transposed, then batched
+    inner = jax.grad(lambda m: jnp.sum(jax.vmap(e_coul)(m)))(metrics)  # select, then transposed
+    assert bool(jnp.isfinite(outer).all()) and bool(jnp.isfinite(inner).all())
+    np.testing.assert_allclose(outer[1], jax.grad(e_coul)(regular), atol=1e-10)
+    np.testing.assert_allclose(inner, outer, atol=1e-10)
