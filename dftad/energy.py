@@ -132,19 +132,22 @@ def build(
 
 
 def _default_auxbasis(mol: Molecule, basis: str, exact_exchange: bool = True) -> str:
-    """PySCF's default auxiliary basis for ``basis`` (``df.addons.make_auxbasis``): a JK-fitting
-    set with exact exchange (HF, hybrids), a J-fitting set for pure functionals (def2:
-    def2-universal-jfit), as PySCF picks for ``density_fit()``."""
+    """The auxiliary basis PySCF's ``density_fit()`` uses for ``basis``: its predefined fitting
+    set for the functional (``df.addons.predefined_auxbasis``: JK fitting with exact exchange, J
+    fitting for a pure functional, e.g. def2-universal-jfit for def2 bases) and, where there is
+    none (STO-nG or Pople bases with a pure functional), the JK-fitting default of
+    ``make_auxbasis`` that PySCF's DF object falls back to."""
     from pyscf import df
 
     from .basis import _pyscf_mole
 
+    pmol = _pyscf_mole(mol, basis, False)
     xc = "HF" if exact_exchange else "LDA"  # PySCF looks only at whether xc is hybrid
-    aux = df.addons.make_auxbasis(_pyscf_mole(mol, basis, False), xc=xc)
-    names = set(aux.values()) if isinstance(aux, dict) else {aux}
-    if len(names) != 1 or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"no single auxiliary basis name for {basis!r}: {aux!r}")
-    return names.pop()
+    aux = df.addons.predefined_auxbasis(pmol, basis, xc) or df.addons.make_auxbasis(pmol)
+    names = list(aux.values()) if isinstance(aux, dict) else [aux]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != 1:
+        raise ValueError(f"no single auxiliary basis name for {basis!r}: give auxbasis=")
+    return names[0]
 
 
 def energy_nuc(coords, charges):

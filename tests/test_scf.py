@@ -91,12 +91,14 @@ def test_energy_matches_pyscf(name, basis, xc):
 
 @pytest.mark.parametrize("basis,xc,aux", [("sto-3g", "b3lyp", None),
                                            ("sto-3g", "camb3lyp", None),
-                                           ("def2-svp", "lda,vwn", "def2-universal-jfit")])
+                                           ("def2-svp", "lda,vwn", "def2-universal-jfit"),
+                                           ("sto-3g", "pbe", "def2-svp-jkfit")])
 def test_density_fitting_matches_pyscf_df(basis, xc, aux):
     """Same auxiliary basis as PySCF's ``density_fit()``: JK fitting with exact exchange, J fitting
     for a pure functional (def2-universal-jfit for def2: with the JK set, LDA water / def2-SVP
     was 6.1e-5 Ha off PySCF). CAM-B3LYP: the erf-attenuated metric is singular, see
-    :func:`dftad.jk.cderi` (its SCF gave NaN before)."""
+    :func:`dftad.jk.cderi` (its SCF gave NaN before). STO-3G with a pure functional: PySCF has
+    no J-fitting set and falls back to its JK-fitting default (a TypeError in dftad before)."""
     mol = dftad.load("water")
     setup, res = dftad_energy(mol, basis, xc, density_fit=True)
     assert setup.density_fitting and setup.auxbasis_name
