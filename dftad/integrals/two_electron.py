@@ -68,8 +68,8 @@ class PairSet:
         return self.cls.lb
 
 
-def _screen_prims(basis: Basis, coords, cls: PairClass, threshold: float) -> PairClass:
-    """The pair class without primitive pairs that cannot contribute above ``threshold``:
+def _screen_prims(basis: Basis, coords, classes, threshold: float) -> tuple[PairClass, ...]:
+    """The pair classes without primitive pairs that cannot contribute above ``threshold``:
     |c_a c_b K_ab| sqrt(2 pi^2.5 / (p^2 sqrt(2 p))) < threshold, with K_ab = exp(-ab/p |A-B|^2),
     p = a + b, the bound of the pair's (ab|ab)^1/2 for s functions.
 
@@ -77,15 +77,17 @@ def _screen_prims(basis: Basis, coords, cls: PairClass, threshold: float) -> Pai
     every operation compiles for its class's shape (16 s of acetone/def2-TZVP's setup)."""
     lay = basis.layout
     atom_of_prim = np.repeat(np.asarray(lay.shell_atom), lay.shell_nprim)
-    ia, ib = cls.prims[:, 0], cls.prims[:, 1]
     exps, coef, r = (np.asarray(x) for x in (basis.exponents, normalized_coefficients(basis), coords))
-    a, b = exps[ia], exps[ib]
-    p = a + b
-    ab = r[atom_of_prim[ia]] - r[atom_of_prim[ib]]
-    c = coef[ia] * coef[ib] * np.exp(-a * b / p * np.sum(ab * ab, axis=-1))
-    bound = np.abs(c) * np.sqrt(2 * np.pi**2.5 / (p * p * np.sqrt(2 * p)))
-    keep = bound >= threshold
-    return PairClass(cls.la, cls.lb, cls.shells, cls.prims[keep], cls.pair_of_prim[keep])
+    out = []
+    for cls in classes:
+        ia, ib = cls.prims[:, 0], cls.prims[:, 1]
+        a, b = exps[ia], exps[ib]
+        p = a + b
+        ab = r[atom_of_prim[ia]] - r[atom_of_prim[ib]]
+        c = coef[ia] * coef[ib] * np.exp(-a * b / p * np.sum(ab * ab, axis=-1))
+        keep = np.abs(c) * np.sqrt(2 * np.pi**2.5 / (p * p * np.sqrt(2 * p))) >= threshold
+        out.append(PairClass(cls.la, cls.lb, cls.shells, cls.prims[keep], cls.pair_of_prim[keep]))
+    return tuple(out)
 
 
 def _single_class(layout: BasisLayout, l: int, shells: np.ndarray) -> PairClass:
@@ -306,10 +308,8 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
     (of ``aux``, or of ``basis`` when ``aux`` is None). Screening uses the geometry ``coords``."""
     coords = jnp.asarray(coords, dtype=jnp.float64)
     def orbital_pairs():
-        return tuple(
-            PairSet(_screen_prims(basis, coords, c, PRIM_THRESHOLD), False)
-            for c in hermite.pair_classes(basis.layout)
-        )
+        classes = _screen_prims(basis, coords, hermite.pair_classes(basis.layout), PRIM_THRESHOLD)
+        return tuple(PairSet(c, False) for c in classes)
 
     if kind == "4c":
         bra_sets = orbital_pairs()
