@@ -11,7 +11,7 @@ import pytest
 from pyscf import dft, gto, scf
 
 import dftad
-from dftad import energy, stability
+from dftad import energy, numint, stability
 from dftad import scf as dscf
 
 TOL = 1e-6  # Hartree, the issue's acceptance tolerance
@@ -257,7 +257,7 @@ def _matrix_integrals(mol, name, basis, setup):
     """The integrals of ``setup`` at ``mol``'s geometry, the pieces a functional does not change
     evaluated once per molecule and basis (the matrix runs the functionals innermost): overlap,
     core Hamiltonian and ERIs (or DF factors) from a Hartree-Fock setup of the same molecule and
-    basis, grid AO values once per functional family, the erf-attenuated ERIs for a
+    basis, grid AO values once per derivative order, the erf-attenuated ERIs for a
     range-separated functional. Same functions as :func:`energy.kernel`; what this
     saves is compiling the integrals seven times."""
     key = (name, basis, setup.density_fitting)
@@ -273,9 +273,14 @@ def _matrix_integrals(mol, name, basis, setup):
         cache[base] = jax.jit(energy.integrals)(hf, coords)
     ints = cache[base]
     if f is not None:
-        if f.family not in cache:
-            cache[f.family] = jax.jit(energy._grid_ao)(setup, coords)
-        ints = ints._replace(grid_ao=cache[f.family])
+        # one set of grid AO values at a time (several GB each for the largest def2-TZVP cases);
+        # meta-GGAs use the GGA's (AO values and first derivatives)
+        grid_key = ("grid", numint.DERIV[f.family])
+        if grid_key not in cache:
+            for k in [k for k in cache if k[0] == "grid"]:
+                del cache[k]
+            cache[grid_key] = jax.jit(energy._grid_ao)(setup, coords)
+        ints = ints._replace(grid_ao=cache[grid_key])
         if f.range_separated:  # only the erf-attenuated pieces are new (XLA drops the rest)
             eri_lr, cderi_lr = _long_range(setup, coords)
             ints = ints._replace(eri_lr=eri_lr, cderi_lr=cderi_lr)
