@@ -275,12 +275,11 @@ def _matrix_integrals(mol, name, basis, setup):
     if f is not None:
         # one set of grid AO values at a time (several GB each for the largest def2-TZVP cases);
         # meta-GGAs use the GGA's (AO values and first derivatives)
-        grid_key = ("grid", numint.DERIV[f.family])
-        if grid_key not in cache:
-            for k in [k for k in cache if k[0] == "grid"]:
-                del cache[k]
-            cache[grid_key] = jax.jit(energy._grid_ao)(setup, coords)
-        ints = ints._replace(grid_ao=cache[grid_key])
+        deriv = numint.DERIV[f.family]
+        if cache.get("grid", (None,))[0] != deriv:
+            cache.pop("grid", None)  # freed before the next set is computed
+            cache["grid"] = (deriv, jax.jit(energy._grid_ao)(setup, coords))
+        ints = ints._replace(grid_ao=cache["grid"][1])
         if f.range_separated:  # only the erf-attenuated pieces are new (XLA drops the rest)
             eri_lr, cderi_lr = _long_range(setup, coords)
             ints = ints._replace(eri_lr=eri_lr, cderi_lr=cderi_lr)
