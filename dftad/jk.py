@@ -120,7 +120,7 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True):
         vj = jnp.einsum("pmn,...p->...mn", cderi_b, rho_p)
     if with_k:
         naux, nao = cderi_b.shape[:2]
-        nset = max(1, dm.size // (nao * nao))
+        nset = dm.size // (nao * nao)  # spin / batch density matrices
         block = max(1, min(naux, K_BLOCK_BYTES // (8 * nset * nao * nao)))
         nblock, rest = divmod(naux, block)
 

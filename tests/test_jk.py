@@ -55,7 +55,7 @@ def test_density_fitting_matches_pyscf(water):
 
 def test_density_fitting_exchange_in_aux_blocks(water, monkeypatch):
     """K summed over blocks of auxiliary functions (here 7 per block and a remainder, as for
-    large molecules) equals PySCF's, and so does its reverse-mode derivative the one-block K's."""
+    large molecules) equals PySCF's, and its reverse-mode derivative equals the one-block K's."""
     auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
     b = jk.cderi(jnp.asarray(df.incore.aux_e2(water, auxmol, "int3c2e")),
                  jnp.asarray(auxmol.intor("int2c2e")))
