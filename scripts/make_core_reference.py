@@ -1,0 +1,60 @@
+"""Reference numbers of the core before the module reshaping (issue 18), for the regression test
+``tests/test_core_reference.py``: energies, forces, a nuclear Hessian and a polarizability, computed
+by the code at the commit named in the output file, which the reshaped core must reproduce to
+1e-12.
+
+    python scripts/make_core_reference.py [OUT.json]
+
+Run it on the commit before the reshaping; the numbers are that code's, not PySCF's (the other
+tests compare with PySCF at their own tolerances).
+"""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dftad
+from dftad import energy, properties
+
+CASES = {
+    # name: (molecule, basis, xc, build options)
+    "water_rks_b3lyp": ("water", "sto-3g", "b3lyp", {"grid_level": 1}),
+    "oh_uks_pbe": ("hydroxyl_radical", "sto-3g", "pbe", {"grid_level": 1}),
+    "water_rhf_df": ("water", "6-31g", "hf", {"density_fit": True}),
+}
+
+
+def compute(mol_name, basis, xc, opts):
+    mol = dftad.load(mol_name)
+    setup = energy.build(mol, basis, xc, **opts)
+    coords = jnp.asarray(mol.coords)
+    res = jax.jit(energy.energy_and_forces)(setup, coords)
+    hess = jax.jit(properties.hessian)(setup, coords)
+    alpha = jax.jit(properties.polarizability)(setup, coords)
+    return {
+        "molecule": mol_name, "basis": basis, "xc": xc, "options": opts,
+        "e_tot": float(res.e_tot),
+        "components": {k: float(v) for k, v in res.components._asdict().items()},
+        "forces": np.asarray(res.forces).tolist(),
+        "hessian": np.asarray(hess).tolist(),
+        "polarizability": np.asarray(alpha).tolist(),
+    }
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/core_reference.json"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    data = {"commit": commit.strip(), "cases": {}}
+    for name, case in CASES.items():
+        data["cases"][name] = compute(*case)
+        print(name, data["cases"][name]["e_tot"], flush=True)
+    with open(out, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
