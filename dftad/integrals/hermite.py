@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, BasisLayout, ao_transform, cart_powers, ncart, normalized_coefficients
+from ..basis import Basis, BasisLayout, cart_powers, normalized_coefficients
 from .boys import boys
 
 
@@ -35,14 +35,14 @@ from .boys import boys
 def hermite_indices(L: int) -> np.ndarray:
     """All (t, u, v) with t + u + v <= L, shape (nherm, 3), in a fixed order."""
     return np.array(
-        [(t, u, n - t - u) for n in range(L + 1) for t in range(n, -1, -1) for u in range(n - t, -1, -1)],
+        [
+            (t, u, n - t - u)
+            for n in range(L + 1)
+            for t in range(n, -1, -1)
+            for u in range(n - t, -1, -1)
+        ],
         dtype=np.int64,
     )
-
-
-@functools.cache
-def hermite_position(L: int) -> dict:
-    return {tuple(int(x) for x in tuv): k for k, tuv in enumerate(hermite_indices(L))}
 
 
 # ---------------------------------------------------------------------- E coefficients
@@ -113,26 +113,28 @@ def hermite_r_cube(L: int, alpha, xyz):
     f = boys(L, alpha * (x * x + y * y + z * z)) * _powers(-alpha, L)  # (batch, L+1)
     px, py, pz = _powers(2 * x, L), _powers(2 * y, L), _powers(2 * z, L)
     n = L + 1
-    gz = jnp.stack(
-        [
-            _pad_last(sum(_a(v, k) * pz[:, v - 2 * k, None] * f[:, v - k : n - k] for k in range(v // 2 + 1)), n)
-            for v in range(n)
-        ],
-        axis=1,
-    )
-    gy = jnp.stack(
-        [
-            _pad_last(
-                sum(_a(u, j) * py[:, u - 2 * j, None, None] * gz[:, :, u - j : n - j] for j in range(u // 2 + 1)), n
-            )
-            for u in range(n)
-        ],
-        axis=1,
-    )
-    return jnp.stack(
-        [sum(_a(t, i) * px[:, t - 2 * i, None, None] * gy[:, :, :, t - i] for i in range(t // 2 + 1)) for t in range(n)],
-        axis=1,
-    )
+
+    def gz_row(v):
+        terms = (_a(v, k) * pz[:, v - 2 * k, None] * f[:, v - k : n - k] for k in range(v // 2 + 1))
+        return _pad_last(sum(terms), n)
+
+    gz = jnp.stack([gz_row(v) for v in range(n)], axis=1)
+
+    def gy_row(u):
+        terms = (
+            _a(u, j) * py[:, u - 2 * j, None, None] * gz[:, :, u - j : n - j]
+            for j in range(u // 2 + 1)
+        )
+        return _pad_last(sum(terms), n)
+
+    gy = jnp.stack([gy_row(u) for u in range(n)], axis=1)
+
+    def r_row(t):
+        return sum(
+            _a(t, i) * px[:, t - 2 * i, None, None] * gy[:, :, :, t - i] for i in range(t // 2 + 1)
+        )
+
+    return jnp.stack([r_row(t) for t in range(n)], axis=1)
 
 
 @hermite_r_cube.defjvp
@@ -219,7 +221,9 @@ def pair_classes(layout: BasisLayout, symmetric: bool = True) -> tuple[PairClass
         for j in range(i + 1 if symmetric else n):
             a, b = (i, j) if ls[i] >= ls[j] else (j, i)
             groups.setdefault((int(ls[a]), int(ls[b])), []).append((a, b))
-    return tuple(make_pair_class(layout, la, lb, np.array(v)) for (la, lb), v in sorted(groups.items()))
+    return tuple(
+        make_pair_class(layout, la, lb, np.array(v)) for (la, lb), v in sorted(groups.items())
+    )
 
 
 @jax.tree_util.register_pytree_node_class
@@ -273,7 +277,8 @@ def cartesian_e(pp: PrimPairs, la: int, lb: int, extra_b: int = 0):
 def hermite_gather(la: int, lb: int):
     """Static index arrays to build E^{ab}_{tuv} = E^x_{ax bx t} E^y_{ay by u} E^z_{az bz v}.
 
-    Returns ``(idx, L)`` with idx (3 axes, 3 index kinds, ncart_a*ncart_b, nherm(L)) arrays.
+    Returns ``idx`` (3 axes, 3 index kinds (i, j, t), ncart_a * ncart_b, nherm(la + lb)): for
+    axis ``ax``, ``idx[ax]`` picks the (i, j, t) entry of that axis' 1D table.
     """
     L = la + lb
     pa, pb = cart_powers(la), cart_powers(lb)
@@ -297,12 +302,3 @@ def hermite_3d(e1d, la: int, lb: int):
         term = e1d[:, ax][:, idx[ax, 0], idx[ax, 1], idx[ax, 2]]
         out = term if out is None else out * term
     return out
-
-
-def shell_transform(la: int, lb: int, cart: bool):
-    """AO transforms of the two shells of a pair class (ncart, nao_l) each."""
-    return ao_transform(la, cart), ao_transform(lb, cart)
-
-
-def ncart_pair(la: int, lb: int) -> int:
-    return ncart(la) * ncart(lb)
