@@ -25,7 +25,7 @@ def case(name, basis, xc, level):
 
     mol = dftad.load(name)
     t0 = time.perf_counter()
-    setup = energy.build(mol, basis, xc, grid_level=level)
+    setup = dftad.build(mol, basis, xc, grid_level=level)
     coords = jnp.asarray(mol.coords)
     t_setup = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -44,7 +44,7 @@ def case(name, basis, xc, level):
     # orbital-gradient norm is 1/sqrt(2) of the commutator's, so this is slightly looser for PySCF)
     mf.conv_tol_grad = 1e-7
     if setup.density_fitting:
-        mf = mf.density_fit(auxbasis=setup.auxbasis_name)
+        mf = mf.density_fit(auxbasis=setup.jk.auxbasis_name)
     cycles = []
     mf.callback = lambda env: cycles.append(env["cycle"])
     t0 = time.perf_counter()

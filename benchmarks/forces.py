@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dftad
-from dftad import energy, properties
+from dftad import energy, guess, hamiltonian, properties
 
 
 REPEAT = 2
@@ -60,10 +60,10 @@ def case(name, basis, xc, level):
     from pyscf import dft
 
     mol = dftad.load(name)
-    setup = energy.build(mol, basis, xc, grid_level=level)
+    setup = dftad.build(mol, basis, xc, grid_level=level)
     coords = jnp.asarray(mol.coords)
     res_e, c_e, t_e = _timed(energy.kernel, setup, coords)
-    res_f, c_f, t_f = _timed(energy.energy_and_forces, setup, coords)
+    res_f, c_f, t_f = _timed(dftad.energy_and_forces, setup, coords)
 
     def pyscf_scf():
         # a fresh object per run: a second kernel() of the same object re-uses its ERIs and grid
@@ -76,7 +76,7 @@ def case(name, basis, xc, level):
         # orbital-gradient norm is 1/sqrt(2) of the commutator's: slightly looser for PySCF)
         mf.conv_tol_grad = 1e-7
         if setup.density_fitting:
-            mf = mf.density_fit(auxbasis=setup.auxbasis_name)
+            mf = mf.density_fit(auxbasis=setup.jk.auxbasis_name)
         mf.kernel()
         return mf
 
@@ -99,7 +99,7 @@ def hessian_case(name, basis):
     from pyscf import scf
 
     mol = dftad.load(name)
-    setup = energy.build(mol, basis, "hf")
+    setup = dftad.build(mol, basis, "hf")
     coords = jnp.asarray(mol.coords)
     hess, c_h, t_h = _timed(properties.hessian, setup, coords)
     mf = scf.RHF(_pyscf_mol(mol, basis))
@@ -120,14 +120,14 @@ def path_independence(name, basis, xc, level):
     from dftad import guess
 
     mol = dftad.load(name)
-    setup = energy.build(mol, basis, xc, grid_level=level)
+    setup = dftad.build(mol, basis, xc, grid_level=level)
     coords = jnp.asarray(mol.coords)
 
     def homo(c, dm0):
-        return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.nocc - 1]
+        return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.occupation.homo]
 
-    ints = jax.jit(energy.integrals)(setup, coords)
-    poor = guess.core_guess(ints.h1e, ints.s1e, setup.nocc)
+    ints = jax.jit(hamiltonian.integrals)(setup, coords)
+    poor = guess.core_guess(ints.h1e, ints.s1e, setup.occupation)
     good = jax.jit(energy.kernel)(setup, coords).scf.dm
     grad = jax.jit(jax.value_and_grad(homo))
     cycles = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf.cycles)

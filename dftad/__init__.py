@@ -1,15 +1,37 @@
 """dftad: differentiable density functional theory for molecules, in JAX.
 
+    mol = dftad.load("water")                         # shipped name, .xyz path or "O 0 0 0; ..."
+    res = dftad.run(mol, "def2-svp", "b3lyp", forces=True)     # res.e_tot, res.forces
+    setup = dftad.build(mol, "def2-svp", "b3lyp")              # once per kind of molecule
+    res = jax.jit(dftad.kernel)(setup, coords)                 # pure: any geometry, grad, vmap
+    hess = jax.jit(dftad.hessian)(setup, coords)
+
 Bohr and Hartree inside, float64 always. Importing dftad turns on ``jax_enable_x64``; entry points
-call :func:`check_x64` and fail loudly if something turned it off again.
+call :func:`check_x64` and fail loudly if something turned it off again. The names below are the
+public API; everything else is reached through its module (``dftad.integrals``, ``dftad.xc``,
+``dftad.interop.pyscf``, ...).
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from .basis import Basis, BasisLayout  # noqa: E402
+from .basis import Basis  # noqa: E402
+from .energy import converge, kernel, run  # noqa: E402
+from .forces import energy_and_forces, gradient_at  # noqa: E402
+from .hamiltonian import Result  # noqa: E402
 from .molecule import Molecule, load, shipped_molecules  # noqa: E402
+from .properties import (  # noqa: E402
+    dipole,
+    dipole_and_polarizability,
+    harmonic_analysis,
+    hessian,
+    polarizability,
+    second_derivatives,
+)
+from .setup import Setup, build  # noqa: E402
+from .stability import follow as follow_instabilities  # noqa: E402
+from .xc import Functional, parse_xc  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -47,5 +69,28 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     return path
 
 
-__all__ = ["Basis", "BasisLayout", "Molecule", "load", "shipped_molecules", "check_x64",
-           "enable_compilation_cache"]
+__all__ = [
+    "Basis",
+    "Functional",
+    "Molecule",
+    "Result",
+    "Setup",
+    "build",
+    "check_x64",
+    "converge",
+    "dipole",
+    "dipole_and_polarizability",
+    "enable_compilation_cache",
+    "energy_and_forces",
+    "follow_instabilities",
+    "gradient_at",
+    "harmonic_analysis",
+    "hessian",
+    "kernel",
+    "load",
+    "parse_xc",
+    "polarizability",
+    "run",
+    "second_derivatives",
+    "shipped_molecules",
+]

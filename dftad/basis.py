@@ -146,7 +146,9 @@ class Basis:
         General contractions are split into one shell per contraction, which keeps PySCF's AO
         order. Raises ``ValueError`` naming the element when the basis does not cover it.
         """
-        pmol = _pyscf_mole(mol, basis, cart)
+        from .interop.pyscf import to_pyscf_mole
+
+        pmol = to_pyscf_mole(mol, basis, cart)
         shell_l, shell_atom, shell_nprim, exps, coefs = [], [], [], [], []
         for ib in range(pmol.nbas):
             l = int(pmol.bas_angular(ib))
@@ -165,37 +167,6 @@ class Basis:
         basis_obj = cls(layout, jnp.asarray(np.concatenate(exps)), jnp.asarray(np.concatenate(coefs)))
         assert basis_obj.nao == pmol.nao, (basis_obj.nao, pmol.nao)
         return basis_obj
-
-
-def _pyscf_mole(mol: Molecule, basis, cart: bool):
-    """A PySCF Mole with our atoms (Bohr) used only to read basis data at setup."""
-    from pyscf import gto
-
-    symbols = sorted(set(mol.symbols))
-    mapping = dict(basis) if isinstance(basis, dict) else {s: basis for s in symbols}
-    for s in symbols:
-        if s not in mapping:
-            raise ValueError(f"no basis given for element {s}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                data = gto.basis.load(mapping[s], s) if isinstance(mapping[s], str) else mapping[s]
-            except Exception:
-                data = None
-        if not data:
-            raise ValueError(f"basis {mapping[s]!r} has no functions for element {s}")
-    pmol = gto.Mole()
-    pmol.atom = mol.to_pyscf_atom()
-    pmol.unit = "Bohr"
-    pmol.basis = mapping
-    pmol.charge = mol.charge
-    pmol.spin = mol.spin
-    pmol.cart = cart
-    pmol.verbose = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pmol.build()
-    return pmol
 
 
 # ---------------------------------------------------------------------- normalisation (JAX)

@@ -5,6 +5,8 @@ Units inside dftad are atomic units (Bohr, Hartree). The Bohr radius is the valu
 dftad and in PySCF and matrices compare element by element.
 """
 
+import math
+
 BOHR_ANGSTROM = 0.52917721092
 """One Bohr in Angstrom (CODATA 2010, as in ``pyscf.data.nist.BOHR``)."""
 
@@ -15,6 +17,21 @@ HARTREE_EV = 27.21138602
 
 AU_DEBYE = 2.5417464157449032
 """One atomic unit of dipole moment (e Bohr) in Debye, as in PySCF."""
+
+# CODATA 2014 in SI (as PySCF's pyscf.data.nist), for the unit conversions of vibrational analysis
+HARTREE_J = 4.359744650e-18
+AMU_KG = 1.660539040e-27
+BOHR_M = BOHR_ANGSTROM * 1e-10
+LIGHT_SPEED = 299792458.0
+AVOGADRO = 6.022140857e23
+E_CHARGE = 1.6021766208e-19
+EPSILON0 = 8.854187817e-12
+
+AU_WAVENUMBER = (HARTREE_J / (AMU_KG * BOHR_M**2)) ** 0.5 / (2 * math.pi * LIGHT_SPEED * 100)
+"""sqrt(Hartree / (amu Bohr^2)) as a wavenumber in cm^-1 (5140.48...)."""
+
+AU_KM_MOL = AVOGADRO / (12 * EPSILON0 * LIGHT_SPEED**2) * E_CHARGE**2 / AMU_KG / 1e3
+"""IR intensity of a unit dipole derivative (e / sqrt(amu)) squared, in km/mol (974.88...)."""
 
 # fmt: off
 ELEMENTS = (

@@ -16,15 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .scf import _eig, _make_dm, core_guess, orthogonalizer
+from .linalg import eig, make_rdm1, orthogonalizer
+from .occupation import Occupation
 
 SMEARING = 0.05
 """Fermi smearing kT (Hartree) of the atomic occupations."""
 
 ITERATIONS = 40
-DAMPING = 0.3
+"""Fixed number of damped SCF iterations per atom."""
 
-__all__ = ["core_guess", "sad_guess"]
+DAMPING = 0.3
+"""Fraction of the previous atomic density mixed into each new one."""
+
+KINDS = ("sad", "core")
+"""The initial guesses :func:`initial_guess` knows."""
 
 
 @functools.cache
@@ -62,8 +67,8 @@ def _atom_scf(s, h, eri, nelec):
     x = orthogonalizer(s)
 
     def density(fock):
-        e, c = _eig(fock, x)
-        return _make_dm(c, _fermi(e, nelec))
+        e, c = eig(fock, x)
+        return make_rdm1(c, _fermi(e, nelec))
 
     def body(_, dm):
         vj = jnp.einsum("ijkl,lk->ij", eri, dm)
@@ -74,9 +79,15 @@ def _atom_scf(s, h, eri, nelec):
     return jax.lax.fori_loop(0, ITERATIONS, body, density(h))
 
 
-def sad_guess(layout, atomic_numbers, s1e, kin, v_per_nucleus, eri_fn, nocc):
-    """Block-diagonal superposition of atomic densities (restricted total density, or split
-    evenly between spins when ``nocc`` is a pair).
+def core_guess(h1e, s1e, occ: Occupation):
+    """Initial density from the core Hamiltonian: diagonalise h (F = h)."""
+    _, c = eig(h1e, orthogonalizer(s1e))
+    return make_rdm1(occ.join([c] * len(occ.counts)), occ.occupations(s1e.shape[-1]))
+
+
+def sad_guess(layout, atomic_numbers, s1e, kin, v_per_nucleus, eri_fn, occ: Occupation):
+    """Block-diagonal superposition of atomic densities (the total density, split evenly between
+    spins when unrestricted).
 
     ``kin``: kinetic matrix; ``v_per_nucleus``: (natm, nao, nao) attraction to each nucleus
     alone; ``eri_fn(idx)``: the ERI block over AO indices ``idx`` (nao_A,).
@@ -91,6 +102,14 @@ def sad_guess(layout, atomic_numbers, s1e, kin, v_per_nucleus, eri_fn, nocc):
         dms = jax.vmap(_atom_scf, in_axes=(0, 0, 0, None))(s_a, h_a, eri_a, float(z))
         for i, d in zip(idx, dms):
             dm = dm.at[i[:, None], i[None, :]].set(d)
-    if isinstance(nocc, tuple):
-        return jnp.stack([0.5 * dm, 0.5 * dm])
-    return dm
+    return occ.split_evenly(dm)
+
+
+def initial_guess(setup, ints):
+    """The setup's initial density (``setup.init_guess``, one of :data:`KINDS`) from its
+    :class:`~dftad.hamiltonian.Integrals`."""
+    if setup.init_guess == "core":
+        return core_guess(ints.h1e, ints.s1e, setup.occupation)
+    return sad_guess(setup.basis.layout, setup.atomic_numbers, ints.s1e, ints.kin,
+                     ints.v_per_nucleus, lambda idx: setup.jk.eri_block(ints.jk, idx),
+                     setup.occupation)

@@ -22,13 +22,17 @@ basis dPhi/dD maps a density change to the occupied-virtual response
 (n_i - n_a) (C_a^T dF C_i) / (e_i - e_a), so the system is the coupled-perturbed equation
 (e_a - e_i + K) U = b divided by e_a - e_i, and GMRES needs few iterations.
 
-``Phi`` is differentiated in closed form (:func:`projector`): for integer occupations the derivative
-of P = sum_i n_i v_i v_i^T is
+``Phi`` is differentiated in closed form (:func:`dftad.linalg.projector`): for integer
+occupations the derivative of P = sum_i n_i v_i v_i^T is
 
     dP = V [G o (V^T dF' V)] V^T,   G_ab = (n_a - n_b) / (e_a - e_b)  (0 where n_a = n_b),
 
 which is finite for degenerate orbitals of equal occupation (symmetric molecules) and can be
 differentiated again (Hessians).
+
+Which solver found the root does not matter to the derivative (optimistix's ``adjoint=``
+pattern): :func:`solve` takes the solver as an argument, DIIS (:func:`dftad.scf.solve`) or
+trust-region Newton (:func:`dftad.newton.solve`), and wraps whatever it returns the same way.
 """
 
 from __future__ import annotations
@@ -39,90 +43,34 @@ import jax
 import jax.numpy as jnp
 
 from . import scf
-
-DEGENERATE = 1e-10
-"""Eigenvalue differences below this (Hartree) count as degenerate in :func:`eigh`."""
+from .linalg import eigh, orthonormal_basis, projector
+from .occupation import Occupation
 
 GMRES_TOL = 1e-10
 """Relative residual at which the linear-response (GMRES) solve stops."""
 
 
-@jax.custom_jvp
-def eigh(a):
-    """Symmetric eigendecomposition ``(w, v)`` whose derivative ignores degenerate pairs.
-
-    dw_i = v_i^T da v_i,  dv = v [F o (v^T da v)],  F_ij = 1/(w_j - w_i) for |w_j - w_i| >
-    :data:`DEGENERATE`, else 0 (rotations inside a degenerate subspace are a gauge freedom; the
-    quantities dftad differentiates, projectors and orbital energies, do not depend on them)."""
-    w, v = jnp.linalg.eigh(a)
-    return w, v
-
-
-@eigh.defjvp
-def _eigh_jvp(primals, tangents):
-    (a,), (da,) = primals, tangents
-    w, v = eigh(a)
-    da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
-    m = jnp.swapaxes(v, -1, -2) @ da @ v
-    gap = w[..., None, :] - w[..., :, None]
-    big = jnp.abs(gap) > DEGENERATE
-    f = jnp.where(big, 1.0 / jnp.where(big, gap, 1.0), 0.0)
-    return (w, v), (jnp.diagonal(m, axis1=-2, axis2=-1), v @ (f * m))
-
-
-@jax.custom_jvp
-def projector(fo, occ):
-    """Density P = sum_k n_k v_k v_k^T of an orthonormal-basis Fock matrix ``fo`` whose
-    eigenvectors v_k (ascending energy) have occupations ``occ`` (leading spin axis when
-    unrestricted); derivative in the module docstring (``occ`` is piecewise constant: none)."""
-    _, v = eigh(fo)
-    return (v * occ[..., None, :]) @ jnp.swapaxes(v, -1, -2)
-
-
-@projector.defjvp
-def _projector_jvp(primals, tangents):
-    (fo, n), (dfo, _) = primals, tangents
-    w, v = eigh(fo)
-    vt = jnp.swapaxes(v, -1, -2)
-    p = (v * n[..., None, :]) @ vt
-    dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
-    m = vt @ dfo @ v
-    dn = n[..., :, None] - n[..., None, :]
-    gap = w[..., :, None] - w[..., None, :]
-    g = jnp.where(dn != 0, dn / jnp.where(dn != 0, gap, 1.0), 0.0)
-    return p, v @ (g * m) @ vt
-
-
-def orthonormal_basis(s1e):
-    """X = L^-T from the Cholesky factor S = L L^T, so that X^T S X = 1 (smooth to any order,
-    also where S has degenerate eigenvalues)."""
-    lower = jnp.linalg.cholesky(s1e)
-    eye = jnp.eye(s1e.shape[-1], dtype=s1e.dtype)
-    return jax.scipy.linalg.solve_triangular(lower, eye, lower=True).T
-
-
-def density_from_fock(fock, s1e, occ):
+def density_from_fock(fock, s1e, mo_occ):
     """One Roothaan step, D = X P(X^T F X) X^T: the density of ``fock`` (AO basis) with
-    occupations ``occ`` of its eigenvectors in ascending energy."""
+    occupations ``mo_occ`` of its eigenvectors in ascending energy."""
     x = orthonormal_basis(s1e)
-    p = projector(x.T @ fock @ x, occ)
+    p = projector(x.T @ fock @ x, mo_occ)
     return x @ p @ x.T
 
 
-def occupied_first(fock, dm, s1e, nocc):
-    """Which eigenvectors of F C = S C e the density occupies: ``(occ, order)``, ``occ`` their
+def occupied_first(fock, dm, s1e, occ: Occupation):
+    """Which eigenvectors of F C = S C e the density occupies: ``(mo_occ, order)``, ``mo_occ`` their
     occupations in ascending energy, ``order`` the permutation to the :class:`dftad.scf.SCFResult`
     order (occupied first, each space ascending). Read off n_k = v_k^T L^T D L v_k in the
-    Cholesky basis; the ``nocc`` most occupied per channel count as occupied."""
+    Cholesky basis; the ``occ.counts`` most occupied per channel count as occupied."""
     lower = jnp.linalg.cholesky(s1e)  # S = L L^T, X = L^-T:  D = X P X^T  ->  P = L^T D L
     x = orthonormal_basis(s1e)
     _, v = jnp.linalg.eigh(x.T @ fock @ x)
     n = jnp.einsum("...ki,...kl,...li->...i", v, lower.T @ dm @ lower, v)
-    unit = 1.0 if isinstance(nocc, tuple) else 2.0
-    order = jnp.argsort(-jnp.round(n / unit), axis=-1, stable=True)
-    occ = jnp.take_along_axis(scf.occupations(fock.shape[-1], nocc),
-                              jnp.argsort(order, axis=-1), axis=-1)
-    return occ, order
+    order = jnp.argsort(-jnp.round(n / occ.per_orbital), axis=-1, stable=True)
+    mo_occ = jnp.take_along_axis(occ.occupations(fock.shape[-1]), jnp.argsort(order, axis=-1),
+                                 axis=-1)
+    return mo_occ, order
 
 
 def mo_energies(fock, s1e):
@@ -144,18 +92,21 @@ def _tangent_solve(g, y):
                                        transpose_solve=lambda f, b: _gmres(f, b))
 
 
-def solve(energy_fn, s1e, dm0, nocc, options: scf.SCFOptions = scf.SCFOptions()) -> scf.SCFResult:
-    """:func:`dftad.scf.solve` whose density (and everything recomputed from it: energy, Fock
-    matrix, orbital energies) is differentiable by the implicit function theorem.
+def solve(energy_fn, s1e, start, occ: Occupation, options: scf.SCFOptions = scf.DEFAULT_OPTIONS,
+          solver=scf.solve) -> scf.SCFResult:
+    """``solver(energy_fn, s1e, start, occ, options)`` (an :class:`~dftad.scf.SCFResult`) whose
+    density, and everything recomputed from it (energy, Fock matrix, orbital energies), is
+    differentiable by the implicit function theorem, whichever solver found it.
 
-    ``energy_fn`` and ``s1e`` may depend on traced parameters (closed over); ``dm0`` is only a
-    starting point and gets no derivative."""
+    ``energy_fn`` and ``s1e`` may depend on traced parameters (closed over); ``start`` (an initial
+    density for DIIS, an :class:`~dftad.scf.SCFResult` for Newton) is only a starting point and
+    gets no derivative."""
 
-    res = jax.lax.stop_gradient(scf.solve(energy_fn, s1e, dm0, nocc, options))
-    occ, order = jax.lax.stop_gradient(occupied_first(res.fock, res.dm, s1e, nocc))
+    res = jax.lax.stop_gradient(solver(energy_fn, s1e, start, occ, options))
+    mo_occ, order = jax.lax.stop_gradient(occupied_first(res.fock, res.dm, s1e, occ))
 
     def residual(dm):
-        return density_from_fock(energy_fn(dm)[1], s1e, occ) - dm
+        return density_from_fock(energy_fn(dm)[1], s1e, mo_occ) - dm
 
     # The SCF has already found the root; _root only attaches the implicit derivative. The
     # parameters the residual closes over become explicit arguments, so that they get tangents.

@@ -1,8 +1,19 @@
-"""Coulomb and exchange matrices from a density matrix.
+"""Coulomb and exchange matrices from a density matrix: one protocol, two implementations.
 
     J_mn = sum_ls (mn|ls) D_ls            K_mn = sum_ls (ml|ns) D_ls
 
-``dm`` may carry leading axes (spin, or a batch); J and K keep them. Two back ends:
+``dm`` may carry leading axes (spin, or a batch); J and K keep them. Two back ends, each a
+setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
+
+    factors(basis, coords, omegas)   what the two-electron integrals are made of at ``coords``,
+                                     one entry per operator (omega None: 1/r12; else
+                                     erf(omega r12)/r12), differentiable in ``coords``
+    tensors(basis, factors)          what the SCF contracts (the same or unpacked from them)
+    get_j(tensors, dm), get_k(tensors, dm, op)
+    energy(basis, factors, dm, dm_tot, weights, kf)
+                                     E_coul + E_exx straight from the factors (what the forces
+                                     differentiate)
+    eri_block(tensors, idx)          (ij|kl) over the AO indices ``idx`` (the SAD guess)
 
 * incore: from the full ERI tensor (:func:`dftad.integrals.two_electron.eri`), while
   nao^4 doubles fit in memory;
@@ -15,10 +26,14 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 
 import jax
 import jax.numpy as jnp
+
+from .basis import Basis
+from .integrals import two_electron
+from .linalg import inv_sqrt_psd
 
 
 def get_jk_incore(eri, dm, with_j: bool = True, with_k: bool = True):
@@ -55,7 +70,7 @@ def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
     factorisation fails: the metric of the erf-attenuated operator (range-separated hybrids) has
     a smooth kernel and eigenvalues down to 1e-14 for any JK-fitting set. Then, as PySCF does,
     B = J_+^-1/2 (P|mn) with the inverse square root over the eigenvalues above ``lindep``
-    (:func:`inv_sqrt_psd`; the dropped directions give zero rows)."""
+    (:func:`dftad.linalg.inv_sqrt_psd`; the dropped directions give zero rows)."""
     naux = int2c.shape[0]
     rhs = jnp.moveaxis(int3c, -1, 0).reshape(naux, -1)
     factorises = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(int2c))))
@@ -68,40 +83,6 @@ def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
 
     b = jax.lax.cond(factorises, by_cholesky, by_eigh, int2c, rhs)
     return b.reshape(naux, *int3c.shape[:2])
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def inv_sqrt_psd(a, lindep):
-    """A_+^-1/2 = V f(w) V^T for symmetric A = V diag(w) V^T, f(w) = w^-1/2 for w > ``lindep``
-    and 0 otherwise (the symmetric inverse square root on the well-conditioned subspace).
-
-    Its derivative is the Daleckii-Krein formula, dF = V (G o (V^T dA V)) V^T with
-    G_ij = (f(w_i) - f(w_j)) / (w_i - w_j) (f'(w_i) where w_i = w_j): finite also where A has
-    degenerate eigenvalues (symmetric molecules), where differentiating ``eigh`` is not."""
-    w, v = jnp.linalg.eigh(a)
-    return (v * _f_inv_sqrt(w, lindep)) @ v.T
-
-
-def _f_inv_sqrt(w, lindep):
-    return jnp.where(w > lindep, 1.0 / jnp.sqrt(jnp.where(w > lindep, w, 1.0)), 0.0)
-
-
-@inv_sqrt_psd.defjvp
-def _inv_sqrt_psd_jvp(lindep, primals, tangents):
-    (a,), (da,) = primals, tangents
-    w, v = jnp.linalg.eigh(a)
-    keep = w > lindep
-    f = _f_inv_sqrt(w, lindep)
-    s = jnp.sqrt(jnp.where(keep, w, 1.0))
-    wi, wj = w[:, None], w[None, :]
-    both = keep[:, None] & keep[None, :]
-    one = keep[:, None] != keep[None, :]
-    # kept pair: (wi^-1/2 - wj^-1/2) / (wi - wj) = -1 / (si sj (si + sj)), exact also at wi = wj
-    g_kept = -1.0 / (s[:, None] * s[None, :] * (s[:, None] + s[None, :]))
-    dw = jnp.where(one, wi - wj, 1.0)  # a kept and a dropped eigenvalue differ by > 0
-    g = jnp.where(both, g_kept, jnp.where(one, (f[:, None] - f[None, :]) / dw, 0.0))
-    out = (v * f) @ v.T
-    return out, v @ (g * (v.T @ da @ v)) @ v.T
 
 
 K_BLOCK_BYTES = 2**28
@@ -137,3 +118,102 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True):
             if rest:
                 vk = vk + k_block(cderi_b[nblock * block:])
     return vj, vk
+
+
+def coulomb_exchange(jk, tensors, dm, dm_tot, weights):
+    """(J[D_tot], K_tot) with K_tot = sum_i weights[i] K_i[dm] over the operators (None when
+    ``weights`` is empty: no exact exchange)."""
+    vj = jk.get_j(tensors, dm_tot)
+    vk = None
+    for op, w in enumerate(weights):
+        k = w * jk.get_k(tensors, dm, op)
+        vk = k if vk is None else vk + k
+    return vj, vk
+
+
+def energy_terms(dm, dm_tot, vj, vk, kf):
+    """(E_coul, E_exx) = (1/2 sum D_tot J, -kf/2 sum D K_tot); ``kf`` is the exchange weight per
+    spin channel (1/2 restricted, 1 unrestricted)."""
+    e_exx = jnp.zeros(()) if vk is None else -0.5 * kf * jnp.sum(dm * vk)
+    return 0.5 * jnp.sum(dm_tot * vj), e_exx
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class IncoreJK:
+    """Full 4-centre ERIs from the screened shell-quartet ``plan``: the factors are the
+    quartet-class blocks (:func:`~dftad.integrals.two_electron.eri_blocks`), the tensors the
+    (nao,)*4 arrays unpacked from them."""
+
+    plan: two_electron.EriPlan
+    density_fitting = False
+
+    def describe(self) -> str:
+        return "incore ERIs"
+
+    def factors(self, basis: Basis, coords, omegas):
+        return tuple(two_electron.eri_blocks(self.plan, basis, coords, w) for w in omegas)
+
+    def tensors(self, basis: Basis, factors):
+        return tuple(two_electron.unpack_s8(two_electron.pack_s8(self.plan, basis, b), basis.nao)
+                     for b in factors)
+
+    def get_j(self, tensors, dm):
+        return get_jk_incore(tensors[0], dm, with_k=False)[0]
+
+    def get_k(self, tensors, dm, op: int = 0):
+        return get_jk_incore(tensors[op], dm, with_j=False)[1]
+
+    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):
+        """E_coul + E_exx contracted with each quartet block and its number of images
+        (:func:`~dftad.integrals.two_electron.blocks_energy`): no (nao,)*4 array, in the
+        forward or the reverse pass."""
+        e = 0.0
+        for op, blocks in enumerate(factors):
+            dm_exch = dm if op < len(weights) else None
+            c_exch = 0.5 * kf * weights[op] if op < len(weights) else 0.0
+            e = e + two_electron.blocks_energy(self.plan, basis, blocks,
+                                               dm_tot if op == 0 else None, dm_exch, c_exch)
+        return e
+
+    def eri_block(self, tensors, idx):
+        return tensors[0][jnp.ix_(idx, idx, idx, idx)]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DFJK:
+    """Density fitting with the auxiliary basis ``aux``: the factors and the tensors are both
+    B = L^-1 (P|mn) (:func:`cderi`), one per operator."""
+
+    aux: Basis
+    plan3c: two_electron.EriPlan
+    plan2c: two_electron.EriPlan
+    auxbasis_name: str = dataclasses.field(metadata={"static": True})
+    density_fitting = True
+
+    def describe(self) -> str:
+        return f"density fitting ({self.auxbasis_name})"
+
+    def factors(self, basis: Basis, coords, omegas):
+        return tuple(cderi(two_electron.int3c2e(self.plan3c, basis, self.aux, coords, w),
+                           two_electron.int2c2e(self.plan2c, self.aux, coords, w))
+                     for w in omegas)
+
+    def tensors(self, basis: Basis, factors):
+        return factors
+
+    def get_j(self, tensors, dm):
+        return get_jk_df(tensors[0], dm, with_k=False)[0]
+
+    def get_k(self, tensors, dm, op: int = 0):
+        return get_jk_df(tensors[op], dm, with_j=False)[1]
+
+    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):
+        vj, vk = coulomb_exchange(self, factors, dm, dm_tot, weights)
+        e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
+        return e_coul + e_exx
+
+    def eri_block(self, tensors, idx):
+        b = tensors[0][:, idx[:, None], idx[None, :]]
+        return jnp.einsum("pij,pkl->ijkl", b, b)

@@ -20,7 +20,9 @@ quadratically near one; each step costs one linearisation of the Fock matrix, on
 tangent per CG iteration and one energy.
 
 :func:`solve` continues an SCF that DIIS did not converge (:func:`dftad.energy.converge`, which
-``dftad.run`` and the CLI call); :mod:`dftad.stability` uses the same rotations and Hessian.
+:func:`dftad.run` and the CLI call); as a solver behind :func:`dftad.implicit.solve` its result
+is differentiated exactly like a DIIS one. :mod:`dftad.stability` uses the same rotations and
+Hessian.
 It is not part of the jit-compiled kernel, where it would about double the compile time (water
 / def2-SVP: 22 s -> 40 s with B3LYP, 24 s -> 46 s with SCAN) for a path few SCFs need.
 Units: kappa in radians, energies in Hartree.
@@ -35,7 +37,9 @@ import jax
 import jax.numpy as jnp
 
 from . import scf
-from .scf import canonicalize, channels, join, spaces
+from .linalg import orthogonalizer
+from .occupation import Occupation
+from .scf import canonicalize
 
 ACCEPT = 1e-4
 """A step is taken when the actual energy change is at least this fraction of the predicted one."""
@@ -46,50 +50,60 @@ MAX_RADIUS = 2.0
 CG_MAXITER = 20
 """Conjugate-gradient iterations per step at most (a static loop bound)."""
 
+PRECONDITIONER_FLOOR = 0.1
+"""Smallest diagonal preconditioner entry (Hartree): a soft or inverted orbital pair must not
+blow up the preconditioned residual."""
 
-def size(nmo: int, nocc) -> int:
+MIN_RADIUS = 1e-8
+"""Smallest trust radius (radians)."""
+
+INITIAL_RADIUS = 0.5
+"""Trust radius of the first step (radians)."""
+
+
+def size(nmo: int, occ: Occupation) -> int:
     """Number of rotation parameters (length of the packed kappa)."""
-    return sum((nmo - n) * n for _, n in spaces(nocc))
+    return sum((nmo - n) * n for n in occ.counts)
 
 
-def split(kappa, nmo: int, nocc):
+def split(kappa, nmo: int, occ: Occupation):
     """Packed kappa -> list of (nvir, nocc) blocks, one per spin channel."""
     out, start = [], 0
-    for _, n in spaces(nocc):
+    for n in occ.counts:
         out.append(kappa[start:start + (nmo - n) * n].reshape(nmo - n, n))
         start += (nmo - n) * n
     return out
 
 
-def rotate(mo_coeff, kappa, nocc):
+def rotate(mo_coeff, kappa, occ: Occupation):
     """C U(K) per channel (Cayley transform of the packed rotation ``kappa``)."""
     nmo = mo_coeff.shape[-1]
     out = []
-    for c, (_, n), k in zip(channels(mo_coeff, nocc), spaces(nocc), split(kappa, nmo, nocc)):
+    for c, n, k in zip(occ.channels(mo_coeff), occ.counts, split(kappa, nmo, occ)):
         big = jnp.zeros((nmo, nmo), dtype=c.dtype).at[n:, :n].set(k).at[:n, n:].set(-k.T)
         eye = jnp.eye(nmo, dtype=c.dtype)
         out.append(c @ jnp.linalg.solve(eye - 0.5 * big, eye + 0.5 * big))
-    return join(out, nocc)
+    return occ.join(out)
 
 
-def make_dm(mo_coeff, nocc):
+def make_dm(mo_coeff, occ: Occupation):
     """D = sum_i^occ n_i C_i C_i^T (occupied orbitals first in each channel)."""
     out = []
-    for c, (occ, n) in zip(channels(mo_coeff, nocc), spaces(nocc)):
-        out.append(occ * c[:, :n] @ c[:, :n].T)
-    return join(out, nocc)
+    for c, (n_i, n) in zip(occ.channels(mo_coeff), occ.spaces()):
+        out.append(n_i * c[:, :n] @ c[:, :n].T)
+    return occ.join(out)
 
 
-def rotated_dm(mo_coeff, kappa, nocc):
+def rotated_dm(mo_coeff, kappa, occ: Occupation):
     """D(C U(K))."""
-    return make_dm(rotate(mo_coeff, kappa, nocc), nocc)
+    return make_dm(rotate(mo_coeff, kappa, occ), occ)
 
 
-def preconditioner(mo_energy, nocc):
+def preconditioner(mo_energy, occ: Occupation):
     """Approximate Hessian diagonal 2 n (e_a - e_i) (Hartree; occupied orbitals first)."""
     parts = []
-    for e, (occ, n) in zip(channels(mo_energy, nocc), spaces(nocc)):
-        parts.append((2.0 * occ * (e[n:, None] - e[None, :n])).ravel())
+    for e, (n_i, n) in zip(occ.channels(mo_energy), occ.spaces()):
+        parts.append((2.0 * n_i * (e[n:, None] - e[None, :n])).ravel())
     return jnp.concatenate(parts)
 
 
@@ -121,18 +135,21 @@ def _steihaug(hop, g, diag, radius, rtol):
     return s, r
 
 
-def gradient_and_hessian(energy_fn: Callable, mo_coeff, nocc):
+def gradient_and_hessian(energy_fn: Callable, mo_coeff, occ: Occupation):
     """(g, hop): the orbital gradient dE/dkappa at kappa = 0 and the map v -> H v (linearised
     once, so each product costs one Fock-matrix tangent)."""
 
     def gradient(kappa):
-        dm, pullback = jax.vjp(lambda k: rotated_dm(mo_coeff, k, nocc), kappa)
+        dm, pullback = jax.vjp(lambda k: rotated_dm(mo_coeff, k, occ), kappa)
         return pullback(energy_fn(dm)[1])[0]
 
-    return jax.linearize(gradient, jnp.zeros(size(mo_coeff.shape[-1], nocc)))
+    return jax.linearize(gradient, jnp.zeros(size(mo_coeff.shape[-1], occ)))
 
 
 class Step(NamedTuple):
+    """Newton state: canonical orbitals (occupied first) and their energies, the energy and
+    Fock matrix at their density, the trust radius, the energy change of the last step."""
+
     mo_coeff: jax.Array
     mo_energy: jax.Array
     e_tot: jax.Array
@@ -141,19 +158,18 @@ class Step(NamedTuple):
     e_change: jax.Array  # 0 when the step was rejected
 
 
-def step(energy_fn: Callable, prev: Step, nocc) -> Step:
+def step(energy_fn: Callable, prev: Step, occ: Occupation) -> Step:
     """One trust-region Newton step from ``prev`` (canonical orbitals, see :func:`canonicalize`,
     with their energies, and the energy and Fock matrix at their density)."""
     mo_coeff, mo_energy, e_tot, fock, radius, _ = prev
-    g, hop = gradient_and_hessian(energy_fn, mo_coeff, nocc)
+    g, hop = gradient_and_hessian(energy_fn, mo_coeff, occ)
     gnorm = jnp.linalg.norm(g)
-    # floored: a soft or inverted pair must not blow up the preconditioned residual
-    diag = jnp.maximum(preconditioner(mo_energy, nocc), 0.1)
+    diag = jnp.maximum(preconditioner(mo_energy, occ), PRECONDITIONER_FLOOR)
     s, r = _steihaug(hop, g, diag, radius,
                      rtol=jnp.minimum(0.1, jnp.sqrt(gnorm)))
     predicted = 0.5 * (g @ s + r @ s)  # m(s), with H s = r - g
-    trial = rotate(mo_coeff, s, nocc)
-    e_new, f_new = energy_fn(make_dm(trial, nocc))
+    trial = rotate(mo_coeff, s, occ)
+    e_new, f_new = energy_fn(make_dm(trial, occ))
     actual = e_new - e_tot
     ratio = jnp.where(predicted < 0, actual / jnp.where(predicted < 0, predicted, -1.0), 0.0)
     accept = (predicted < 0) & (ratio > ACCEPT)
@@ -161,8 +177,8 @@ def step(energy_fn: Callable, prev: Step, nocc) -> Step:
     radius = jnp.where(ratio < 0.25, 0.25 * snorm,
                        jnp.where((ratio > 0.75) & (snorm > 0.99 * radius),
                                  jnp.minimum(2.0 * radius, MAX_RADIUS), radius))
-    radius = jnp.maximum(radius, 1e-8)
-    new_c, new_e = canonicalize(trial, f_new, nocc)
+    radius = jnp.maximum(radius, MIN_RADIUS)
+    new_c, new_e = canonicalize(trial, f_new, occ)
     return Step(
         mo_coeff=jnp.where(accept, new_c, mo_coeff),
         mo_energy=jnp.where(accept, new_e, mo_energy),
@@ -173,34 +189,34 @@ def step(energy_fn: Callable, prev: Step, nocc) -> Step:
     )
 
 
-def solve(energy_fn: Callable, s1e, start: scf.SCFResult, nocc,
-          options: scf.SCFOptions = scf.SCFOptions()) -> scf.SCFResult:
+def solve(energy_fn: Callable, s1e, start: scf.SCFResult, occ: Occupation,
+          options: scf.SCFOptions = scf.DEFAULT_OPTIONS) -> scf.SCFResult:
     """Trust-region Newton steps from the orbitals of ``start`` (occupied first), one per cycle,
     until converged by the SCF's criteria (|dE| < ``conv_tol``, commutator norm <
     ``conv_tol_grad``) or after ``max_cycle`` steps. Cycles are counted on from ``start``'s.
     Pure JAX."""
-    x = scf.orthogonalizer(s1e)
+    x = orthogonalizer(s1e)
 
     def grad_norm(mo_coeff, fock):
-        return jnp.linalg.norm(scf._error(fock, make_dm(mo_coeff, nocc), s1e, x))
+        return jnp.linalg.norm(scf.commutator(fock, make_dm(mo_coeff, occ), s1e, x))
 
-    e_tot, fock = energy_fn(make_dm(start.mo_coeff, nocc))
-    mo_coeff, mo_energy = canonicalize(start.mo_coeff, fock, nocc)
-    first = Step(mo_coeff, mo_energy, e_tot, fock, jnp.asarray(0.5), jnp.asarray(jnp.inf))
+    e_tot, fock = energy_fn(make_dm(start.mo_coeff, occ))
+    mo_coeff, mo_energy = canonicalize(start.mo_coeff, fock, occ)
+    first = Step(mo_coeff, mo_energy, e_tot, fock, jnp.asarray(INITIAL_RADIUS), jnp.asarray(jnp.inf))
     init = (start.cycles, first, grad_norm(mo_coeff, fock), jnp.asarray(False))
     last_cycle = start.cycles + options.max_cycle
 
     def body(carry):
         cycle, prev, _, _ = carry
-        new = step(energy_fn, prev, nocc)
+        new = step(energy_fn, prev, occ)
         gnorm = grad_norm(new.mo_coeff, new.fock)
         conv = (jnp.abs(new.e_change) < options.conv_tol) & (gnorm < options.conv_tol_grad)
         if options.verbose:
-            jax.debug.callback(scf._print_cycle, cycle + 1, new.e_tot, new.e_change, gnorm,
+            jax.debug.callback(scf.print_cycle, cycle + 1, new.e_tot, new.e_change, gnorm,
                                ordered=True)
         return cycle + 1, new, gnorm, conv
 
     cycle, last, gnorm, conv = jax.lax.while_loop(
         lambda c: (~c[3]) & (c[0] < last_cycle), body, init)
-    return scf.SCFResult(last.e_tot, make_dm(last.mo_coeff, nocc), last.fock, last.mo_energy,
+    return scf.SCFResult(last.e_tot, make_dm(last.mo_coeff, occ), last.fock, last.mo_energy,
                          last.mo_coeff, start.mo_occ, conv, cycle, last.e_change, gnorm)

@@ -21,47 +21,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy
-from .constants import AU_DEBYE
+from . import energy, forces
+from .constants import AU_DEBYE, AU_KM_MOL, AU_WAVENUMBER
+from .hamiltonian import Result
 from .integrals import one_electron
+from .setup import Setup
 
-# CODATA 2014 (as PySCF's pyscf.data.nist), for unit conversions only
-HARTREE_J = 4.359744650e-18
-AMU_KG = 1.660539040e-27
-BOHR_M = 0.52917721092e-10
-LIGHT_SPEED = 299792458.0
-AVOGADRO = 6.022140857e23
-E_CHARGE = 1.6021766208e-19
-EPSILON0 = 8.854187817e-12
-
-AU_WAVENUMBER = (HARTREE_J / (AMU_KG * BOHR_M**2)) ** 0.5 / (2 * np.pi * LIGHT_SPEED * 100)
-"""sqrt(Hartree / (amu Bohr^2)) as a wavenumber in cm^-1 (5140.48...)."""
-
-AU_KM_MOL = AVOGADRO / (12 * EPSILON0 * LIGHT_SPEED**2) * E_CHARGE**2 / AMU_KG / 1e3
-"""IR intensity of a unit dipole derivative (e / sqrt(amu)) squared, in km/mol (974.88...)."""
-
-
-def dipole(setup: energy.Setup, coords, dm):
+def dipole(setup: Setup, coords, dm):
     """mu = sum_A Z_A R_A - sum D r (a.u.) for the density ``dm`` (per spin when unrestricted)."""
-    dm_tot = dm if setup.restricted else dm[0] + dm[1]
+    dm_tot = setup.occupation.total(dm)
     r = one_electron.multipole(setup.basis, coords, 1)
     return setup.charges @ coords - jnp.einsum("xij,ij->x", r, dm_tot)
 
 
-def dipole_moment(setup: energy.Setup, coords, field=None, xc_params=None):
-    """Dipole (a.u.) of the converged SCF at ``coords`` in the uniform ``field``; differentiable
-    in all three (the density by the implicit function theorem)."""
-    res = energy.kernel(setup, coords, xc_params, field=field)
-    return dipole(setup, coords, res.scf.dm)
-
-
-def polarizability(setup: energy.Setup, coords, xc_params=None):
+def polarizability(setup: Setup, coords, xc_params=None):
     """Static dipole polarizability alpha_ij = d mu_i / d F_j at zero field (a.u., (3, 3))."""
     return dipole_and_polarizability(setup, coords, xc_params)[2]
 
 
-def dipole_and_polarizability(setup: energy.Setup, coords, xc_params=None):
-    """(SCF :class:`~dftad.energy.Result`, dipole (3,), polarizability (3, 3)) in atomic units,
+def dipole_and_polarizability(setup: Setup, coords, xc_params=None):
+    """(SCF :class:`~dftad.Result`, dipole (3,), polarizability (3, 3)) in atomic units,
     from one SCF and three linear-response solves."""
 
     def mu(field):
@@ -76,22 +55,21 @@ def dipole_and_polarizability(setup: energy.Setup, coords, xc_params=None):
 class SecondDerivatives(NamedTuple):
     """What a harmonic analysis with IR intensities needs, from one SCF."""
 
-    result: energy.Result
+    result: Result
     gradient: jax.Array  # dE/dR (natm, 3), Hartree/Bohr
     dipole: jax.Array  # (3,) a.u.
     hessian: jax.Array  # (natm, 3, natm, 3), Hartree/Bohr^2
     dipole_derivative: jax.Array  # (3, natm, 3), d mu_x / d R_Aj, a.u.
 
 
-def second_derivatives(setup: energy.Setup, coords, xc_params=None) -> SecondDerivatives:
+def second_derivatives(setup: Setup, coords, xc_params=None) -> SecondDerivatives:
     """Energy, gradient, dipole, Hessian and dipole derivatives: forward mode over the analytic
     gradient, whose density and energy-weighted density follow the geometry through the
     implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole)."""
 
     def first(c):
         res = energy.kernel(setup, c, xc_params)
-        w = energy.energy_weighted_dm(res.scf.dm, res.scf.fock, setup.restricted)
-        grad = energy.nuclear_gradient(setup, c, res.scf.dm, w, xc_params)
+        grad = forces.gradient_at(setup, c, res.scf, xc_params)
         mu = dipole(setup, c, res.scf.dm)
         return (grad, mu), (grad, mu, res)
 
@@ -99,20 +77,14 @@ def second_derivatives(setup: energy.Setup, coords, xc_params=None) -> SecondDer
     return SecondDerivatives(res, grad, mu, hess, dmu)
 
 
-def hessian(setup: energy.Setup, coords, xc_params=None):
+def hessian(setup: Setup, coords, xc_params=None):
     """Nuclear Hessian d^2E/dR_Ai dR_Bj (Hartree/Bohr^2, shape (natm, 3, natm, 3))."""
     return second_derivatives(setup, coords, xc_params).hessian
 
 
-def dipole_derivative(setup: energy.Setup, coords, xc_params=None):
+def dipole_derivative(setup: Setup, coords, xc_params=None):
     """d mu_x / d R_Aj (a.u., shape (3, natm, 3)), the atomic polar tensors."""
     return second_derivatives(setup, coords, xc_params).dipole_derivative
-
-
-def hessian_and_dipole_derivative(setup: energy.Setup, coords, xc_params=None):
-    """(Hessian, dipole derivative) from one SCF and one set of response solves."""
-    d = second_derivatives(setup, coords, xc_params)
-    return d.hessian, d.dipole_derivative
 
 
 class Vibrations(NamedTuple):

@@ -25,10 +25,14 @@ converges before ``rescue_cycle`` is not touched.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from .linalg import eig, make_rdm1, orthogonalizer
+from .occupation import Occupation
 
 
 class SCFOptions(NamedTuple):
@@ -44,6 +48,9 @@ class SCFOptions(NamedTuple):
     rescue_cycle: int = 50
     rescue_shift: float = 0.2
     verbose: bool = False  # print each cycle (a host callback per cycle; off for speed)
+
+
+DEFAULT_OPTIONS = SCFOptions()
 
 
 class SCFResult(NamedTuple):
@@ -66,46 +73,20 @@ class SCFResult(NamedTuple):
     grad_norm: jax.Array
 
 
-def occupations(nao: int, nocc) -> jax.Array:
-    """Occupations of the orbitals in :class:`SCFResult` order (occupied first): restricted
-    ``nocc`` int -> 2 per occupied orbital; unrestricted ``nocc = (na, nb)`` -> (2, nao) ones."""
-    idx = jnp.arange(nao)
-    if isinstance(nocc, tuple):
-        return jnp.stack([(idx < n).astype(jnp.float64) for n in nocc])
-    return jnp.where(idx < nocc, 2.0, 0.0)
-
-
-def spaces(nocc):
-    """Per spin channel (occupation per orbital, number occupied): restricted ``nocc`` int,
-    unrestricted ``(nalpha, nbeta)``."""
-    if isinstance(nocc, tuple):
-        return [(1.0, n) for n in nocc]
-    return [(2.0, nocc)]
-
-
-def channels(a, nocc):
-    """The per-channel pieces of an array with a leading spin axis when unrestricted."""
-    return [a[0], a[1]] if isinstance(nocc, tuple) else [a]
-
-
-def join(parts, nocc):
-    return jnp.stack(parts) if isinstance(nocc, tuple) else parts[0]
-
-
-def canonicalize(mo_coeff, fock, nocc):
+def canonicalize(mo_coeff, fock, occ: Occupation):
     """Orbitals that diagonalise the Fock matrix within the occupied and within the virtual
     space of each channel (the density is unchanged), and their energies (occupied first)."""
     cs, es = [], []
-    for c, f, (_, n) in zip(channels(mo_coeff, nocc), channels(fock, nocc), spaces(nocc)):
+    for c, f, n in zip(occ.channels(mo_coeff), occ.channels(fock), occ.counts):
         fmo = c.T @ f @ c
         eo, uo = jnp.linalg.eigh(fmo[:n, :n])
         ev, uv = jnp.linalg.eigh(fmo[n:, n:])
         cs.append(jnp.concatenate([c[:, :n] @ uo, c[:, n:] @ uv], axis=1))
         es.append(jnp.concatenate([eo, ev]))
-    return join(cs, nocc), join(es, nocc)
+    return occ.join(cs), occ.join(es)
 
 
-def density_orbitals(dm, fock, s1e, nocc):
+def density_orbitals(dm, fock, s1e, occ: Occupation):
     """Orbitals that span ``dm`` (occupied first in each channel), canonical within its occupied
     and virtual spaces, and their energies: ``(mo_energy, mo_coeff)``.
 
@@ -116,30 +97,15 @@ def density_orbitals(dm, fock, s1e, nocc):
     still span the density, which F's lowest eigenvectors do not."""
     x = orthogonalizer(s1e)
     coeffs = []
-    for d in channels(dm, nocc):
+    for d in occ.channels(dm):
         _, u = jnp.linalg.eigh(x.T @ s1e @ d @ s1e @ x)
         coeffs.append((x @ u)[:, ::-1])  # largest occupation first
-    mo_coeff, mo_energy = canonicalize(join(coeffs, nocc), fock, nocc)
+    mo_coeff, mo_energy = canonicalize(occ.join(coeffs), fock, occ)
     return mo_energy, mo_coeff
 
 
-def orthogonalizer(s1e) -> jax.Array:
-    """Symmetric orthogonalisation X = S^-1/2, so that X^T S X = 1."""
-    w, u = jnp.linalg.eigh(s1e)
-    return (u / jnp.sqrt(w)) @ u.T
-
-
-def _eig(fock, x):
-    """Generalised eigenproblem F C = S C e via X; works on a leading spin axis."""
-    e, c = jnp.linalg.eigh(jnp.swapaxes(x, -1, -2) @ fock @ x)
-    return e, x @ c
-
-
-def _make_dm(mo_coeff, mo_occ):
-    return jnp.einsum("...mi,...i,...ni->...mn", mo_coeff, mo_occ, mo_coeff)
-
-
-def _error(fock, dm, s1e, x):
+def commutator(fock, dm, s1e, x):
+    """The SCF error X^T (F D S - S D F) X (zero at self-consistency)."""
     fds = fock @ dm @ s1e
     return jnp.swapaxes(x, -1, -2) @ (fds - jnp.swapaxes(fds, -1, -2)) @ x
 
@@ -161,6 +127,10 @@ def _diis(focks, errors, count, space):
 
 
 class _State(NamedTuple):
+    """DIIS loop state: cycle count; the current density, its Fock matrix and energy; the last
+    energy change and commutator norm; the DIIS history (ring buffers of Fock matrices and their
+    errors, ``diis_space`` slots); whether both convergence criteria hold."""
+
     cycle: jax.Array
     dm: jax.Array
     fock: jax.Array
@@ -172,16 +142,17 @@ class _State(NamedTuple):
     converged: jax.Array
 
 
-def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions()) -> SCFResult:
+def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
+          options: SCFOptions = DEFAULT_OPTIONS) -> SCFResult:
     """Run the SCF from the initial density ``dm0`` (see the module docstring)."""
     opts = options
     nao = s1e.shape[-1]
     x = orthogonalizer(s1e)
-    mo_occ = occupations(nao, nocc)
-    factor = 1.0 if isinstance(nocc, tuple) else 0.5  # occupation per orbital in the level shift
+    mo_occ = occ.occupations(nao)
+    factor = 1.0 / occ.per_orbital  # 1 / occupation per orbital, in the level shift
 
     e0, f0 = energy_fn(dm0)
-    err0 = _error(f0, dm0, s1e, x)
+    err0 = commutator(f0, dm0, s1e, x)
     space = opts.diis_space
     state = _State(
         cycle=jnp.asarray(0),
@@ -196,7 +167,7 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
     )
 
     def body(st: _State) -> _State:
-        err = _error(st.fock, st.dm, s1e, x)
+        err = commutator(st.fock, st.dm, s1e, x)
         # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held;
         # k counts the cycles of the current history (the rescue starts a new one in slot 0)
         rescue = st.cycle >= opts.rescue_cycle
@@ -210,23 +181,23 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
         if opts.level_shift or opts.rescue_shift:
             sds = s1e @ st.dm @ s1e
             fock = fock + shift * (s1e - factor * sds)
-        _, c = _eig(fock, x)
-        dm = _make_dm(c, mo_occ)
+        _, c = eig(fock, x)
+        dm = make_rdm1(c, mo_occ)
         if opts.damp:
             dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
         e_tot, f_new = energy_fn(dm)
-        gnorm = jnp.linalg.norm(_error(f_new, dm, s1e, x))
+        gnorm = jnp.linalg.norm(commutator(f_new, dm, s1e, x))
         de = e_tot - st.e_tot
         conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
         if opts.verbose:
-            jax.debug.callback(_print_cycle, st.cycle + 1, e_tot, de, gnorm, ordered=True)
+            jax.debug.callback(print_cycle, st.cycle + 1, e_tot, de, gnorm, ordered=True)
         return _State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv)
 
     def cond(st: _State):
         return (~st.converged) & (st.cycle < opts.max_cycle)
 
     st = jax.lax.while_loop(cond, body, state)
-    mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, nocc)
+    mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, occ)
     return SCFResult(
         e_tot=st.e_tot,
         dm=st.dm,
@@ -241,16 +212,7 @@ def solve(energy_fn: Callable, s1e, dm0, nocc, options: SCFOptions = SCFOptions(
     )
 
 
-def _print_cycle(cycle, e_tot, de, gnorm):
-    print(f"cycle {int(cycle):3d}  E = {float(e_tot):.12f}  dE = {float(de):10.3e}  |[F,D]| = {float(gnorm):9.3e}",
-          flush=True)
-
-
-def core_guess(h1e, s1e, nocc):
-    """Initial density from the core Hamiltonian: diagonalise h (F = h)."""
-    x = orthogonalizer(s1e)
-    _, c = _eig(h1e, x)
-    occ = occupations(s1e.shape[-1], nocc)
-    if isinstance(nocc, tuple):
-        c = jnp.stack([c, c])
-    return _make_dm(c, occ)
+def print_cycle(cycle, e_tot, de, gnorm):
+    """One line per SCF cycle (host callback of ``verbose`` solvers)."""
+    print(f"cycle {int(cycle):3d}  E = {float(e_tot):.12f}  dE = {float(de):10.3e}  "
+          f"|[F,D]| = {float(gnorm):9.3e}", flush=True)

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import energy, newton
+from .hamiltonian import Integrals, Result, hamiltonian, integrals
+from .setup import Setup
 
 UNSTABLE_BELOW = -1e-5
 """Lowest Hessian eigenvalue (Hartree) below which a solution is called unstable. Rotations the
@@ -47,25 +49,25 @@ class Stability(NamedTuple):
     descent: float = 0.0  # energy lowering by :func:`follow`'s restarts (Hartree)
 
 
-def size(setup: energy.Setup) -> int:
+def size(setup: Setup) -> int:
     """Number of rotation parameters (length of the packed kappa)."""
-    return newton.size(setup.nao, setup.nocc)
+    return newton.size(setup.nao, setup.occupation)
 
 
-def rotated_dm(setup: energy.Setup, mo_coeff, kappa):
+def rotated_dm(setup: Setup, mo_coeff, kappa):
     """D(C U(K)) for the packed rotation ``kappa`` (:func:`dftad.newton.rotated_dm`)."""
-    return newton.rotated_dm(mo_coeff, kappa, setup.nocc)
+    return newton.rotated_dm(mo_coeff, kappa, setup.occupation)
 
 
 def _energy(setup, ints, mo_coeff, kappa, xc_params=None):
-    return sum(energy.hamiltonian(setup, ints, xc_params)[1](rotated_dm(setup, mo_coeff, kappa)))
+    return sum(hamiltonian(setup, ints, xc_params)[1](rotated_dm(setup, mo_coeff, kappa)))
 
 
 @jax.jit
 def _hessian_block(setup, ints, mo_coeff, vectors, xc_params=None):
     """H V for a block of vectors (n, k) (:func:`dftad.newton.gradient_and_hessian`)."""
-    energy_fn = energy.hamiltonian(setup, ints, xc_params)[0]
-    _, hop = newton.gradient_and_hessian(energy_fn, mo_coeff, setup.nocc)
+    energy_fn = hamiltonian(setup, ints, xc_params)[0]
+    _, hop = newton.gradient_and_hessian(energy_fn, mo_coeff, setup.occupation)
     return jax.vmap(hop, in_axes=1, out_axes=1)(vectors)
 
 
@@ -75,7 +77,7 @@ def _energies_along(setup, ints, mo_coeff, direction, steps, xc_params=None):
     return jax.vmap(lambda t: _energy(setup, ints, mo_coeff, t * direction, xc_params))(steps)
 
 
-_integrals = jax.jit(energy.integrals)
+_integrals = jax.jit(integrals)
 _from_integrals = jax.jit(energy.kernel_from_integrals)
 _second_order = jax.jit(energy.second_order)
 
@@ -119,8 +121,8 @@ def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=4
     return float(theta), x / np.linalg.norm(x), nmv
 
 
-def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, tol=1e-6,
-            ints: energy.Integrals | None = None) -> Stability:
+def analyze(setup: Setup, coords, result: Result, xc_params=None, tol=1e-6,
+            ints: Integrals | None = None) -> Stability:
     """Internal stability of the converged ``result`` at ``coords`` (Bohr)."""
     coords = jnp.asarray(coords)
     if ints is None:
@@ -134,14 +136,14 @@ def analyze(setup: energy.Setup, coords, result: energy.Result, xc_params=None, 
             np.asarray(_hessian_block(setup, ints, mo, jnp.asarray(v[:, i:i + 1]), xc_params))
             for i in range(v.shape[1])])
 
-    diag = np.asarray(newton.preconditioner(mo_energy, setup.nocc))
+    diag = np.asarray(newton.preconditioner(mo_energy, setup.occupation))
     value, vec, nmv = lowest_eigenpair(matvec, diag, tol=tol)
     return Stability(value > UNSTABLE_BELOW, value, vec, nmv)
 
 
-def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_params=None,
-           max_restarts: int = 4, ints: energy.Integrals | None = None
-           ) -> tuple[energy.Result, Stability]:
+def follow(setup: Setup, coords, result: Result | None = None, xc_params=None,
+           max_restarts: int = 4, ints: Integrals | None = None
+           ) -> tuple[Result, Stability]:
     """The SCF result, moved off internal instabilities: while the lowest Hessian eigenvalue is
     below :data:`UNSTABLE_BELOW`, step along its eigenvector to the lowest energy on a line
     search (exact rotations), continue from there with second-order steps
@@ -173,7 +175,7 @@ def follow(setup: energy.Setup, coords, result: energy.Result | None = None, xc_
         es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
         kappa = steps[int(np.argmin(es))] * jnp.asarray(stab.rotation)
         start = result._replace(scf=result.scf._replace(
-            mo_coeff=newton.rotate(mo, kappa, setup.nocc), cycles=jnp.asarray(0)))
+            mo_coeff=newton.rotate(mo, kappa, setup.occupation), cycles=jnp.asarray(0)))
         new = _second_order(setup, ints, start, xc_params)
         if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - 1e-10:
             break  # keep what we have

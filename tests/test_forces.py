@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from pyscf import dft, gto, scf
 
+from _pyscf import converge, mean_field
+
 import dftad
-from dftad import energy
+from dftad import energy, guess, hamiltonian
 
 TOL = 2e-6  # Hartree/Bohr, the issue's acceptance tolerance
 GRID_LEVEL = 2
@@ -27,25 +29,11 @@ def pyscf_gradient(mol, basis, xc, grid_level=GRID_LEVEL, auxbasis=None, dm0=Non
     ``dm0``: start PySCF's SCF from this density (dftad's converged one, see
     :data:`SAME_STATE`) and check that PySCF stays there, so that both gradients belong to one
     electronic state."""
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, charge=mol.charge,
-                 spin=mol.spin, verbose=0)
-    if xc == "hf":
-        mf = scf.RHF(pmol) if mol.spin == 0 else scf.UHF(pmol)
-    else:
-        mf = dft.RKS(pmol) if mol.spin == 0 else dft.UKS(pmol)
-        mf.xc = xc
-        mf.grids.level = grid_level
-        mf.small_rho_cutoff = 0
-    if auxbasis is not None:
-        mf = mf.density_fit(auxbasis=auxbasis)
+    mf = mean_field(mol, basis, xc, grid_level, auxbasis=auxbasis)
     mf.conv_tol = 1e-12
     mf.conv_tol_grad = 1e-8
     mf.max_cycle = 200
-    mf.kernel(dm0=dm0)
-    if not mf.converged:
-        mf = mf.newton()
-        mf.kernel(mf.make_rdm1())
-    assert mf.converged
+    mf = converge(mf, dm0)
     if dm0 is not None:  # a stationary point of PySCF's energy too: it did not move away
         assert np.abs(mf.make_rdm1() - dm0).max() < 1e-6
     g = mf.nuc_grad_method()
@@ -71,8 +59,8 @@ there, so comparing forces at that one state is the fair test of the gradient.""
 
 
 def dftad_forces(mol, basis, xc, **kw):
-    setup = energy.build(mol, basis, xc, grid_level=GRID_LEVEL, **SCF_TIGHT, **kw)
-    res = jax.jit(energy.energy_and_forces)(setup, jnp.asarray(mol.coords))
+    setup = dftad.build(mol, basis, xc, grid_level=GRID_LEVEL, **SCF_TIGHT, **kw)
+    res = jax.jit(dftad.energy_and_forces)(setup, jnp.asarray(mol.coords))
     assert bool(res.converged)
     return setup, res
 
@@ -120,9 +108,9 @@ def test_density_fitting_forces_match_pyscf(xc):
     mol = dftad.load("water")
     setup, res = dftad_forces(mol, "6-31g*", xc, density_fit=True)
     assert setup.density_fitting
-    e_ref, g_ref = pyscf_gradient(mol, "6-31g*", xc, auxbasis=setup.auxbasis_name)
+    e_ref, g_ref = pyscf_gradient(mol, "6-31g*", xc, auxbasis=setup.jk.auxbasis_name)
     forces = np.asarray(res.forces)
-    print(f"water 6-31g* {xc} DF ({setup.auxbasis_name}): |dE| {abs(float(res.e_tot) - e_ref):.1e}"
+    print(f"water 6-31g* {xc} DF ({setup.jk.auxbasis_name}): |dE| {abs(float(res.e_tot) - e_ref):.1e}"
           f" Ha, max |F + g_pyscf| {np.abs(forces + g_ref).max():.1e} Ha/Bohr")
     assert abs(float(res.e_tot) - e_ref) < 1e-8
     assert np.abs(forces + g_ref).max() < TOL, np.abs(forces + g_ref).max()
@@ -141,8 +129,8 @@ def test_variational_forces_equal_implicit_gradient():
 
 def test_forces_for_ten_geometries_compile_once():
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "hf", **SCF_TIGHT)
-    fn = jax.jit(lambda s, c: energy.energy_and_forces(s, c))  # a jit cache of its own
+    setup = dftad.build(mol, "sto-3g", "hf", **SCF_TIGHT)
+    fn = jax.jit(lambda s, c: dftad.energy_and_forces(s, c))  # a jit cache of its own
     rng = np.random.default_rng(0)
     out = []
     for _ in range(10):
@@ -166,15 +154,24 @@ def test_forces_are_minus_energy_finite_difference():
         assert abs(-fd - float(res.forces[atom, axis])) < 1e-6
 
 
+def _two_electron_energy(setup, coords, dm):
+    """E_coul + E_exx as the forces take it: from the back end's factors (incore: the shell
+    quartet blocks and their images, no (nao,)*4 tensor)."""
+    omegas, weights = hamiltonian.exchange_operators(setup, setup.xc.params)
+    occ = setup.occupation
+    factors = setup.jk.factors(setup.basis, coords, omegas)
+    return setup.jk.energy(setup.basis, factors, dm, occ.total(dm), weights, 1 / occ.per_orbital)
+
+
 @pytest.mark.parametrize("name,xc", [("water", "hf"), ("hydroxyl_radical", "camb3lyp")])
 def test_two_electron_energy_equals_coulomb_plus_exchange(name, xc):
     """The forces' two-electron energy (from shell quartets) equals e_coul + e_exx of the
     Hamiltonian (full tensor, J/K builds), restricted and unrestricted range-separated."""
     mol = dftad.load(name)
-    setup = energy.build(mol, "sto-3g", xc, grid_level=1)
+    setup = dftad.build(mol, "sto-3g", xc, grid_level=1)
     coords = jnp.asarray(mol.coords)
-    ints = jax.jit(energy.integrals)(setup, coords)
-    dm = jax.jit(energy.initial_guess)(setup, ints)
-    comps = energy.hamiltonian(setup, ints)[1](dm)
-    direct = jax.jit(energy.two_electron_energy)(setup, coords, dm)
+    ints = jax.jit(hamiltonian.integrals)(setup, coords)
+    dm = jax.jit(guess.initial_guess)(setup, ints)
+    comps = hamiltonian.hamiltonian(setup, ints)[1](dm)
+    direct = jax.jit(_two_electron_energy)(setup, coords, dm)
     assert abs(float(direct) - float(comps.e_coul + comps.e_exx)) < 1e-10

@@ -17,7 +17,7 @@ import pytest
 
 import dftad
 import dftad.properties
-from dftad import energy, guess
+from dftad import energy, guess, hamiltonian
 from dftad.density import eval_rho
 from dftad.integrals.ao import eval_ao
 
@@ -29,9 +29,10 @@ POINTS = jnp.array([[0.3, 0.2, 0.1], [-0.5, 0.9, 0.4], [0.0, -1.1, 0.7]])  # Boh
 def outputs(setup, coords, xc_params=None, field=None):
     """Non-variational SCF outputs as one vector: HOMO, gap, dipole (3), rho at POINTS (3)."""
     res = energy.kernel(setup, coords, xc_params, field=field).scf
-    e = res.mo_energy if setup.restricted else res.mo_energy[0]
-    nocc = setup.nocc if setup.restricted else setup.nocc[0]
-    dm = res.dm if setup.restricted else res.dm[0] + res.dm[1]
+    occ = setup.occupation
+    e = occ.channels(res.mo_energy)[0]
+    nocc = occ.nalpha
+    dm = occ.total(res.dm)
     r = dftad.properties.dipole(setup, coords, res.dm)
     rho = eval_rho(eval_ao(setup.basis, coords, POINTS), dm, "LDA")
     return jnp.concatenate([e[nocc - 1:nocc], e[nocc:nocc + 1] - e[nocc - 1:nocc], r, rho])
@@ -81,14 +82,14 @@ CASES = [
 @pytest.mark.parametrize("name,basis,xc,kw", CASES)
 def test_coordinates(name, basis, xc, kw):
     mol = dftad.load(name)
-    setup = energy.build(mol, basis, xc, **TIGHT, **kw)
+    setup = dftad.build(mol, basis, xc, **TIGHT, **kw)
     d = _unit(np.random.default_rng(0), mol.coords.shape)
     check_directional(lambda c: outputs(setup, c), jnp.asarray(mol.coords), d, 1e-3)
 
 
 def test_electric_field():
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    setup = dftad.build(mol, "sto-3g", "hf", **TIGHT)
     coords = jnp.asarray(mol.coords)
     check_directional(lambda f: outputs(setup, coords, field=f), jnp.zeros(3),
                       _unit(np.random.default_rng(2), (3,)), 1e-3)
@@ -96,7 +97,7 @@ def test_electric_field():
 
 def test_xc_parameters():
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "b3lyp", **TIGHT)
+    setup = dftad.build(mol, "sto-3g", "b3lyp", **TIGHT)
     coords = jnp.asarray(mol.coords)
     p0 = setup.xc.params
     leaves, tree = jax.tree_util.tree_flatten(p0)
@@ -110,7 +111,7 @@ def test_xc_parameters():
 
 def test_basis_exponents():
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    setup = dftad.build(mol, "sto-3g", "hf", **TIGHT)
     coords = jnp.asarray(mol.coords)
     e0 = setup.basis.exponents
     d = _unit(np.random.default_rng(4), e0.shape) * e0  # relative perturbation
@@ -123,14 +124,14 @@ def test_gradient_does_not_depend_on_the_scf_path():
     the converged density (one cycle). The compiled gradient is one program for both, whose
     memory cannot grow with the cycle count (a while_loop stores nothing per cycle)."""
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    setup = dftad.build(mol, "sto-3g", "hf", **TIGHT)
     coords = jnp.asarray(mol.coords)
 
     def homo(c, dm0):
-        return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.nocc - 1]
+        return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.occupation.homo]
 
-    ints = energy.integrals(setup, coords)
-    poor = guess.core_guess(ints.h1e, ints.s1e, setup.nocc)
+    ints = hamiltonian.integrals(setup, coords)
+    poor = guess.core_guess(ints.h1e, ints.s1e, setup.occupation)
     good = jax.jit(energy.kernel)(setup, coords).scf.dm
     cycles = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf.cycles)
     n_poor, n_good = int(cycles(coords, poor)), int(cycles(coords, good))
@@ -145,11 +146,11 @@ def test_second_derivative_of_a_non_variational_output():
     """d^2 HOMO / dF^2 (forward over reverse through the implicit SCF) vs five-point central
     differences of the first derivative."""
     mol = dftad.load("water")
-    setup = energy.build(mol, "sto-3g", "hf", **TIGHT)
+    setup = dftad.build(mol, "sto-3g", "hf", **TIGHT)
     coords = jnp.asarray(mol.coords)
 
     def homo(f):
-        return energy.kernel(setup, coords, field=f).scf.mo_energy[setup.nocc - 1]
+        return energy.kernel(setup, coords, field=f).scf.mo_energy[setup.occupation.homo]
 
     hess = np.asarray(jax.jit(jax.jacfwd(jax.grad(homo)))(jnp.zeros(3)))
     grad = jax.jit(jax.grad(homo))
@@ -172,9 +173,9 @@ def test_non_aufbau_fixed_point():
     (The pi-hole orientation is a flat direction here, as for OH, so only quantities it does
     not change are compared.)"""
     mol = dftad.load("nitric_oxide")
-    setup = energy.build(mol, "sto-3g", "lda,vwn", conv_tol=1e-12, conv_tol_grad=1e-9, grid_level=2)
+    setup = dftad.build(mol, "sto-3g", "lda,vwn", conv_tol=1e-12, conv_tol_grad=1e-9, grid_level=2)
     coords = jnp.asarray(mol.coords)
-    na = setup.nocc[0]
+    na = setup.occupation.nalpha
 
     def homo_and_dipole(fz):
         res = energy.kernel(setup, coords, field=jnp.array([0.0, 0.0, fz])).scf
@@ -186,7 +187,7 @@ def test_non_aufbau_fixed_point():
     assert bool(res.converged) and int(res.cycles) > setup.options.rescue_cycle
     e = np.asarray(res.mo_energy[0])
     assert e[na:].min() < e[:na].max()  # not aufbau (else this test is moot)
-    s1e = np.asarray(energy.integrals(setup, coords).s1e)
+    s1e = np.asarray(hamiltonian.integrals(setup, coords).s1e)
     for c, d, occ, f, eps in zip(res.mo_coeff, res.dm, res.mo_occ, res.fock, res.mo_energy):
         c = np.asarray(c)
         np.testing.assert_allclose(c @ np.diag(np.asarray(occ)) @ c.T, d, atol=1e-12)

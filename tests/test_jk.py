@@ -95,26 +95,6 @@ def test_density_fitting_singular_metric_matches_pyscf(water):
     assert np.abs(np.asarray(vk) - rk).max() < 1e-9
 
 
-def test_inv_sqrt_psd_derivative_matches_finite_differences():
-    """d A_+^-1/2 by its Daleckii-Krein JVP against central differences, for a matrix with a
-    doubly degenerate kept eigenvalue (where differentiating eigh gives NaN) and two dropped."""
-    rng = np.random.default_rng(1)
-    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
-    a = (q * np.array([1e-12, 3e-9, 0.4, 0.4, 1.3, 2.0])) @ q.T
-    m = rng.standard_normal((6, 6))
-    m = m + m.T
-    m[:2, :2] = 0  # kept-kept and kept-dropped couplings; the dropped eigenvalues stay below 1e-7
-    da = q @ m @ q.T
-    _, jvp = jax.jvp(lambda m: jk.inv_sqrt_psd(m, 1e-7), (jnp.asarray(a),), (jnp.asarray(da),))
-    h = 1e-5
-    fd = (np.asarray(jk.inv_sqrt_psd(jnp.asarray(a + h * da), 1e-7))
-          - np.asarray(jk.inv_sqrt_psd(jnp.asarray(a - h * da), 1e-7))) / (2 * h)
-    assert bool(jnp.isfinite(jvp).all())
-    np.testing.assert_allclose(np.asarray(jvp), fd, atol=1e-8)
-    f = np.asarray(jk.inv_sqrt_psd(jnp.asarray(a), 1e-7))
-    np.testing.assert_allclose(f @ a @ f, q[:, 2:] @ q[:, 2:].T, atol=1e-10)  # projector on kept
-
-
 def test_cderi_gradient_is_finite_under_vmap(water):
     """Under vmap ``lax.cond`` evaluates both branches (a select); the failed Cholesky branch of
     the singular metric (all NaN) must not reach the reverse-mode derivative."""

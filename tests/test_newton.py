@@ -8,8 +8,8 @@ import pytest
 from test_scf import dftad_energy, pyscf_mf
 
 import dftad
-from dftad import energy, newton
-from dftad import scf as dscf
+from dftad import energy, hamiltonian, newton
+from dftad.linalg import make_rdm1
 
 
 def test_second_order_converges_where_diis_does_not():
@@ -34,19 +34,20 @@ def test_second_order_from_a_rough_start(name, xc):
     mol = dftad.load(name)
     rough_setup, rough = dftad_energy(mol, "sto-3g", xc, init_guess="core", max_cycle=1)
     assert not bool(rough.converged)
-    setup = energy.build(mol, "sto-3g", xc)
-    ints = energy.integrals(setup, jnp.asarray(mol.coords))
+    setup = dftad.build(mol, "sto-3g", xc)
+    ints = hamiltonian.integrals(setup, jnp.asarray(mol.coords))
     res = jax.jit(energy.second_order)(setup, ints, rough)
     r = res.scf
     assert bool(res.converged) and float(r.grad_norm) < 1e-7
     ref = pyscf_mf(mol, "sto-3g", xc)
     assert abs(float(res.e_tot) - ref.e_tot) < 1e-8
-    np.testing.assert_allclose(r.dm, dscf._make_dm(r.mo_coeff, r.mo_occ), atol=1e-12)
-    e, fock = energy.hamiltonian(setup, ints)[0](r.dm)
+    np.testing.assert_allclose(r.dm, make_rdm1(r.mo_coeff, r.mo_occ), atol=1e-12)
+    e, fock = hamiltonian.hamiltonian(setup, ints)[0](r.dm)
     assert abs(float(e) - float(r.e_tot)) < 1e-12
     np.testing.assert_allclose(fock, r.fock, atol=1e-12)
-    for c, f, e_mo in zip(dscf.channels(r.mo_coeff, setup.nocc), dscf.channels(r.fock, setup.nocc),
-                          dscf.channels(r.mo_energy, setup.nocc)):
+    occ = setup.occupation
+    for c, f, e_mo in zip(occ.channels(r.mo_coeff), occ.channels(r.fock),
+                          occ.channels(r.mo_energy)):
         np.testing.assert_allclose(c.T @ f @ c, np.diag(e_mo), atol=1e-7)
 
 

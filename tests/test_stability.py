@@ -7,23 +7,19 @@ import pytest
 from pyscf import dft, gto, scf
 from pyscf.soscf import newton_ah
 
+from _pyscf import mean_field
+
 import dftad
 from dftad import energy, stability
 
 
 def _pyscf_mf(mol, basis, xc):
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, charge=mol.charge,
-                 spin=mol.spin, verbose=0)
-    if xc == "hf":
-        return scf.RHF(pmol) if mol.spin == 0 else scf.UHF(pmol)
-    mf = dft.RKS(pmol) if mol.spin == 0 else dft.UKS(pmol)
-    mf.xc, mf.grids.level, mf.small_rho_cutoff = xc, 3, 0
-    return mf
+    return mean_field(mol, basis, xc)
 
 
 def _converged(name, basis, xc):
     mol = dftad.load(name)
-    setup = energy.build(mol, basis, xc)
+    setup = dftad.build(mol, basis, xc)
     coords = jnp.asarray(mol.coords)
     res = energy._kernel_jit(setup, coords)
     assert bool(res.converged)

@@ -1,0 +1,108 @@
+"""Nuclear gradients of the converged SCF energy (Hartree/Bohr).
+
+The energy is variational in the density, so its total derivative needs no density response:
+
+    dE/dR = dE/dR|_D - sum_mn W_mn dS_mn/dR,       W = sum_i n_i e_i C_i C_i^T,
+
+the derivative at fixed D and W of the Lagrangian E[D] - sum W S (:func:`lagrangian`), taken
+by reverse-mode AD through the integrals: the ERIs (or the density-fitting factors), the grid
+with its Becke weights and the AO values on it, so the grid response is included. It equals
+``-jax.grad`` of :func:`dftad.energy.kernel`'s ``e_tot`` (the implicit path) to the SCF
+convergence (``tests/test_forces.py`` checks both against PySCF and each other).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import guess, scf
+from .hamiltonian import (
+    Integrals,
+    Result,
+    exc_direct,
+    exchange_operators,
+    grid_ao,
+    hamiltonian,
+    one_electron_part,
+    xc_params_of,
+)
+from .setup import Setup
+
+
+def energy_weighted_dm(dm, fock, occupation):
+    """W = sum_i n_i e_i C_i C_i^T, the Lagrange multiplier of the orthonormality constraint,
+    written through the converged density so that it differentiates like it (Hessians):
+    restricted W = D F D / 2 (n_i = 2), unrestricted W = D_a F_a D_a + D_b F_b D_b."""
+    w = dm @ fock @ dm
+    return 0.5 * w if occupation.restricted else w[0] + w[1]
+
+
+def _one_electron_lagrangian(one, dm_tot, w):
+    """sum D h + E_nuc - sum W S."""
+    return jnp.sum(dm_tot * one.h1e) + one.e_nuc - jnp.sum(w * one.s1e)
+
+
+def _two_electron_energy(setup: Setup, factors, dm, weights):
+    occ = setup.occupation
+    return setup.jk.energy(setup.basis, factors, dm, occ.total(dm), weights, 1.0 / occ.per_orbital)
+
+
+def lagrangian(setup: Setup, coords, dm, w, xc_params=None):
+    """E[D] - sum W S at fixed (D, W) as a function of ``coords``: its derivative is the total
+    derivative of the converged energy (D variational, W the orthonormality multiplier). The
+    two-electron part comes straight from the back end's factors (incore: the shell-quartet
+    blocks, so no (nao,)*4 tensor or cotangent is formed), E_xc from :func:`exc_direct` (no
+    grid-sized cotangent either)."""
+    params = xc_params_of(setup, xc_params)
+    omegas, weights = exchange_operators(setup, params)
+    one = one_electron_part(setup, coords)
+    factors = setup.jk.factors(setup.basis, coords, omegas)
+    return (_one_electron_lagrangian(one, setup.occupation.total(dm), w)
+            + _two_electron_energy(setup, factors, dm, weights)
+            + exc_direct(setup, coords, dm, params))
+
+
+def nuclear_gradient(setup: Setup, coords, dm, w, xc_params=None):
+    """dE/dR (Hartree/Bohr, (natm, 3)) at a converged density ``dm`` with energy-weighted
+    density ``w``."""
+    return jax.grad(lagrangian, argnums=1)(setup, coords, dm, w, xc_params)
+
+
+def gradient_at(setup: Setup, coords, scf_result: scf.SCFResult, xc_params=None):
+    """dE/dR of a converged SCF result from any solver (DIIS, Newton): no SCF is run."""
+    w = energy_weighted_dm(scf_result.dm, scf_result.fock, setup.occupation)
+    return nuclear_gradient(setup, coords, scf_result.dm, w, xc_params)
+
+
+def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
+    """:class:`~dftad.hamiltonian.Result` with ``forces`` = -dE/dR (Hartree/Bohr, (natm, 3)):
+    the DIIS SCF and the gradient in one program. Pure JAX (jit it). An SCF that DIIS does not
+    converge: :func:`dftad.energy.converge`, then :func:`gradient_at` (what :func:`dftad.run`
+    does).
+
+    One forward pass through the integrals serves the SCF and the reverse pass: the SCF uses
+    the primal integrals (the incore (nao,)*4 tensor unpacked from the quartet blocks), the
+    reverse pass differentiates the Lagrangian through the same forward pass (the blocks, not
+    the tensor). E_xc is differentiated with the AOs rematerialised per grid block
+    (:func:`exc_direct`): the SCF's AO values are a constant here, so no grid-sized cotangent is
+    formed. The SCF is not differentiated (the energy is variational)."""
+    params = xc_params_of(setup, xc_params)
+    omegas, weights = exchange_operators(setup, params)
+    basis, occ = setup.basis, setup.occupation
+    one, one_pullback = jax.vjp(lambda c: one_electron_part(setup, c), coords)
+    factors, jk_pullback = jax.vjp(lambda c: setup.jk.factors(basis, c, omegas), coords)
+    ao = jax.lax.stop_gradient(grid_ao(setup, coords)) if setup.semilocal else None
+    ints = Integrals(*one, jk=jax.lax.stop_gradient(setup.jk.tensors(basis, factors)), grid_ao=ao)
+    energy_fn, components = hamiltonian(setup, ints, params)
+    if dm0 is None:
+        dm0 = guess.initial_guess(setup, ints)
+    res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, occ, setup.options))
+    w = energy_weighted_dm(res.dm, res.fock, occ)
+    dm_tot = occ.total(res.dm)
+    one_bar = jax.grad(lambda o: _one_electron_lagrangian(o, dm_tot, w))(one)
+    factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, res.dm, weights))(factors)
+    grad = (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
+            + jax.grad(exc_direct, argnums=1)(setup, coords, res.dm, params))
+    return Result(res, components(res.dm), -grad)
+

@@ -1,0 +1,186 @@
+"""The Hamiltonian at a geometry: integrals, and the energy and Fock matrix of a density.
+
+:func:`integrals` evaluates everything that depends on the nuclear coordinates (overlap, core
+Hamiltonian, the two-electron tensors of the setup's :mod:`~dftad.jk` back end, grid and AO
+values); :func:`hamiltonian` turns them into the functions the SCF solvers need.
+
+Energy expression (restricted; D = total density, K_tot = hyb K + (alpha - hyb) K_LR(omega),
+PySCF's convention for (range-separated) hybrids; Hartree-Fock is the functional with hyb =
+alpha = 1 and no semilocal part):
+
+    E = sum D h + 1/2 sum D J[D] - 1/4 sum D K_tot[D] + E_xc[D] + E_nuc
+    F = h + J[D] - 1/2 K_tot[D] + V_xc[D]
+
+Unrestricted: J from D_a + D_b, exchange per spin with weight 1/2 in the energy and 1 in F_s.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import jk, numint, scf
+from .integrals import one_electron
+from .setup import Setup
+
+
+def energy_nuc(coords, charges):
+    """Nuclear repulsion sum_{A<B} Z_A Z_B / R_AB (Hartree), differentiable (no NaN at i == j)."""
+    n = coords.shape[0]
+    d = coords[:, None, :] - coords[None, :, :]
+    off = ~np.eye(n, dtype=bool)
+    r = jnp.sqrt(jnp.where(off[..., None], d, 1.0).__pow__(2).sum(-1))
+    return 0.5 * jnp.sum(jnp.where(off, charges[:, None] * charges[None, :] / r, 0.0))
+
+
+def xc_params_of(setup: Setup, xc_params=None):
+    """``xc_params``, or the setup functional's own parameters."""
+    return setup.xc.params if xc_params is None else xc_params
+
+
+def exchange_operators(setup: Setup, params):
+    """The two-electron operators and exact-exchange weights of the functional:
+    ``(omegas, weights)``, omegas per operator (None: 1/r12; omega: erf(omega r12)/r12), weights
+    per operator whose exchange enters K_tot = sum_i w_i K_i (empty without exact exchange)."""
+    f = setup.xc
+    if not f.is_hybrid:
+        return (None,), ()
+    hyb = params["alpha"] + params["beta"]
+    if not f.range_separated:
+        return (None,), (hyb,)
+    return (None, params["omega"]), (hyb, params["alpha"] - hyb)
+
+
+class OneElectron(NamedTuple):
+    """Geometry-dependent one-electron pieces (Hartree, AO basis)."""
+
+    s1e: jax.Array
+    h1e: jax.Array
+    kin: jax.Array
+    v_per_nucleus: jax.Array  # (natm, nao, nao): attraction to each nucleus alone
+    e_nuc: jax.Array
+
+
+def one_electron_part(setup: Setup, coords, field=None) -> OneElectron:
+    """Overlap, kinetic, nuclear attraction (per nucleus and summed into h1e) and E_nuc.
+
+    ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as
+    h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
+    that the dipole moment is mu = -dE/dF."""
+    bas = setup.basis
+    kin = one_electron.kinetic(bas, coords)
+    # V = sum_C V_C is linear in the charges: one vmapped evaluation gives every nucleus' share
+    # (used by the SAD guess) and, summed, the nuclear attraction.
+    v_per_nucleus = jax.vmap(lambda q: one_electron.nuclear(bas, coords, q))(jnp.diag(setup.charges))
+    h1e = kin + jnp.sum(v_per_nucleus, axis=0)
+    e_nuc = energy_nuc(coords, setup.charges)
+    if field is not None:
+        h1e = h1e + jnp.einsum("x,xij->ij", field, one_electron.multipole(bas, coords, 1))
+        e_nuc = e_nuc - jnp.dot(field, setup.charges @ coords)
+    return OneElectron(one_electron.overlap(bas, coords), h1e, kin, v_per_nucleus, e_nuc)
+
+
+class Integrals(NamedTuple):
+    """Geometry-dependent pieces of the Hamiltonian: the one-electron part, the two-electron
+    tensors of ``setup.jk`` (one per operator, :func:`exchange_operators`) and the AO values on
+    the grid (None for a functional without semilocal part)."""
+
+    s1e: jax.Array
+    h1e: jax.Array
+    kin: jax.Array
+    v_per_nucleus: jax.Array
+    e_nuc: jax.Array
+    jk: tuple
+    grid_ao: numint.GridAO | None
+
+
+def integrals(setup: Setup, coords, field=None, xc_params=None) -> Integrals:
+    """Everything the SCF needs at ``coords`` (Bohr); ``field`` as in
+    :func:`one_electron_part`; the erf-attenuated tensors use ``xc_params``' omega."""
+    omegas, _ = exchange_operators(setup, xc_params_of(setup, xc_params))
+    tensors = setup.jk.tensors(setup.basis, setup.jk.factors(setup.basis, coords, omegas))
+    ao = grid_ao(setup, coords) if setup.semilocal else None
+    return Integrals(*one_electron_part(setup, coords, field), jk=tensors, grid_ao=ao)
+
+
+def grid_ao(setup: Setup, coords) -> numint.GridAO:
+    """AO values (and derivatives the functional needs) on the setup's grid at ``coords``."""
+    points, weights = setup.grid.points(coords)
+    return numint.ao_blocks(setup.basis, coords, points, weights, setup.xc.family,
+                            setup.block_size)
+
+
+def exc_direct(setup: Setup, coords, dm, xc_params=None):
+    """E_xc of ``dm`` at ``coords`` with the grid's AO values evaluated block by block inside
+    the integration (:func:`numint.exc_direct`): its gradient (grid response included) keeps
+    nothing grid-sized, unlike differentiating through :attr:`Integrals.grid_ao`."""
+    if not setup.semilocal:
+        return jnp.zeros(())
+    points, weights = setup.grid.points(coords)
+    return numint.exc_direct(setup.xc, xc_params_of(setup, xc_params), setup.basis, coords,
+                             points, weights, dm, setup.block_size)
+
+
+class Components(NamedTuple):
+    """Energy components (Hartree)."""
+
+    e_one: jax.Array  # sum D h
+    e_coul: jax.Array  # 1/2 sum D J
+    e_xc: jax.Array  # semilocal XC
+    e_exx: jax.Array  # exact exchange
+    e_nuc: jax.Array
+
+
+class Result(NamedTuple):
+    """SCF result plus energy components (and forces, -dE/dR in Hartree/Bohr, when asked)."""
+
+    scf: scf.SCFResult
+    components: Components
+    forces: jax.Array | None = None
+
+    @property
+    def e_tot(self):
+        return self.scf.e_tot
+
+    @property
+    def converged(self):
+        return self.scf.converged
+
+
+def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
+    """``energy_fn(dm) -> (e_tot, fock)`` and ``components(dm) -> Components``.
+
+    ``components`` evaluates E_xc without its potential (cheaper); ``sum(components(dm)) ==
+    energy_fn(dm)[0]``."""
+    f, occ = setup.xc, setup.occupation
+    params = xc_params_of(setup, xc_params)
+    _, weights = exchange_operators(setup, params)
+    kf = 1.0 / occ.per_orbital  # exchange weight in the Fock matrix
+
+    def two_electron(dm):
+        dm_tot = occ.total(dm)
+        vj, vk = jk.coulomb_exchange(setup.jk, ints.jk, dm, dm_tot, weights)
+        return dm_tot, vj, vk
+
+    def assemble(dm, dm_tot, vj, vk, exc):
+        e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
+        return Components(jnp.sum(dm_tot * ints.h1e), e_coul, jnp.asarray(exc, dtype=jnp.float64),
+                          e_exx, ints.e_nuc)
+
+    def components(dm):
+        dm_tot, vj, vk = two_electron(dm)
+        exc = numint.exc_only(f, params, ints.grid_ao, dm) if setup.semilocal else 0.0
+        return assemble(dm, dm_tot, vj, vk, exc)
+
+    def energy_fn(dm):
+        dm_tot, vj, vk = two_electron(dm)
+        exc, vxc = numint.exc_vxc(f, params, ints.grid_ao, dm) if setup.semilocal else (0.0, 0.0)
+        fock = ints.h1e + vj + vxc
+        if vk is not None:
+            fock = fock - kf * vk
+        return sum(assemble(dm, dm_tot, vj, vk, exc)), fock
+
+    return energy_fn, components

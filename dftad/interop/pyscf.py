@@ -1,0 +1,102 @@
+"""PySCF interop, both ways: molecules, and dftad results as PySCF SCF objects.
+
+    pmol = to_pyscf_mole(mol, "def2-svp")          # a built gto.Mole (Bohr, charge, spin)
+    mol = from_pyscf_mole(pmol)                      # a dftad Molecule
+    mf = to_pyscf_scf(mol, setup, result)            # scf.RHF/UHF or dft.RKS/UKS holding the
+                                                     # dftad orbitals: mf.mulliken_pop(),
+                                                     # mf.dip_moment(), tools.molden.from_scf(mf)
+
+The PySCF object carries dftad's ``mo_coeff``, ``mo_energy``, ``mo_occ``, ``e_tot`` and
+``converged`` (AO order and normalisation are PySCF's, so nothing is transformed); its
+``make_rdm1()`` is dftad's density. Only this module, basis loading, tests, benchmarks and
+scripts import PySCF.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..molecule import Molecule
+
+try:  # PySCF's error for a basis name it does not know (older releases raise builtin ones)
+    from pyscf.gto.basis import BasisNotFoundError
+except ImportError:  # pragma: no cover
+    BasisNotFoundError = KeyError
+
+
+def to_pyscf_mole(mol: Molecule, basis="def2-svp", cart: bool = False):
+    """A built PySCF ``gto.Mole`` with ``mol``'s atoms (Bohr), charge and spin in ``basis`` (a
+    name in PySCF's library, or a mapping element -> name). Raises ``ValueError`` naming the
+    element a basis does not cover."""
+    from pyscf import gto
+
+    symbols = sorted(set(mol.symbols))
+    mapping = dict(basis) if isinstance(basis, dict) else {s: basis for s in symbols}
+    for s in symbols:
+        if s not in mapping:
+            raise ValueError(f"no basis given for element {s}")
+        if not _has_functions(mapping[s], s):
+            raise ValueError(f"basis {mapping[s]!r} has no functions for element {s}")
+    pmol = gto.Mole()
+    pmol.atom = mol.to_pyscf_atom()
+    pmol.unit = "Bohr"
+    pmol.basis = mapping
+    pmol.charge = mol.charge
+    pmol.spin = mol.spin
+    pmol.cart = cart
+    pmol.verbose = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pmol.build()
+    return pmol
+
+
+def _has_functions(basis, symbol: str) -> bool:
+    """Whether PySCF's library (or an explicit basis given as data) has ``symbol`` in
+    ``basis``; unknown names count as not covering it."""
+    from pyscf import gto
+
+    if not isinstance(basis, str):
+        return bool(basis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bool(gto.basis.load(basis, symbol))
+        except (BasisNotFoundError, KeyError, ValueError, RuntimeError, OSError):
+            return False
+
+
+def from_pyscf_mole(pmol) -> Molecule:
+    """A dftad :class:`~dftad.molecule.Molecule` with ``pmol``'s atoms, charge and spin (the
+    basis stays with PySCF: pass its name to :func:`dftad.build`)."""
+    symbols = [pmol.atom_pure_symbol(i) for i in range(pmol.natm)]
+    return Molecule(tuple(symbols), np.asarray(pmol.atom_coords(unit="Bohr"), dtype=float),
+                    charge=int(pmol.charge), spin=int(pmol.spin))
+
+
+def to_pyscf_scf(mol: Molecule, setup, result):
+    """``result`` (:class:`~dftad.hamiltonian.Result` of ``setup`` for ``mol``) as a PySCF SCF
+    object: ``scf.RHF``/``scf.UHF`` for Hartree-Fock, ``dft.RKS``/``dft.UKS`` otherwise (with
+    ``xc`` set when PySCF knows the functional's name), holding dftad's orbitals."""
+    from pyscf import dft, scf
+
+    pmol = to_pyscf_mole(mol, setup.basis_name, setup.basis.layout.cart)
+    restricted = setup.occupation.restricted
+    if setup.xc.family == "hf":
+        mf = scf.RHF(pmol) if restricted else scf.UHF(pmol)
+    else:
+        mf = dft.RKS(pmol) if restricted else dft.UKS(pmol)
+        try:
+            dft.libxc.parse_xc(setup.xc.name)
+            mf.xc = setup.xc.name
+        except (KeyError, ValueError):  # a functional PySCF has no name for: analysis only
+            pass
+    r = result.scf
+    mf.mo_coeff = np.asarray(r.mo_coeff)
+    mf.mo_energy = np.asarray(r.mo_energy)
+    mf.mo_occ = np.asarray(r.mo_occ)
+    mf.e_tot = float(r.e_tot)
+    mf.converged = bool(r.converged)
+    return mf

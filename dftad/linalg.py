@@ -1,0 +1,135 @@
+"""Linear algebra with the derivatives dftad needs: eigensolvers, projectors, orthogonalisers.
+
+    eigh(A)                 (w, v) whose JVP skips degenerate pairs (gauge rotations)
+    projector(F', n)        P = sum_k n_k v_k v_k^T of an orthonormal-basis Fock matrix, with a
+                            closed-form JVP finite at degenerate levels of equal occupation
+    inv_sqrt_psd(A, thr)    A_+^-1/2 over eigenvalues above thr (Daleckii-Krein JVP)
+    orthogonalizer(S)       X = S^-1/2 (symmetric)          X^T S X = 1
+    orthonormal_basis(S)    X = L^-T, S = L L^T (Cholesky)   X^T S X = 1, smooth to any order
+    eig(F, X)               F C = S C e through X (leading spin axis allowed)
+    make_rdm1(C, n)         D = sum_i n_i C_i C_i^T
+
+The spectral derivatives are the Daleckii-Krein formula: for f applied to the eigenvalues of a
+symmetric A = V diag(w) V^T, d f(A) = V [G o (V^T dA V)] V^T with G_ij = (f(w_i) - f(w_j)) /
+(w_i - w_j), G_ii = f'(w_i).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+DEGENERATE = 1e-10
+"""Eigenvalue differences below this (Hartree) count as degenerate in :func:`eigh`."""
+
+
+@jax.custom_jvp
+def eigh(a):
+    """Symmetric eigendecomposition ``(w, v)`` whose derivative ignores degenerate pairs.
+
+    dw_i = v_i^T da v_i,  dv = v [F o (v^T da v)],  F_ij = 1/(w_j - w_i) for |w_j - w_i| >
+    :data:`DEGENERATE`, else 0 (rotations inside a degenerate subspace are a gauge freedom; the
+    quantities dftad differentiates, projectors and orbital energies, do not depend on them)."""
+    w, v = jnp.linalg.eigh(a)
+    return w, v
+
+
+@eigh.defjvp
+def _eigh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = eigh(a)
+    da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
+    m = jnp.swapaxes(v, -1, -2) @ da @ v
+    gap = w[..., None, :] - w[..., :, None]
+    big = jnp.abs(gap) > DEGENERATE
+    f = jnp.where(big, 1.0 / jnp.where(big, gap, 1.0), 0.0)
+    return (w, v), (jnp.diagonal(m, axis1=-2, axis2=-1), v @ (f * m))
+
+
+@jax.custom_jvp
+def projector(fo, occ):
+    """Density P = sum_k n_k v_k v_k^T of an orthonormal-basis Fock matrix ``fo`` whose
+    eigenvectors v_k (ascending energy) have occupations ``occ`` (leading spin axis when
+    unrestricted). ``occ`` is piecewise constant and gets no derivative; for integer
+    occupations
+
+        dP = V [G o (V^T dF' V)] V^T,   G_ab = (n_a - n_b) / (e_a - e_b)  (0 where n_a = n_b),
+
+    finite for degenerate orbitals of equal occupation, and differentiable again (Hessians)."""
+    _, v = eigh(fo)
+    return (v * occ[..., None, :]) @ jnp.swapaxes(v, -1, -2)
+
+
+@projector.defjvp
+def _projector_jvp(primals, tangents):
+    (fo, n), (dfo, _) = primals, tangents
+    w, v = eigh(fo)
+    vt = jnp.swapaxes(v, -1, -2)
+    p = (v * n[..., None, :]) @ vt
+    dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
+    m = vt @ dfo @ v
+    dn = n[..., :, None] - n[..., None, :]
+    gap = w[..., :, None] - w[..., None, :]
+    g = jnp.where(dn != 0, dn / jnp.where(dn != 0, gap, 1.0), 0.0)
+    return p, v @ (g * m) @ vt
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def inv_sqrt_psd(a, lindep):
+    """A_+^-1/2 = V f(w) V^T for symmetric A = V diag(w) V^T, f(w) = w^-1/2 for w > ``lindep``
+    and 0 otherwise (the symmetric inverse square root on the well-conditioned subspace).
+
+    Its derivative is the Daleckii-Krein formula (module docstring): finite also where A has
+    degenerate eigenvalues (symmetric molecules), where differentiating ``eigh`` is not."""
+    w, v = jnp.linalg.eigh(a)
+    return (v * _f_inv_sqrt(w, lindep)) @ v.T
+
+
+def _f_inv_sqrt(w, lindep):
+    return jnp.where(w > lindep, 1.0 / jnp.sqrt(jnp.where(w > lindep, w, 1.0)), 0.0)
+
+
+@inv_sqrt_psd.defjvp
+def _inv_sqrt_psd_jvp(lindep, primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = jnp.linalg.eigh(a)
+    keep = w > lindep
+    f = _f_inv_sqrt(w, lindep)
+    s = jnp.sqrt(jnp.where(keep, w, 1.0))
+    wi, wj = w[:, None], w[None, :]
+    both = keep[:, None] & keep[None, :]
+    one = keep[:, None] != keep[None, :]
+    # kept pair: (wi^-1/2 - wj^-1/2) / (wi - wj) = -1 / (si sj (si + sj)), exact also at wi = wj
+    g_kept = -1.0 / (s[:, None] * s[None, :] * (s[:, None] + s[None, :]))
+    dw = jnp.where(one, wi - wj, 1.0)  # a kept and a dropped eigenvalue differ by > 0
+    g = jnp.where(both, g_kept, jnp.where(one, (f[:, None] - f[None, :]) / dw, 0.0))
+    out = (v * f) @ v.T
+    return out, v @ (g * (v.T @ da @ v)) @ v.T
+
+
+def orthogonalizer(s1e) -> jax.Array:
+    """Symmetric orthogonalisation X = S^-1/2, so that X^T S X = 1."""
+    w, u = jnp.linalg.eigh(s1e)
+    return (u / jnp.sqrt(w)) @ u.T
+
+
+def orthonormal_basis(s1e) -> jax.Array:
+    """X = L^-T from the Cholesky factor S = L L^T, so that X^T S X = 1 (smooth to any order,
+    also where S has degenerate eigenvalues)."""
+    lower = jnp.linalg.cholesky(s1e)
+    eye = jnp.eye(s1e.shape[-1], dtype=s1e.dtype)
+    return jax.scipy.linalg.solve_triangular(lower, eye, lower=True).T
+
+
+def eig(fock, x):
+    """Generalised eigenproblem F C = S C e through X (X^T S X = 1): ``(e, C)`` ascending;
+    works on a leading spin axis."""
+    e, c = jnp.linalg.eigh(jnp.swapaxes(x, -1, -2) @ fock @ x)
+    return e, x @ c
+
+
+def make_rdm1(mo_coeff, mo_occ):
+    """D_mn = sum_i n_i C_mi C_ni (leading spin axis allowed)."""
+    return jnp.einsum("...mi,...i,...ni->...mn", mo_coeff, mo_occ, mo_coeff)
