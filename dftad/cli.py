@@ -226,7 +226,6 @@ def _frequencies(args) -> int:
     import numpy as np
 
     from dftad import plot, properties
-    from dftad.constants import MASSES
 
     if args.plot:
         plot.require_matplotlib()
@@ -237,9 +236,7 @@ def _frequencies(args) -> int:
     if not bool(d.result.converged):
         return _not_converged(d.result)
     max_force = float(np.abs(np.asarray(d.gradient)).max())
-    vib = properties.harmonic_analysis(d.hessian, mol.coords,
-                                       [MASSES[z] for z in mol.atomic_numbers],
-                                       d.dipole_derivative)
+    vib = properties.harmonic_analysis(d.hessian, mol.coords, mol.masses, d.dipole_derivative)
     out = _summary(mol, setup, args, d.result)
     out.update(frequencies_cm1=vib.frequencies_cm1.tolist(),
                ir_intensities_km_mol=vib.ir_intensities_km_mol.tolist(), max_force=max_force,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM, ELEMENTS, atomic_number
+from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM, ELEMENTS, MASSES, atomic_number
 
 MIN_DISTANCE = 0.1
 """Two atoms closer than this (Bohr) are rejected as atoms on top of each other."""
@@ -78,6 +78,11 @@ class Molecule:
     @property
     def atomic_numbers(self) -> tuple[int, ...]:
         return tuple(atomic_number(s) for s in self.symbols)
+
+    @property
+    def masses(self) -> tuple[float, ...]:
+        """Standard atomic masses (amu), as PySCF's."""
+        return tuple(MASSES[z] for z in self.atomic_numbers)
 
     @property
     def nelectron(self) -> int:

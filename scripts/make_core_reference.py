@@ -5,8 +5,12 @@ by the code at the commit named in the output file, which the reshaped core must
 
     python scripts/make_core_reference.py [OUT.json]
 
-Run it on the commit before the reshaping; the numbers are that code's, not PySCF's (the other
-tests compare with PySCF at their own tolerances).
+The committed file was written on commit bfcd9f7 (the core before the reshaping) by this
+script's first version (``git show bfcd9f7:scripts/make_core_reference.py``, the same cases
+through the old names ``energy.build``, ``energy.energy_and_forces``, ``properties.hessian``).
+Run on a later commit, it recomputes the same numbers with today's API, which is what the test
+checks. The numbers are dftad's, not PySCF's (the other tests compare with PySCF at their own
+tolerances).
 """
 
 import json
@@ -18,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import dftad
-from dftad import energy, properties
 
 CASES = {
     # name: (molecule, basis, xc, build options)
@@ -30,11 +33,11 @@ CASES = {
 
 def compute(mol_name, basis, xc, opts):
     mol = dftad.load(mol_name)
-    setup = energy.build(mol, basis, xc, **opts)
+    setup = dftad.build(mol, basis, xc, **opts)
     coords = jnp.asarray(mol.coords)
-    res = jax.jit(energy.energy_and_forces)(setup, coords)
-    hess = jax.jit(properties.hessian)(setup, coords)
-    alpha = jax.jit(properties.polarizability)(setup, coords)
+    res = jax.jit(dftad.energy_and_forces)(setup, coords)
+    hess = jax.jit(dftad.hessian)(setup, coords)
+    alpha = jax.jit(dftad.polarizability)(setup, coords)
     return {
         "molecule": mol_name, "basis": basis, "xc": xc, "options": opts,
         "e_tot": float(res.e_tot),
