@@ -41,12 +41,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_directional
+from jax.flatten_util import ravel_pytree
 from pyscf import dft, gto
 from pyscf.dft import libxc
 
-from dftad.xc import COMPONENTS, NAMED, Functional, eval_xc, parse_xc
+from dftad.xc import COMPONENTS, NAMED, Functional, eval_xc, libxc_arithmetic, parse_xc
 from dftad.xc.gga import _wpbeh_f0
-from dftad.xc.lda import libxc_arithmetic
 
 RTOL, ATOL = 1e-10, 1e-12
 # libxc's default omega for the short-range components (used when comparing them alone)
@@ -302,12 +303,14 @@ def component_functional(name):
 
 # ------------------------------------------------------------------------------------------------
 # accuracy vs libxc
+@pytest.mark.parametrize("npt, seed", [
+    (1500, 11), pytest.param(40000, 101, marks=pytest.mark.slow, id="large")])
 @pytest.mark.parametrize("spin", [0, 1])
 @pytest.mark.parametrize("name", list(COMPONENTS))
-def test_component_random(name, spin):
+def test_component_random(name, spin, npt, seed):
     comp = COMPONENTS[name]
     f = component_functional(name)
-    x = for_family(random_density(1500, spin, seed=11 + spin), spin, comp.family)
+    x = for_family(random_density(npt, spin, seed=seed + spin), spin, comp.family)
     compare(f, comp.libxc, x, spin, mask=masks_for(f, x, spin))
 
 
@@ -342,16 +345,6 @@ def test_named_molecules_full(xc, mol, spin):
     f = parse_xc(xc)
     x = for_family(molecular_density(mol, spin, level=3), spin, f.family)
     compare(f, xc, x, spin, mask=masks_for(f, x, spin) & molecular_mask(x, spin))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spin", [0, 1])
-@pytest.mark.parametrize("name", list(COMPONENTS))
-def test_component_random_large(name, spin):
-    comp = COMPONENTS[name]
-    f = component_functional(name)
-    x = for_family(random_density(40000, spin, seed=101 + spin), spin, comp.family)
-    compare(f, comp.libxc, x, spin, mask=masks_for(f, x, spin))
 
 
 FULLY_POLARIZED = ["b3lyp", "lc_wpbe"]
@@ -604,23 +597,17 @@ def test_param_derivatives_fd(xc):
     def energy(p):
         return jnp.sum(w * f.energy_density(p, *args))
 
-    leaves, tree = jax.tree_util.tree_flatten(f.params)
     grads = jax.tree_util.tree_leaves(jax.grad(energy)(f.params))
     assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+    flat, unravel = ravel_pytree(f.params)
     rng = np.random.default_rng(3)
     for _ in range(2):
         # a relative perturbation of every parameter
-        dirs = [jnp.asarray(rng.uniform(-1, 1, np.shape(v)) * np.asarray(v)) for v in leaves]
-        direction = jax.tree_util.tree_unflatten(tree, dirs)
-        _, jvp = jax.jvp(energy, (f.params,), (direction,))
-        h = 1e-6
-
-        def shifted(t):
-            return energy(jax.tree_util.tree_map(lambda p, d: p + t * d, f.params, direction))
-
-        fd = (shifted(h) - shifted(-h)) / (2 * h)
-        tol = 1e-6 * max(abs(float(fd)), 1e-3)
-        assert abs(float(jvp) - float(fd)) <= tol, (float(jvp), float(fd))
+        direction = rng.uniform(-1, 1, flat.shape) * np.asarray(flat)
+        _, jvp = jax.jvp(energy, (f.params,), (unravel(jnp.asarray(direction)),))
+        fd = float(fd_directional(lambda x: energy(unravel(x)), flat, direction, h=1e-6))
+        tol = 1e-6 * max(abs(fd), 1e-3)
+        assert abs(float(jvp) - fd) <= tol, (float(jvp), fd)
 
 
 def test_weights_and_exx_are_leaves():

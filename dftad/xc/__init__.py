@@ -9,14 +9,26 @@
 
 See :mod:`dftad.xc.functional` for the conventions (thresholds, exact exchange) and
 :mod:`dftad.xc.hybrid` for the accepted strings; the kernels are in :mod:`dftad.xc.lda`,
-:mod:`dftad.xc.gga` and :mod:`dftad.xc.mgga`.
+:mod:`dftad.xc.gga` and :mod:`dftad.xc.mgga`, on the variables and helpers of
+:mod:`dftad.xc.common`.
+
+Adding a functional: write its kernel in the module of its family and register it there in
+``COMPONENTS`` (with libxc's density threshold and, if short-range, its default omega); give a
+complete functional a name in :data:`~dftad.xc.hybrid.NAMED` (and, if wanted, a short name in
+``X_ALIASES``/``C_ALIASES``).
 """
 
-from .functional import COMPONENTS, Component, Functional, component_energy, eval_xc
+from .common import Component, libxc_arithmetic
+from .functional import COMPONENTS, Functional, component_energy, eval_xc
 from .hybrid import NAMED, parse_xc
-from .lda import libxc_arithmetic
 
 __all__ = [
-    "COMPONENTS", "Component", "Functional", "NAMED", "component_energy", "eval_xc",
-    "libxc_arithmetic", "parse_xc",
+    "COMPONENTS",
+    "NAMED",
+    "Component",
+    "Functional",
+    "component_energy",
+    "eval_xc",
+    "libxc_arithmetic",
+    "parse_xc",
 ]

@@ -31,64 +31,17 @@ equal libxc's everywhere while all derivatives stay finite.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import gga, lda, mgga
-from .lda import RS_FACTOR, TAU_THRESHOLD, Vars
+from .common import RS_FACTOR, TAU_THRESHOLD, Component, Vars
 
-
-class Component(NamedTuple):
-    """One semilocal building block, equal to one libxc functional.
-
-    ``kernel(params, Vars) -> eps`` returns the energy per particle; ``dens_threshold`` is libxc's
-    value for this functional; ``uses_omega`` marks short-range (erfc-attenuated) kernels, which
-    receive the functional's range-separation parameter as ``params['omega']``.
-    """
-
-    family: str
-    kernel: Callable
-    params: dict
-    dens_threshold: float
-    libxc: str
-    uses_omega: bool = False
-
-
-COMPONENTS: dict[str, Component] = {
-    "lda_x": Component("lda", lda.lda_x, lda.LDA_X_PARAMS, 1e-15, "LDA_X"),
-    "lda_c_vwn": Component("lda", lda.lda_c_vwn, lda.VWN5_PARAMS, 1e-15, "LDA_C_VWN"),
-    "lda_c_vwn_rpa": Component("lda", lda.lda_c_vwn_rpa, lda.VWN_RPA_PARAMS, 1e-15,
-                               "LDA_C_VWN_RPA"),
-    "lda_c_pw": Component("lda", lda.lda_c_pw, lda.PW_PARAMS, 1e-15, "LDA_C_PW"),
-    "lda_c_pw_mod": Component("lda", lda.lda_c_pw, lda.PW_MOD_PARAMS, 1e-15, "LDA_C_PW_MOD"),
-    "gga_x_b88": Component("gga", gga.gga_x_b88, gga.B88_PARAMS, 1e-15, "GGA_X_B88"),
-    "gga_x_pbe": Component("gga", gga.gga_x_pbe, gga.PBE_X_PARAMS, 1e-15, "GGA_X_PBE"),
-    "gga_x_pw91": Component("gga", gga.gga_x_pw91, gga.PW91_X_PARAMS, 1e-15, "GGA_X_PW91"),
-    "gga_c_pbe": Component("gga", gga.gga_c_pbe, gga.PBE_C_PARAMS, 1e-12, "GGA_C_PBE"),
-    "gga_c_pw91": Component("gga", gga.gga_c_pw91, gga.PW91_C_PARAMS, 1e-12, "GGA_C_PW91"),
-    "gga_c_lyp": Component("gga", gga.gga_c_lyp, gga.LYP_PARAMS, 1e-14, "GGA_C_LYP"),
-    "gga_x_ityh": Component("gga", gga.gga_x_ityh, gga.B88_PARAMS, 1e-14, "GGA_X_ITYH", True),
-    "gga_xc_b97": Component("gga", gga.gga_xc_b97, gga.B97_PARAMS, 1e-14, "HYB_GGA_XC_B97"),
-    "gga_xc_b97_1": Component("gga", gga.gga_xc_b97, gga.B97_1_PARAMS, 1e-14,
-                              "HYB_GGA_XC_B97_1"),
-    "gga_xc_b97_2": Component("gga", gga.gga_xc_b97, gga.B97_2_PARAMS, 1e-14,
-                              "HYB_GGA_XC_B97_2"),
-    "gga_xc_wb97x": Component("gga", gga.hyb_gga_xc_wb97, gga.WB97X_PARAMS, 1e-14,
-                              "HYB_GGA_XC_WB97X", True),
-    "gga_x_wpbeh": Component("gga", gga.gga_x_wpbeh, {}, 1e-14, "GGA_X_WPBEH", True),
-    "mgga_x_tpss": Component("mgga", mgga.mgga_x_tpss, mgga.TPSS_X_PARAMS, 1e-15, "MGGA_X_TPSS"),
-    "mgga_c_tpss": Component("mgga", mgga.mgga_c_tpss, mgga.TPSS_C_PARAMS, 1e-15, "MGGA_C_TPSS"),
-    "mgga_x_scan": Component("mgga", mgga.mgga_x_scan, mgga.SCAN_X_PARAMS, 1e-15, "MGGA_X_SCAN"),
-    "mgga_c_scan": Component("mgga", mgga.mgga_c_scan, mgga.SCAN_C_PARAMS, 1e-15, "MGGA_C_SCAN"),
-    "mgga_x_r2scan": Component("mgga", mgga.mgga_x_r2scan, mgga.R2SCAN_X_PARAMS, 1e-11,
-                               "MGGA_X_R2SCAN"),
-    "mgga_c_r2scan": Component("mgga", mgga.mgga_c_r2scan, mgga.R2SCAN_C_PARAMS, 1e-15,
-                               "MGGA_C_R2SCAN"),
-}
-"""Every semilocal component dftad implements, by dftad name."""
+COMPONENTS: dict[str, Component] = {**lda.COMPONENTS, **gga.COMPONENTS, **mgga.COMPONENTS}
+"""Every semilocal component dftad implements, by dftad name (each kernel module registers its
+own in its ``COMPONENTS``)."""
 
 _FAMILY_RANK = {"hf": 0, "lda": 1, "gga": 2, "mgga": 3}
 

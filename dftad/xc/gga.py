@@ -2,8 +2,8 @@
 wB97X), and the short-range (erfc-attenuated) exchanges ITYH-B88 and wPBEh.
 
 Units: Hartree and Bohr. Each kernel returns the energy per particle ``eps`` as a function of the
-reduced variables in :class:`dftad.xc.lda.Vars` (see :mod:`dftad.xc.lda` for their definitions);
-formulas and constants follow libxc 7.0, equation numbers refer to the original papers.
+reduced variables in :class:`dftad.xc.common.Vars` (defined in :mod:`dftad.xc.common`); formulas
+and constants follow libxc 7.0, equation numbers refer to the original papers.
 
 Exchange kernels are spin-scaled, n eps_x = sum_s n_s eps_x^LDA(2 n_s) F(x_s), written as in
 libxc as ``lda_x_spin(rs, +-z) * F(xs)`` per spin channel (a channel at or below the density
@@ -18,22 +18,16 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf, erfcx
 
-from .lda import (
+from .common import (
     CBRT2,
     PI,
-    PW_MOD_PARAMS,
-    PW_PARAMS,
     RS_FACTOR,
     X2S,
     X_FACTOR_C,
     ZETA_THRESHOLD,
+    Component,
     Vars,
     expm1_xc,
-    lda_c_pw,
-    lda_stoll_par,
-    lda_stoll_perp,
-    lda_x,
-    lda_x_spin,
     log1p_xc,
     m_max,
     m_min,
@@ -44,6 +38,19 @@ from .lda import (
     screen_dens_zeta,
     z_thr,
 )
+from .lda import (
+    PW_MOD_PARAMS,
+    PW_PARAMS,
+    lda_c_pw,
+    lda_stoll_par,
+    lda_stoll_perp,
+    lda_x,
+    lda_x_spin,
+)
+
+# the GGA components by dftad name, each registered below its kernel (collected with the
+# other families' in dftad.xc.functional.COMPONENTS)
+COMPONENTS: dict[str, Component] = {}
 
 
 def gga_exchange(enhancement, p, v: Vars):
@@ -71,6 +78,9 @@ def gga_x_b88(p, v: Vars):
     return gga_exchange(b88_enhancement, p, v)
 
 
+COMPONENTS["gga_x_b88"] = Component("gga", gga_x_b88, B88_PARAMS, 1e-15, "GGA_X_B88")
+
+
 # ---------------------------------------------------------------------------------------------
 # PBE exchange (libxc GGA_X_PBE, id 101)
 PBE_X_PARAMS = {"kappa": 0.8040, "mu": 0.2195149727645171}
@@ -85,6 +95,9 @@ def pbe_x_enhancement(p, x2):
 def gga_x_pbe(p, v: Vars):
     """PBE exchange."""
     return gga_exchange(pbe_x_enhancement, p, v)
+
+
+COMPONENTS["gga_x_pbe"] = Component("gga", gga_x_pbe, PBE_X_PARAMS, 1e-15, "GGA_X_PBE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,6 +120,9 @@ def pw91_x_enhancement(p, x2):
 def gga_x_pw91(p, v: Vars):
     """Perdew-Wang 91 exchange."""
     return gga_exchange(pw91_x_enhancement, p, v)
+
+
+COMPONENTS["gga_x_pw91"] = Component("gga", gga_x_pw91, PW91_X_PARAMS, 1e-15, "GGA_X_PW91")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +157,9 @@ def gga_c_pbe(p, v: Vars):
     """PBE correlation: eps_c = eps_c^PW92(mod) + H(rs, z, t)."""
     ec = lda_c_pw(p["pw"], v)
     return ec + pbe_H(p, v, ec, p["beta"])
+
+
+COMPONENTS["gga_c_pbe"] = Component("gga", gga_c_pbe, PBE_C_PARAMS, 1e-12, "GGA_C_PBE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +203,9 @@ def gga_c_pw91(p, v: Vars):
     return ec + h0 + h1
 
 
+COMPONENTS["gga_c_pw91"] = Component("gga", gga_c_pw91, PW91_C_PARAMS, 1e-12, "GGA_C_PW91")
+
+
 # ---------------------------------------------------------------------------------------------
 # Lee-Yang-Parr correlation (libxc GGA_C_LYP, id 131)
 LYP_PARAMS = {"a": 0.04918, "b": 0.132, "c": 0.2533, "d": 0.349}
@@ -218,6 +240,9 @@ def gga_c_lyp(p, v: Vars):
         - opz_pow_n(-z, 2.0) * x0 * p83 / 4.0
     )
     return a * (t1 + omega * (t2 + t3 + t4 + t5 + t6))
+
+
+COMPONENTS["gga_c_lyp"] = Component("gga", gga_c_lyp, LYP_PARAMS, 1e-14, "GGA_C_LYP")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +297,11 @@ B97_2_PARAMS = _b97_params(
     (0.999849, 1.40626, -7.4406, 0.0, 0.0))
 
 
+COMPONENTS["gga_xc_b97"] = Component("gga", gga_xc_b97, B97_PARAMS, 1e-14, "HYB_GGA_XC_B97")
+COMPONENTS["gga_xc_b97_1"] = Component("gga", gga_xc_b97, B97_1_PARAMS, 1e-14, "HYB_GGA_XC_B97_1")
+COMPONENTS["gga_xc_b97_2"] = Component("gga", gga_xc_b97, B97_2_PARAMS, 1e-14, "HYB_GGA_XC_B97_2")
+
+
 # ---------------------------------------------------------------------------------------------
 # erf attenuation of LDA exchange (Tawada et al., JCP 120, 8425 (2004))
 # Large-a series of the attenuation function, coefficients of a^-2, a^-4, ..., a^-16 (libxc
@@ -304,9 +334,6 @@ def attenuation_erf(a):
 
 # ---------------------------------------------------------------------------------------------
 # short-range B88 exchange, Iikura-Tsuneda-Yanai-Hirao (libxc GGA_X_ITYH, id 529)
-ITYH_PARAMS = dict(B88_PARAMS, omega=0.2)
-
-
 def gga_x_ityh(p, v: Vars):
     """Short-range (erfc) B88 exchange of CAM-B3LYP (Iikura et al., JCP 115, 3540 (2001)).
 
@@ -321,6 +348,9 @@ def gga_x_ityh(p, v: Vars):
         val = lda_x_spin(v.rs, zt) * attenuation_erf(p["omega"] / (2.0 * k)) * fb
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
     return ex
+
+
+COMPONENTS["gga_x_ityh"] = Component("gga", gga_x_ityh, B88_PARAMS, 1e-14, "GGA_X_ITYH", 0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,14 +378,15 @@ def hyb_gga_xc_wb97(p, v: Vars):
     return ex + b97_correlation(p, v)
 
 
-WB97X_PARAMS = dict(
-    _b97_params(
-        (8.42294e-01, 7.26479e-01, 1.04760e00, -5.70635e00, 1.32794e01),
-        (1.00000e00, -4.33879e00, 1.82308e01, -3.17430e01, 1.72901e01),
-        (1.00000e00, 2.37031e00, -1.13995e01, 6.58405e00, -3.78132e00),
-    ),
-    omega=0.3,
+WB97X_PARAMS = _b97_params(
+    (8.42294e-01, 7.26479e-01, 1.04760e00, -5.70635e00, 1.32794e01),
+    (1.00000e00, -4.33879e00, 1.82308e01, -3.17430e01, 1.72901e01),
+    (1.00000e00, 2.37031e00, -1.13995e01, 6.58405e00, -3.78132e00),
 )
+
+
+COMPONENTS["gga_xc_wb97x"] = Component("gga", hyb_gga_xc_wb97, WB97X_PARAMS, 1e-14,
+                                       "HYB_GGA_XC_WB97X", 0.3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,14 +432,24 @@ _FC1, _FC2 = 6.4753871, 0.47965830
 _EGA = (-0.02628417880, -0.07117647788, 0.08534541323)
 _EA = (-1.128223946706117, 1.452736265762971, -1.243162299390327, 0.971824836115601,
        -0.568861079687373, 0.246880514820192, -0.065032363850763, 0.008401793031216)
-_EG_SCUT, _W_CUT, _SMAX = 0.08, 14.0, 8.572844
+_EG_SCUT = 0.08
+"""E_G(s) is the closed expression above this s, its small-s series below."""
+_W_CUT = 14.0
+"""w = omega/k_F above which the Gaussian (large-w) form of the first term is used."""
+_EB1_SMALL_W = 1.455915450052607
+"""The hole's Gaussian exponent factor eb1 for w < ``_W_CUT`` (2 beyond), as in libxc."""
+_SMAX = 8.572844
+_S_SCALE_LO, _S_SCALE_HI = 1.0, 15.0
+"""Henderson's rescaling leaves s below the first, interpolates between them, is s_max above."""
+_S_MIN = 1e-15
+"""Floor of the rescaled s, as in libxc: the hole is evaluated at s >= this."""
 
 
 def _wpbeh_s_scaling(s):
     """Henderson's rescaling: s for s < 1, s - ln(1 + exp(s - s_max)) up to 15, s_max beyond."""
-    sc = m_max(m_min(s, 15.0), 1.0)
+    sc = m_max(m_min(s, _S_SCALE_HI), _S_SCALE_LO)
     mid = sc - log1p_xc(jnp.exp(sc - _SMAX))
-    return jnp.where(s < 1.0, s, jnp.where(s > 15.0, _SMAX, mid))
+    return jnp.where(s < _S_SCALE_LO, s, jnp.where(s > _S_SCALE_HI, _SMAX, mid))
 
 
 def _wpbeh_f0(w, s):
@@ -421,7 +462,7 @@ def _wpbeh_f0(w, s):
     sqpi = math.sqrt(PI)
     aux1 = D + s2 * h
 
-    # E_G(s): expression for s > 0.08, series below (the expression at s clipped to 0.08)
+    # E_G(s): expression for s > _EG_SCUT, series below (the expression at s clipped to it)
     sg = m_max(s, _EG_SCUT)
     sg2 = sg * sg
     hg = (_HA[0] * sg2 + _HA[1] * sg2 * sg2) / (1.0 + _HA[2] * sg2 * sg2 + _HA[3] * sg2 * sg2 * sg
@@ -445,16 +486,16 @@ def _wpbeh_f0(w, s):
     term5 = -(w**5) * (E + s2 * eg) / (aux1**3 * a3_52)
 
     def aux46(ww):
-        eb1 = jnp.where(ww < _W_CUT, 1.455915450052607, 2.0)
+        eb1 = jnp.where(ww < _W_CUT, _EB1_SMALL_W, 2.0)
         a4 = s2 * h + eb1 * ww * ww
         return eb1, a4, D + a4
 
-    # large w: Gaussian approximation (evaluated at w >= 14)
+    # large w: Gaussian approximation (evaluated at w >= _W_CUT)
     wl = m_max(w, _W_CUT)
     _, a4l, a6l = aux46(wl)
     t1_large = -0.5 * A * (-expint_e1_scaled(9.0 * a4l / (4.0 * A)) + jnp.log(a6l) - jnp.log(a4l))
 
-    # w <= 14: the full expression (evaluated at w clipped to 14)
+    # w <= _W_CUT: the full expression (evaluated at w clipped to _W_CUT)
     ws = m_min(w, _W_CUT)
     eb1, a4, a6 = aux46(ws)
     # f4..f9 are singular in aux4 -> 0 (s -> 0 at w = 0) but multiply w^3..w^8: at w = 0 they are
@@ -475,7 +516,7 @@ def _wpbeh_f0(w, s):
     f5 = (ea[3] / 128.0) * (-144.0 / a4f + 64.0 * A / a6f**2)
     f6 = ea[4] * (3.0 * sqpi * (3.0 * a6f**2.5 * (9.0 * a4f - 2.0 * A) + 4.0 * a4f**1.5 * A**2)) / (
         32.0 * a6f**2.5 * a4f**1.5 * A)
-    f7 = ea[5] * ((32.0 * A / a6f**3 + (-36.0 + 81.0 * s2 * h / A) / a4f**2)) / 32.0
+    f7 = ea[5] * (32.0 * A / a6f**3 + (-36.0 + 81.0 * s2 * h / A) / a4f**2) / 32.0
     f8 = ea[6] * (-3.0 * sqpi * (-40.0 * a4f**2.5 * A**3 + 9.0 * a6f**3.5 * (
         27.0 * a4f**2 - 6.0 * a4f * A + 4.0 * A**2))) / (128.0 * a6f**3.5 * a4f**2.5 * A**2)
     f9 = (324.0 * ea[5] * eb1 * a6f**4 * a4f * A + ea[7] * (
@@ -492,13 +533,16 @@ def gga_x_wpbeh(p, v: Vars):
     """Short-range (erfc) PBE exchange from the HSE exchange hole (omega = ``p['omega']``).
 
     eps = sum_s eps_x^LDA(n_s) F(omega / k_F,s, s_s),  k_F,s = (6 pi^2 n_s)^(1/3), with libxc's
-    rescaled s (``_wpbeh_s_scaling``) floored at 1e-15.
+    rescaled s (``_wpbeh_s_scaling``) floored at ``_S_MIN`` = 1e-15.
     """
     ex = 0.0
     for spin, xs2 in ((0, v.xs02), (1, v.xs12)):
         zt = z_thr(v, spin)
         kf = (3.0 * PI**2) ** (1.0 / 3.0) * opz_pow_n(zt, 1.0 / 3.0) * RS_FACTOR / v.rs
-        s = m_max(1e-15, _wpbeh_s_scaling(X2S * jnp.sqrt(xs2)))
+        s = m_max(_S_MIN, _wpbeh_s_scaling(X2S * jnp.sqrt(xs2)))
         val = lda_x_spin(v.rs, zt) * _wpbeh_f0(p["omega"] / kf, s)
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
     return ex
+
+
+COMPONENTS["gga_x_wpbeh"] = Component("gga", gga_x_wpbeh, {}, 1e-14, "GGA_X_WPBEH", 0.4)

@@ -59,34 +59,21 @@ _NAME_ALIASES = {
 }
 
 X_ALIASES = {
-    "lda": "lda_x", "slater": "lda_x", "lda_x": "lda_x",
-    "b88": "gga_x_b88", "gga_x_b88": "gga_x_b88",
-    "pbe": "gga_x_pbe", "gga_x_pbe": "gga_x_pbe",
-    "pw91": "gga_x_pw91", "gga_x_pw91": "gga_x_pw91",
-    "ityh": "gga_x_ityh", "gga_x_ityh": "gga_x_ityh",
-    "wpbeh": "gga_x_wpbeh", "gga_x_wpbeh": "gga_x_wpbeh",
-    "tpss": "mgga_x_tpss", "mgga_x_tpss": "mgga_x_tpss",
-    "scan": "mgga_x_scan", "mgga_x_scan": "mgga_x_scan",
-    "r2scan": "mgga_x_r2scan", "mgga_x_r2scan": "mgga_x_r2scan",
+    "lda": "lda_x", "slater": "lda_x", "b88": "gga_x_b88", "pbe": "gga_x_pbe",
+    "pw91": "gga_x_pw91", "ityh": "gga_x_ityh", "wpbeh": "gga_x_wpbeh", "tpss": "mgga_x_tpss",
+    "scan": "mgga_x_scan", "r2scan": "mgga_x_r2scan",
 }
-"""Exchange names accepted in the X part of a functional string."""
+"""Exchange names accepted in the X part of a functional string (besides the component names of
+:data:`~dftad.xc.functional.COMPONENTS`, accepted in either part)."""
 
 C_ALIASES = {
-    "vwn": "lda_c_vwn", "vwn5": "lda_c_vwn", "lda_c_vwn": "lda_c_vwn",
-    "vwn3": "lda_c_vwn_rpa", "vwnrpa": "lda_c_vwn_rpa", "vwn_rpa": "lda_c_vwn_rpa",
-    "lda_c_vwn_rpa": "lda_c_vwn_rpa",
-    "pw": "lda_c_pw", "pw92": "lda_c_pw", "lda_c_pw": "lda_c_pw",
-    "pw_mod": "lda_c_pw_mod", "pwmod": "lda_c_pw_mod", "lda_c_pw_mod": "lda_c_pw_mod",
-    "pbe": "gga_c_pbe", "gga_c_pbe": "gga_c_pbe",
-    "pw91": "gga_c_pw91", "gga_c_pw91": "gga_c_pw91",
-    "lyp": "gga_c_lyp", "gga_c_lyp": "gga_c_lyp",
-    "tpss": "mgga_c_tpss", "mgga_c_tpss": "mgga_c_tpss",
-    "scan": "mgga_c_scan", "mgga_c_scan": "mgga_c_scan",
-    "r2scan": "mgga_c_r2scan", "mgga_c_r2scan": "mgga_c_r2scan",
+    "vwn": "lda_c_vwn", "vwn5": "lda_c_vwn", "vwn3": "lda_c_vwn_rpa", "vwnrpa": "lda_c_vwn_rpa",
+    "vwn_rpa": "lda_c_vwn_rpa", "pw": "lda_c_pw", "pw92": "lda_c_pw", "pw_mod": "lda_c_pw_mod",
+    "pwmod": "lda_c_pw_mod", "pbe": "gga_c_pbe", "pw91": "gga_c_pw91", "lyp": "gga_c_lyp",
+    "tpss": "mgga_c_tpss", "scan": "mgga_c_scan", "r2scan": "mgga_c_r2scan",
 }
-"""Correlation names accepted in the C part of a functional string."""
-
-_DEFAULT_OMEGA = {"gga_x_ityh": 0.2, "gga_xc_wb97x": 0.3, "gga_x_wpbeh": 0.4}
+"""Correlation names accepted in the C part of a functional string (besides the component
+names)."""
 
 _TERM = re.compile(r"^(?:([0-9.eE+-]+)\*)?(.+)$")
 _RSH = re.compile(r"^rsh\(([^,]+),([^,]+),([^)]+)\)$")
@@ -100,7 +87,7 @@ def _normalise(s: str) -> str:
 def _split_terms(part: str):
     """'.2*hf+.08*lda-0.5*b88' -> [(0.2, 'hf'), (0.08, 'lda'), (-0.5, 'b88')]."""
     terms, buf, depth = [], "", 0
-    for i, ch in enumerate(part):
+    for ch in part:
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -140,12 +127,18 @@ def _parse_part(part: str, aliases: dict, terms: list, exx: dict):
             raise KeyError(f"unknown functional term {name!r} in {part!r}")
 
 
+def _default_omega(terms) -> float:
+    """The largest default omega of the short-range components among ``terms`` (0 if none)."""
+    return max((COMPONENTS[c].omega for c, _ in terms
+                if c in COMPONENTS and COMPONENTS[c].uses_omega), default=0.0)
+
+
 def parse_xc(xc) -> Functional:
     """Functional from a PySCF ``xc`` string or a list of ``(component, weight)`` pairs.
 
     Exact exchange: ``hf`` terms give a global fraction (alpha = sum of HF coefficients, beta = 0);
-    ``RSH(omega, alpha, beta)`` sets PySCF's range-separated coefficients; a short-range
-    semilocal component without RSH gets libxc's default omega for it.
+    ``RSH(omega, alpha, beta)`` sets PySCF's range-separated coefficients; without RSH a
+    short-range semilocal component sets omega to its default (``Component.omega``).
     """
     if isinstance(xc, Functional):
         return xc
@@ -156,7 +149,7 @@ def parse_xc(xc) -> Functional:
                 hf += float(w)
             else:
                 terms.append((comp, float(w)))
-        omega = max((_DEFAULT_OMEGA.get(c, 0.0) for c, _ in terms), default=0.0)
+        omega = _default_omega(terms)
         return Functional.from_components(terms, alpha=hf, omega=omega)
     key = _normalise(xc)
     key = _NAME_ALIASES.get(key, key)
@@ -189,5 +182,5 @@ def parse_xc(xc) -> Functional:
         alpha, beta, omega = exx["alpha"], exx["beta"], exx["omega"]
     else:
         alpha, beta = exx["hf"], 0.0
-        omega = max((_DEFAULT_OMEGA.get(c, 0.0) for c, _ in terms), default=0.0)
+        omega = _default_omega(terms)
     return Functional.from_components(terms, alpha, beta, omega, name=xc.strip())

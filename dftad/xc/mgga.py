@@ -1,7 +1,7 @@
 """Meta-GGA kernels: TPSS, SCAN and r2SCAN exchange and correlation.
 
 Units: Hartree and Bohr. Kernels return the energy per particle from the reduced variables of
-:class:`dftad.xc.lda.Vars`; ``ts_s = tau_s / n_s^(5/3)`` with tau_s = 1/2 sum_i |grad phi_is|^2.
+:class:`dftad.xc.common.Vars`; ``ts_s = tau_s / n_s^(5/3)`` with tau_s = 1/2 sum_i |grad phi_is|^2.
 Formulas and constants follow libxc 7.0 (``maple/mgga_exc``), including its cut-offs of the SCAN
 switching function where the exponential reaches machine epsilon.
 """
@@ -13,20 +13,17 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .gga import PBE_C_PARAMS, gga_c_pbe, pbe_t2
-from .lda import (
+from .common import (
     CBRT2,
     DBL_EPSILON,
     K_FACTOR_C,
     MU_GE,
     PI,
-    PW_MOD_PARAMS,
     X2S,
+    Component,
     Vars,
     expm1_xc,
     f_zeta,
-    lda_c_pw,
-    lda_x_spin,
     log1p_xc,
     m_max,
     m_min,
@@ -39,6 +36,12 @@ from .lda import (
     z_thr,
     z_thr_zeta,
 )
+from .gga import PBE_C_PARAMS, gga_c_pbe, pbe_t2
+from .lda import PW_MOD_PARAMS, lda_c_pw, lda_x_spin
+
+# the meta-GGA components by dftad name, each registered below its kernel (collected with the
+# other families' in dftad.xc.functional.COMPONENTS)
+COMPONENTS: dict[str, Component] = {}
 
 
 def mgga_exchange(enhancement, p, v: Vars):
@@ -100,6 +103,8 @@ def mgga_x_tpss(p, v: Vars):
 
 
 _TPSS_XI_DEN = (2.0 * (3.0 * PI**2) ** (1.0 / 3.0)) ** 2
+_TPSS_C0_POLARIZED = 1e-12
+"""1 - |zeta| at or below which libxc takes C0's fully polarised limit C0 + C1 + C2 + C3."""
 TPSS_C_PARAMS = {
     "beta": 0.06672455060314922, "d": 2.8, "C0_c": (0.53, 0.87, 0.50, 2.26),
     "gamma": PBE_C_PARAMS["gamma"], "pw": PW_MOD_PARAMS,
@@ -125,7 +130,8 @@ def mgga_c_tpss(p, v: Vars):
     xi2 = (1.0 - zt**2) * (t_total(zt, v.xs02, v.xs12) - v.xt2) / _TPSS_XI_DEN
     den = 1.0 + xi2 * (pow_thirds(1.0 + zt, -4) + pow_thirds(1.0 - zt, -4)) / 2.0
     c00 = cc[0] + cc[1] * z**2 + cc[2] * z**4 + cc[3] * z**6
-    c0 = jnp.where(1.0 - jnp.abs(z) <= 1e-12, cc[0] + cc[1] + cc[2] + cc[3], c00 / den**4)
+    c0 = jnp.where(1.0 - jnp.abs(z) <= _TPSS_C0_POLARIZED, cc[0] + cc[1] + cc[2] + cc[3],
+                   c00 / den**4)
     aux = m_min(v.xt2 / (8.0 * t_total(z, v.ts0, v.ts1)), 1.0)
 
     e_zt = pbe(v._replace(z=zt))
@@ -142,6 +148,10 @@ def mgga_c_tpss(p, v: Vars):
     perp = (1.0 + c0 * aux**2) * pbe(v)
     f0 = par + perp
     return f0 * (1.0 + p["d"] * f0 * aux**3)
+
+
+COMPONENTS["mgga_x_tpss"] = Component("mgga", mgga_x_tpss, TPSS_X_PARAMS, 1e-15, "MGGA_X_TPSS")
+COMPONENTS["mgga_c_tpss"] = Component("mgga", mgga_c_tpss, TPSS_C_PARAMS, 1e-15, "MGGA_C_TPSS")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +264,10 @@ def mgga_c_scan(p, v: Vars):
     return e1 + fa * (e0 - e1)
 
 
+COMPONENTS["mgga_x_scan"] = Component("mgga", mgga_x_scan, SCAN_X_PARAMS, 1e-15, "MGGA_X_SCAN")
+COMPONENTS["mgga_c_scan"] = Component("mgga", mgga_c_scan, SCAN_C_PARAMS, 1e-15, "MGGA_C_SCAN")
+
+
 # ---------------------------------------------------------------------------------------------
 # r2SCAN (Furness, Kaplan, Ning, Perdew, Sun, JPCL 11, 8208 (2020))
 # rSCAN switching-function polynomials, coefficients of alpha^0 ... alpha^7
@@ -261,6 +275,9 @@ _RSCAN_FX = (1.0, -0.667, -0.4445555, -0.663086601049, 1.451297044490, -0.887998
              0.234528941479, -0.023185843322)
 _RSCAN_FC = (1.0, -0.64, -0.4352, -1.535685604549, 3.061560252175, -1.915710236206,
              0.516884468372, -0.051848879792)
+
+_RSCAN_POLY_MAX = 2.5
+"""alpha up to which r2SCAN's switching function is the rSCAN polynomial."""
 
 R2SCAN_X_PARAMS = dict(SCAN_X_PARAMS, eta=0.001, dp2=0.361, fx=_RSCAN_FX)
 
@@ -270,10 +287,10 @@ def r2scan_f_alpha(a, c1, c2, d, ff):
     0 < a <= 2.5, -d exp(c2/(1-a)) beyond."""
     a_n = m_min(a, 0.0)
     neg = jnp.exp(-c1 * a_n / (1.0 - a_n))
-    mid = _poly(ff, m_min(a, 2.5))
-    a_l = m_max(a, 2.5)
+    mid = _poly(ff, m_min(a, _RSCAN_POLY_MAX))
+    a_l = m_max(a, _RSCAN_POLY_MAX)
     large = -d * jnp.exp(c2 / (1.0 - a_l))
-    return jnp.where(a <= 0.0, neg, jnp.where(a <= 2.5, mid, large))
+    return jnp.where(a <= 0.0, neg, jnp.where(a <= _RSCAN_POLY_MAX, mid, large))
 
 
 def r2scan_x_enhancement(p, x2, t):
@@ -333,3 +350,9 @@ def mgga_c_r2scan(p, v: Vars):
     e0 = _scan_e0(p, v, s2)
     fa = r2scan_f_alpha(_scan_alpha_c(v, eta), p["c1"], p["c2"], p["d"], ff)
     return e1 + fa * (e0 - e1)
+
+
+COMPONENTS["mgga_x_r2scan"] = Component("mgga", mgga_x_r2scan, R2SCAN_X_PARAMS, 1e-11,
+                                        "MGGA_X_R2SCAN")
+COMPONENTS["mgga_c_r2scan"] = Component("mgga", mgga_c_r2scan, R2SCAN_C_PARAMS, 1e-15,
+                                        "MGGA_C_R2SCAN")
