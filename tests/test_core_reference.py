@@ -22,18 +22,28 @@ TOL = 1e-12
 CASES = json.loads(REFERENCE.read_text())["cases"]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_core_reproduces_reference(name):
+def _case(name):
     ref = CASES[name]
     mol = dftad.load(ref["molecule"])
     setup = dftad.build(mol, ref["basis"], ref["xc"], **ref["options"])
-    coords = jnp.asarray(mol.coords)
+    return ref, setup, jnp.asarray(mol.coords)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_energy_and_forces_reproduce_reference(name):
+    ref, setup, coords = _case(name)
     res = jax.jit(dftad.energy_and_forces)(setup, coords)
     assert bool(res.converged)
     assert abs(float(res.e_tot) - ref["e_tot"]) < TOL
     for key, value in res.components._asdict().items():
         assert abs(float(value) - ref["components"][key]) < TOL, key
     np.testing.assert_allclose(np.asarray(res.forces), ref["forces"], rtol=0, atol=TOL)
+
+
+@pytest.mark.slow  # 3-6 min per case on 2 cores: compiling forward-over-reverse through the SCF
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hessian_and_polarizability_reproduce_reference(name):
+    ref, setup, coords = _case(name)
     np.testing.assert_allclose(np.asarray(jax.jit(dftad.hessian)(setup, coords)),
                                ref["hessian"], rtol=0, atol=TOL)
     np.testing.assert_allclose(np.asarray(jax.jit(dftad.polarizability)(setup, coords)),
