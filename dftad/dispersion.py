@@ -4,7 +4,9 @@ A pure JAX function of the coordinates (Bohr) and a parameter pytree; energies i
 (``-jax.grad``), Hessians, ``vmap`` over geometries and gradients with respect to the damping
 parameters all come from AD. The molecule enters through a :class:`D3Model`, built once on the
 Python side from the atomic numbers (:func:`setup`); it is a pytree of arrays, so one compiled
-program serves every geometry, and every molecule with the same atom and species-reference counts.
+program serves every geometry, and every molecule set up to the same shapes: ``setup(numbers,
+natm=..., elements=...)`` pads with ghost atoms (which change no number) and spans a given set of
+elements, so that molecules of different sizes share one program and ``vmap`` runs over them.
 
     model  = setup(mol.atomic_numbers)
     params = d3_params("b3lyp", "bj", atm=False)        # {"s6", "s8", "a1", "a2", "alp"}
@@ -138,26 +140,30 @@ def split_method(method: str) -> tuple[str, str | None, bool]:
 
 
 @functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["numbers", "rcov", "r4r2", "rvdw", "cnref", "refmask",
-                                "species", "c6ref"],
-                   meta_fields=["cutoff_cn", "cutoff_disp2", "cutoff_disp3"])
+                   data_fields=["numbers", "atoms", "rcov", "r4r2", "rvdw", "cnref",
+                                "refmask", "species", "c6ref", "cutoff_cn", "cutoff_disp2",
+                                "cutoff_disp3"],
+                   meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class D3Model:
     """What D3 needs of a molecule besides its coordinates (a pytree of arrays; see :func:`setup`).
 
-    numbers  (natm,)        atomic numbers
+    numbers  (natm,)        atomic numbers (0: a ghost atom, padding)
+    atoms    (natm,)        True for the real atoms
     rcov     (natm,)        D3 covalent radii, Bohr (4/3 of Pyykko-Atsumi's)
     r4r2     (natm,)        Q_i = sqrt(0.5 <r^4>/<r^2> sqrt(Z_i)); C8_ij = 3 C6_ij Q_i Q_j
     rvdw     (natm, natm)   pairwise radii R0_ij of the zero and three-body damping, Bohr
     cnref    (natm, mref)   reference coordination numbers of each atom's element (padded)
     refmask  (natm, mref)   which of them exist
-    species  (natm, nsp)    one-hot: the atom's element among the molecule's elements
+    species  (natm, nsp)    one-hot: the atom's element among the model's elements (a ghost's
+                            row is zero, so are its C6)
     c6ref    (K, K)         reference C6 between (element, reference) pairs, K = nsp * mref,
                             zero where a reference does not exist
-    cutoff_* (static)       real-space cutoffs, Bohr (``inf``: none)
+    cutoff_* ()             real-space cutoffs, Bohr (``inf``: none)
     """
 
     numbers: np.ndarray
+    atoms: np.ndarray
     rcov: np.ndarray
     r4r2: np.ndarray
     rvdw: np.ndarray
@@ -165,9 +171,9 @@ class D3Model:
     refmask: np.ndarray
     species: np.ndarray
     c6ref: np.ndarray
-    cutoff_cn: float = CUTOFF_CN
-    cutoff_disp2: float = CUTOFF_DISP2
-    cutoff_disp3: float = CUTOFF_DISP3
+    cutoff_cn: np.ndarray
+    cutoff_disp2: np.ndarray
+    cutoff_disp3: np.ndarray
 
 
 def _pair_index(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
@@ -176,9 +182,15 @@ def _pair_index(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
     return lo + hi * (hi - 1) // 2 - 1
 
 
-def setup(numbers, *, cutoff_cn: float = CUTOFF_CN, cutoff_disp2: float = CUTOFF_DISP2,
-          cutoff_disp3: float = CUTOFF_DISP3) -> D3Model:
-    """The :class:`D3Model` of a molecule with these atomic numbers (Python side, once)."""
+def setup(numbers, *, natm: int | None = None, elements=None, cutoff_cn: float = CUTOFF_CN,
+          cutoff_disp2: float = CUTOFF_DISP2, cutoff_disp3: float = CUTOFF_DISP3) -> D3Model:
+    """The :class:`D3Model` of a molecule with these atomic numbers (Python side, once).
+
+    ``natm``: pad to this many atoms with ghost atoms (their coordinates are ignored, any value
+    will do); ``elements``: the atomic numbers the species axis spans (a superset of
+    ``numbers``). Models with the same ``natm`` and the same ``elements`` have the same
+    shapes: one compiled program, and ``jax.tree.map(np.stack, ...)`` of them batches.
+    ``cutoff_*``: real-space cutoffs in Bohr (``float("inf")``: none)."""
     if not jax.config.jax_enable_x64:
         raise RuntimeError("dftad.dispersion needs float64: call "
                            "jax.config.update('jax_enable_x64', True) (importing dftad does)")
@@ -187,8 +199,15 @@ def setup(numbers, *, cutoff_cn: float = CUTOFF_CN, cutoff_disp2: float = CUTOFF
     if bad:
         raise ValueError(f"DFT-D3 reference data covers Z = 1-{MAX_Z}; got atomic number(s) "
                          f"{bad}")
+    natm = z.size if natm is None else int(natm)
+    if natm < z.size:
+        raise ValueError(f"natm={natm} is less than the {z.size} atoms given")
+    elements = np.unique(z if elements is None else np.asarray(elements, dtype=np.int64))
+    missing = sorted(set(z.tolist()) - set(elements.tolist()))
+    if missing or elements.min() < 1 or elements.max() > MAX_Z:
+        raise ValueError(f"elements {elements.tolist()} must lie in 1-{MAX_Z} and include every "
+                         f"atomic number given (missing: {missing})")
     ref = _reference()
-    elements, which = np.unique(z, return_inverse=True)
     nref = ref["nref"][elements - 1]
     mref = int(nref.max())
     # C6 of reference a of the lighter and b of the heavier element: ref["c6"][pair, a, b]
@@ -197,32 +216,38 @@ def setup(numbers, *, cutoff_cn: float = CUTOFF_CN, cutoff_disp2: float = CUTOFF
     block = np.where((za <= zb)[..., None, None], block, np.swapaxes(block, -1, -2))
     nsp = elements.size
     c6ref = block.transpose(0, 2, 1, 3).reshape(nsp * mref, nsp * mref)
-    zi, zj = np.meshgrid(z, z, indexing="ij")
+    # ghost atoms borrow the first element's data; the masks and the zero species row remove them
+    atoms = np.arange(natm) < z.size
+    zp = np.concatenate([z, np.full(natm - z.size, elements[0])])
+    zi, zj = np.meshgrid(zp, zp, indexing="ij")
     return D3Model(
-        numbers=z,
-        rcov=ref["rcov"][z - 1],
-        r4r2=ref["r4r2"][z - 1],
+        numbers=np.where(atoms, zp, 0),
+        atoms=atoms,
+        rcov=ref["rcov"][zp - 1],
+        r4r2=ref["r4r2"][zp - 1],
         rvdw=ref["rvdw"][_pair_index(zi, zj)],
-        cnref=ref["cnref"][z - 1, :mref],
-        refmask=np.arange(mref)[None, :] < ref["nref"][z - 1][:, None],
-        species=np.eye(nsp)[which],
+        cnref=ref["cnref"][zp - 1, :mref],
+        refmask=np.arange(mref)[None, :] < ref["nref"][zp - 1][:, None],
+        species=np.eye(nsp)[np.searchsorted(elements, zp)] * atoms[:, None],
         c6ref=c6ref,
-        cutoff_cn=float(cutoff_cn), cutoff_disp2=float(cutoff_disp2),
-        cutoff_disp3=float(cutoff_disp3))
+        cutoff_cn=np.float64(cutoff_cn), cutoff_disp2=np.float64(cutoff_disp2),
+        cutoff_disp3=np.float64(cutoff_disp3))
 
 
-def _pairs(coords, cutoff: float):
+def _pairs(model: D3Model, coords, cutoff: float):
     """Squared distances (natm, natm), with 1 where a pair is masked so that no derivative
-    divides by zero, and the mask of pairs i != j within ``cutoff``."""
+    divides by zero, and the mask of pairs of real atoms i != j within ``cutoff``."""
     coords = jnp.asarray(coords)
     r2 = jnp.sum((coords[:, None, :] - coords[None, :, :]) ** 2, axis=-1)
-    mask = ~jnp.eye(coords.shape[0], dtype=bool) & (r2 <= cutoff * cutoff)
+    atoms = jnp.asarray(model.atoms)
+    mask = atoms[:, None] & atoms[None, :] & ~jnp.eye(coords.shape[0], dtype=bool)
+    mask = mask & (r2 <= cutoff * cutoff)
     return jnp.where(mask, r2, 1.0), mask
 
 
 def coordination_numbers(model: D3Model, coords) -> jax.Array:
     """D3's fractional coordination numbers CN_i (natm,)."""
-    r2, mask = _pairs(coords, model.cutoff_cn)
+    r2, mask = _pairs(model, coords, model.cutoff_cn)
     rc = model.rcov[:, None] + model.rcov[None, :]
     count = jax.nn.sigmoid(KCN * (rc / jnp.sqrt(r2) - 1.0))
     return jnp.sum(jnp.where(mask, count, 0.0), axis=1)
@@ -254,7 +279,7 @@ def two_body_energy(model: D3Model, coords, params, c6=None) -> jax.Array:
     damping = _check_params(params)
     if c6 is None:
         c6 = c6_coefficients(model, coords)
-    r2, mask = _pairs(coords, model.cutoff_disp2)
+    r2, mask = _pairs(model, coords, model.cutoff_disp2)
     rr = 3.0 * model.r4r2[:, None] * model.r4r2[None, :]  # C8 / C6
     s6, s8 = params.get("s6", 1.0), params["s8"]
     if damping == "bj":
@@ -274,7 +299,7 @@ def three_body_energy(model: D3Model, coords, params, c6=None) -> jax.Array:
     O(natm^3) time and memory."""
     if c6 is None:
         c6 = c6_coefficients(model, coords)
-    r2, mask = _pairs(coords, model.cutoff_disp3)
+    r2, mask = _pairs(model, coords, model.cutoff_disp3)
     alp = params.get("alp", ALP)
     # triple (i, j, k): ij on axes (0, 1), ik on (0, 2), jk on (1, 2)
     ij, ik, jk = r2[:, :, None], r2[:, None, :], r2[None, :, :]
@@ -284,7 +309,7 @@ def three_body_energy(model: D3Model, coords, params, c6=None) -> jax.Array:
     r0 = r0[:, :, None] * r0[:, None, :] * r0[None, :, :]
     fdmp = 1.0 / (1.0 + 6.0 * (r0 / r1) ** ((alp + 2.0) / 3.0))
     ang = 0.375 * (ij + jk - ik) * (ij - jk + ik) * (-ij + jk + ik) / r1**5 + 1.0 / r1**3
-    sq = jnp.sqrt(c6)
+    sq = jnp.sqrt(jnp.where(mask, c6, 1.0))
     c9 = sq[:, :, None] * sq[:, None, :] * sq[None, :, :]
     # every unordered triple appears 6 times among the ordered ones
     return params["s9"] / 6.0 * jnp.sum(jnp.where(triple, c9 * ang * fdmp, 0.0))
@@ -296,6 +321,7 @@ def energy(model, coords, params) -> jax.Array:
     ``model``: a :class:`D3Model` (:func:`setup`) or the atomic numbers (then set up here, which
     needs them concrete). ``params``: see :func:`d3_params`; the three-body term is included when
     it has an ``s9`` entry."""
+    _check_params(params)
     if not isinstance(model, D3Model):
         model = setup(model)
     c6 = c6_coefficients(model, coords)
