@@ -74,7 +74,8 @@ def one_electron_part(setup: Setup, coords, field=None) -> OneElectron:
     kin = one_electron.kinetic(bas, coords)
     # V = sum_C V_C is linear in the charges: one vmapped evaluation gives every nucleus' share
     # (used by the SAD guess) and, summed, the nuclear attraction.
-    v_per_nucleus = jax.vmap(lambda q: one_electron.nuclear(bas, coords, q))(jnp.diag(setup.charges))
+    v_per_nucleus = jax.vmap(lambda q: one_electron.nuclear(bas, coords, q))(
+        jnp.diag(setup.charges))
     h1e = kin + jnp.sum(v_per_nucleus, axis=0)
     e_nuc = energy_nuc(coords, setup.charges)
     if field is not None:
@@ -178,9 +179,7 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     def energy_fn(dm):
         dm_tot, vj, vk = two_electron(dm)
         exc, vxc = numint.exc_vxc(f, params, ints.grid_ao, dm) if setup.semilocal else (0.0, 0.0)
-        fock = ints.h1e + vj + vxc
-        if vk is not None:
-            fock = fock - kf * vk
+        fock = ints.h1e + vj + vxc - kf * vk
         return sum(assemble(dm, dm_tot, vj, vk, exc)), fock
 
     return energy_fn, components

@@ -121,21 +121,19 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True):
 
 
 def coulomb_exchange(jk, tensors, dm, dm_tot, weights):
-    """(J[D_tot], K_tot) with K_tot = sum_i weights[i] K_i[dm] over the operators (None when
+    """(J[D_tot], K_tot) with K_tot = sum_i weights[i] K_i[dm] over the operators (zero when
     ``weights`` is empty: no exact exchange)."""
     vj = jk.get_j(tensors, dm_tot)
-    vk = None
+    vk = jnp.zeros_like(dm)
     for op, w in enumerate(weights):
-        k = w * jk.get_k(tensors, dm, op)
-        vk = k if vk is None else vk + k
+        vk = vk + w * jk.get_k(tensors, dm, op)
     return vj, vk
 
 
 def energy_terms(dm, dm_tot, vj, vk, kf):
     """(E_coul, E_exx) = (1/2 sum D_tot J, -kf/2 sum D K_tot); ``kf`` is the exchange weight per
     spin channel (1/2 restricted, 1 unrestricted)."""
-    e_exx = jnp.zeros(()) if vk is None else -0.5 * kf * jnp.sum(dm * vk)
-    return 0.5 * jnp.sum(dm_tot * vj), e_exx
+    return 0.5 * jnp.sum(dm_tot * vj), -0.5 * kf * jnp.sum(dm * vk)
 
 
 @jax.tree_util.register_dataclass

@@ -53,11 +53,13 @@ from .lda import (
 COMPONENTS: dict[str, Component] = {}
 
 
-def gga_exchange(enhancement, p, v: Vars):
-    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-zeta)) F(xs_s^2)."""
+def gga_exchange(enhancement, p, v: Vars, *per_spin):
+    """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-zeta)) F(xs_s^2, ...),
+    the enhancement factor F of xs_s^2 and of further per-spin variables ``per_spin`` (pairs
+    (alpha, beta), e.g. the meta-GGAs' reduced tau)."""
     ex = 0.0
     for spin, xs2 in ((0, v.xs02), (1, v.xs12)):
-        val = lda_x_spin(v.rs, z_thr(v, spin)) * enhancement(p, xs2)
+        val = lda_x_spin(v.rs, z_thr(v, spin)) * enhancement(p, xs2, *(x[spin] for x in per_spin))
         ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
     return ex
 

@@ -31,13 +31,11 @@ from .common import (
     opz_pow_n,
     pow_pos,
     pow_thirds,
-    screen_dens,
     screen_dens_zeta,
-    z_thr,
     z_thr_zeta,
 )
-from .gga import PBE_C_PARAMS, gga_c_pbe, pbe_t2
-from .lda import PW_MOD_PARAMS, lda_c_pw, lda_x_spin
+from .gga import PBE_C_PARAMS, gga_c_pbe, gga_exchange, pbe_t2
+from .lda import PW_MOD_PARAMS, lda_c_pw
 
 # the meta-GGA components by dftad name, each registered below its kernel (collected with the
 # other families' in dftad.xc.functional.COMPONENTS)
@@ -46,11 +44,7 @@ COMPONENTS: dict[str, Component] = {}
 
 def mgga_exchange(enhancement, p, v: Vars):
     """Spin-scaled exchange: sum_s [n_s > thr] lda_x_spin(rs, z_thr(+-zeta)) F(xs_s^2, ts_s)."""
-    ex = 0.0
-    for spin, xs2, ts in ((0, v.xs02, v.ts0), (1, v.xs12, v.ts1)):
-        val = lda_x_spin(v.rs, z_thr(v, spin)) * enhancement(p, xs2, ts)
-        ex = ex + jnp.where(screen_dens(v, spin), 0.0, val)
-    return ex
+    return gga_exchange(enhancement, p, v, (v.ts0, v.ts1))
 
 
 def t_total(z, ts0, ts1):
