@@ -7,8 +7,9 @@ The SCF solution is the density matrix D* that reproduces itself under one Rooth
 
 (the lowest ones at an aufbau solution; the occupation pattern is read off D* once and held
 fixed, so a non-aufbau fixed point, which a level-shifted DIIS can reach, is differentiated as
-itself), where theta is everything the Hamiltonian depends on (nuclear coordinates, XC parameters, an
-electric field, basis exponents). Differentiating ``r(D, theta) = Phi(D, theta) - D = 0`` gives
+itself), where theta is everything the Hamiltonian depends on (nuclear coordinates, XC
+parameters, an electric field, basis exponents). Differentiating
+``r(D, theta) = Phi(D, theta) - D = 0`` gives
 
     (1 - dPhi/dD) dD* = dPhi/dtheta dtheta,
 
@@ -49,6 +50,12 @@ from .occupation import Occupation
 GMRES_TOL = 1e-10
 """Relative residual at which the linear-response (GMRES) solve stops."""
 
+GMRES_RESTART = 40
+"""Krylov vectors per GMRES cycle (the preconditioned response needs far fewer)."""
+
+GMRES_MAXITER = 20
+"""GMRES restart cycles at most."""
+
 
 def density_from_fock(fock, s1e, mo_occ):
     """One Roothaan step, D = X P(X^T F X) X^T: the density of ``fock`` (AO basis) with
@@ -81,8 +88,9 @@ def mo_energies(fock, s1e):
 
 
 def _gmres(matvec, b):
-    x, _ = jax.scipy.sparse.linalg.gmres(matvec, b, tol=GMRES_TOL, atol=0.0, restart=40,
-                                        maxiter=20, solve_method="batched")
+    x, _ = jax.scipy.sparse.linalg.gmres(matvec, b, tol=GMRES_TOL, atol=0.0,
+                                        restart=GMRES_RESTART, maxiter=GMRES_MAXITER,
+                                        solve_method="batched")
     return x
 
 

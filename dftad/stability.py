@@ -38,6 +38,19 @@ UNSTABLE_BELOW = -1e-5
 energy depends on only through the grid's anisotropy (a pi hole turned about a bond axis) give
 eigenvalues of +-1e-6 and are not instabilities."""
 
+LINE_SEARCH_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5)
+"""Rotation angles (radians) along the unstable mode at which :func:`follow` evaluates E."""
+
+MIN_DESCENT = 1e-10
+"""A restart of :func:`follow` is kept only if it lowers the energy by more than this (Ha)."""
+
+DAVIDSON_MIN_DENOMINATOR = 1e-8
+"""Smallest |theta - diag| in the Davidson preconditioner."""
+
+DAVIDSON_MIN_NORM = 1e-12
+"""A correction vector below this norm after orthogonalisation ends the Davidson search."""
+
+
 class Stability(NamedTuple):
     """Outcome of :func:`analyze`."""
 
@@ -107,12 +120,13 @@ def lowest_eigenpair(matvec, diag, tol=1e-6, max_cycle=60, nguess=4, max_space=4
             keep = min(nguess, v.shape[1])
             v, av = v @ y[:, :keep], av @ y[:, :keep]
         denom = theta - diag
-        denom = np.where(np.abs(denom) < 1e-8, 1e-8, denom)
+        denom = np.where(np.abs(denom) < DAVIDSON_MIN_DENOMINATOR, DAVIDSON_MIN_DENOMINATOR,
+                         denom)
         t = r / denom
         for _ in range(2):  # orthogonalise twice (classical Gram-Schmidt is not stable once)
             t = t - v @ (v.T @ t)
         norm = np.linalg.norm(t)
-        if norm < 1e-12:
+        if norm < DAVIDSON_MIN_NORM:
             break
         t = t / norm
         v = np.column_stack([v, t])
@@ -165,19 +179,20 @@ def follow(setup: Setup, coords, result: Result | None = None, xc_params=None,
         result = _from_integrals(setup, ints, xc_params)
     result = energy.converge(setup, coords, result, xc_params, ints)
     e_start = float(result.e_tot)
-    steps = jnp.asarray([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
+    steps = jnp.asarray(LINE_SEARCH_STEPS)
     for restarts in range(max_restarts + 1):
         stab = analyze(setup, coords, result, xc_params, ints=ints)._replace(
             restarts=restarts, descent=e_start - float(result.e_tot))
         if stab.stable or not bool(result.converged) or restarts == max_restarts:
             break
         mo = result.scf.mo_coeff  # the orbitals analyze used
-        es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps, xc_params))
+        es = np.asarray(_energies_along(setup, ints, mo, jnp.asarray(stab.rotation), steps,
+                                        xc_params))
         kappa = steps[int(np.argmin(es))] * jnp.asarray(stab.rotation)
         start = result._replace(scf=result.scf._replace(
             mo_coeff=newton.rotate(mo, kappa, setup.occupation), cycles=jnp.asarray(0)))
         new = _second_order(setup, ints, start, xc_params)
-        if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - 1e-10:
+        if not bool(new.converged) or float(new.e_tot) > float(result.e_tot) - MIN_DESCENT:
             break  # keep what we have
         result = new
     return result, stab

@@ -14,6 +14,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_directional, fd_jacobian
 
 import dftad
 import dftad.properties
@@ -22,7 +23,7 @@ from dftad.density import eval_rho
 from dftad.integrals.ao import eval_ao
 
 FD_TOL = 1e-6
-TIGHT = dict(conv_tol=1e-12, conv_tol_grad=1e-10, grid_level=2)
+TIGHT = {"conv_tol": 1e-12, "conv_tol_grad": 1e-10, "grid_level": 2}
 POINTS = jnp.array([[0.3, 0.2, 0.1], [-0.5, 0.9, 0.4], [0.0, -1.1, 0.7]])  # Bohr
 
 
@@ -47,11 +48,8 @@ def check_directional(fn, x0, direction, h):
     can stay well above the SCF noise); vjp vs jvp for a random cotangent."""
     jvp = jax.jit(lambda x, d: jax.jvp(fn, (x,), (d,)))
     y, jv = jvp(x0, direction)
-
-    def at(k):  # the primal output of the same compiled function (one compile less)
-        return np.asarray(jvp(x0 + k * h * direction, direction)[0])
-
-    fd = (8 * (at(1) - at(-1)) - (at(2) - at(-2))) / (12 * h)
+    # the primal output of the same compiled function (one compile less)
+    fd = fd_directional(lambda x: jvp(x, direction)[0], x0, direction, h, stencil=4)
     err = np.abs(np.asarray(jv) - fd).max()
     assert err < FD_TOL, (err, np.asarray(jv), fd)
     u = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape))
@@ -153,14 +151,7 @@ def test_second_derivative_of_a_non_variational_output():
         return energy.kernel(setup, coords, field=f).scf.mo_energy[setup.occupation.homo]
 
     hess = np.asarray(jax.jit(jax.jacfwd(jax.grad(homo)))(jnp.zeros(3)))
-    grad = jax.jit(jax.grad(homo))
-    h = 1e-3
-
-    def at(j, k):
-        return np.asarray(grad(jnp.zeros(3).at[j].set(k * h)))
-
-    fd = np.stack([(8 * (at(j, 1) - at(j, -1)) - (at(j, 2) - at(j, -2))) / (12 * h)
-                   for j in range(3)], axis=1)
+    fd = fd_jacobian(jax.jit(jax.grad(homo)), np.zeros(3), h=1e-3, stencil=4)
     assert np.abs(hess - fd).max() < 1e-5, np.abs(hess - fd).max()
 
 
@@ -192,10 +183,6 @@ def test_non_aufbau_fixed_point():
         c = np.asarray(c)
         np.testing.assert_allclose(c @ np.diag(np.asarray(occ)) @ c.T, d, atol=1e-12)
         np.testing.assert_allclose(np.asarray(f) @ c, s1e @ c * np.asarray(eps), atol=1e-6)
-    h = 1e-2  # five-point stencil: truncation ~h^4; SCF noise / h stays below 1e-7
-
-    def at(k):
-        return np.asarray(jvp(k * h)[0])
-
-    fd = (8 * (at(1) - at(-1)) - (at(2) - at(-2))) / (12 * h)
+    # five-point stencil, h = 1e-2: truncation ~h^4; SCF noise / h stays below 1e-7
+    fd = fd_directional(lambda f: jvp(f)[0], 0.0, 1.0, h=1e-2, stencil=4)
     np.testing.assert_allclose(np.asarray(jv), fd, atol=FD_TOL)

@@ -13,14 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from _checks import fd_jacobian
 from pyscf import dft, gto, scf
 
 import dftad
-from dftad import energy, properties
+from dftad import properties
 from dftad.constants import AU_DEBYE, AU_KM_MOL, AU_WAVENUMBER
 
 REFERENCE = Path(__file__).resolve().parents[1] / "molecules" / "reference"
-TIGHT = dict(conv_tol=1e-12, conv_tol_grad=1e-10)
+TIGHT = {"conv_tol": 1e-12, "conv_tol_grad": 1e-10}
 ISOTOPE_MASSES = {"H": 1.00782503207, "O": 15.99491461956}  # most abundant isotopes (amu)
 
 
@@ -34,7 +35,7 @@ def optimize(setup, coords, gtol=1e-7):
         return float(res.e_tot), -np.asarray(res.forces).ravel()
 
     opt = scipy.optimize.minimize(fun, np.asarray(coords).ravel(), jac=True, method="BFGS",
-                                  options=dict(gtol=gtol))
+                                  options={"gtol": gtol})
     assert np.abs(opt.jac).max() < 10 * gtol
     return opt.x.reshape(-1, 3)
 
@@ -116,14 +117,7 @@ def test_dft_hessian_vs_finite_difference_of_forces():
     coords = jnp.asarray(mol.coords)
     hess = np.asarray(jax.jit(properties.hessian)(setup, coords)).reshape(9, 9)
     fn = jax.jit(dftad.energy_and_forces)
-    h = 1e-3
-    fd = np.zeros((9, 9))
-    for k in range(9):
-        step = np.zeros(9)
-        step[k] = h
-        fp = np.asarray(fn(setup, coords + step.reshape(3, 3)).forces).ravel()
-        fm = np.asarray(fn(setup, coords - step.reshape(3, 3)).forces).ravel()
-        fd[:, k] = -(fp - fm) / (2 * h)
+    fd = fd_jacobian(lambda c: -fn(setup, c).forces.ravel(), coords, h=1e-3).reshape(9, 9)
     assert np.abs(hess - fd).max() < 1e-5, np.abs(hess - fd).max()
     assert np.abs(hess - hess.T).max() < 1e-5
 
