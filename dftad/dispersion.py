@@ -63,12 +63,13 @@ RS9 = 4.0 / 3.0
 ALP = 14.0
 """Default steepness of the zero damping (and, plus 2, of the three-body damping)."""
 
+# real-space cutoffs (Bohr) of the coordination number, the two- and the three-body terms, as
+# simple-dftd3's defaults
 CUTOFF_CN = 40.0
 CUTOFF_DISP2 = 60.0
 CUTOFF_DISP3 = 40.0
-"""Real-space cutoffs (Bohr) of the coordination number, the two- and the three-body terms;
-simple-dftd3's defaults."""
 
+_NAMES = {"bj": "D3(BJ)", "zero": "D3(0)"}
 _DAMPINGS = {"bj": "bj", "rational": "bj", "d3bj": "bj", "d3(bj)": "bj",
              "zero": "zero", "0": "zero", "d3zero": "zero", "d3(0)": "zero", "d3": "zero"}
 
@@ -115,12 +116,11 @@ def d3_params(xc: str, damping: str = "bj", atm: bool = False) -> dict[str, floa
     entry = table["aliases"].get(_functional_key(xc))
     if entry is None:
         raise ValueError(f"no DFT-D3 parameters for functional {xc!r}; "
-                         f"known: {', '.join(functionals(damping))}")
+                         f"dftad.dispersion.functionals({damping!r}) lists the known names")
     if entry not in table[damping]:
-        other = "zero" if damping == "bj" else "bj"
-        hint = f" (D3({'0' if other == 'zero' else 'BJ'}) exists)" if entry in table[other] else ""
-        raise ValueError(f"no D3({'BJ' if damping == 'bj' else '0'}) parameters published for "
-                         f"{xc!r}{hint}")
+        other = [_NAMES[d] for d in ("bj", "zero") if entry in table[d]]
+        hint = f" (only {other[0]})" if other else ""
+        raise ValueError(f"no {_NAMES[damping]} parameters published for {xc!r}{hint}")
     params = {k: float(v) for k, v in table[damping][entry].items() if k != "doi"}
     params["alp"] = ALP
     if atm:
@@ -234,7 +234,7 @@ def setup(numbers, *, natm: int | None = None, elements=None, cutoff_cn: float =
         cutoff_disp3=np.float64(cutoff_disp3))
 
 
-def _pairs(model: D3Model, coords, cutoff: float):
+def _pairs(model: D3Model, coords, cutoff):
     """Squared distances (natm, natm), with 1 where a pair is masked so that no derivative
     divides by zero, and the mask of pairs of real atoms i != j within ``cutoff``."""
     coords = jnp.asarray(coords)
@@ -295,8 +295,9 @@ def two_body_energy(model: D3Model, coords, params, c6=None) -> jax.Array:
 
 
 def three_body_energy(model: D3Model, coords, params, c6=None) -> jax.Array:
-    """E3, the Axilrod-Teller-Muto term with zero damping (Hartree), scaled by ``params["s9"]``;
-    O(natm^3) time and memory."""
+    """E3, the Axilrod-Teller-Muto term with zero damping (Hartree), scaled by ``params["s9"]``.
+    Evaluated on all ordered triples at once: O(natm^3) time and memory (a few (natm, natm, natm)
+    float64 arrays, more under AD)."""
     if c6 is None:
         c6 = c6_coefficients(model, coords)
     r2, mask = _pairs(model, coords, model.cutoff_disp3)
