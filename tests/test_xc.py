@@ -47,7 +47,7 @@ from pyscf import dft, gto
 from pyscf.dft import libxc
 
 from dftad.xc import COMPONENTS, NAMED, Functional, eval_xc, libxc_arithmetic, parse_xc
-from dftad.xc.gga import _wpbeh_f0
+from dftad.xc.gga_sr import _wpbeh_f0
 
 RTOL, ATOL = 1e-10, 1e-12
 # libxc's default omega for the short-range components (used when comparing them alone)
@@ -391,7 +391,7 @@ def test_wpbeh_formula_mpmath():
     rounding that formula allows (it loses up to ~6 digits for 5 < w < 14; measured bounds)."""
     mp = pytest.importorskip("mpmath")
     mp.mp.dps = 50
-    from dftad.xc import gga
+    from dftad.xc import gga_sr as gga
 
     def f0(w, s):  # libxc maple/gga_exc/gga_x_wpbeh.mpl, term by term, in mpmath
         A, B, C, D, E = (mp.mpf(repr(v)) for v in (gga._WA, gga._WB, gga._WC, gga._WD, gga._WE))

@@ -36,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import gga, lda, mgga
+from . import gga, gga_sr, lda, mgga
 from .common import RS_FACTOR, TAU_THRESHOLD, Component, Vars
 
-COMPONENTS: dict[str, Component] = {**lda.COMPONENTS, **gga.COMPONENTS, **mgga.COMPONENTS}
+COMPONENTS: dict[str, Component] = {**lda.COMPONENTS, **gga.COMPONENTS, **gga_sr.COMPONENTS,
+                                     **mgga.COMPONENTS}
 """Every semilocal component dftad implements, by dftad name (each kernel module registers its
 own in its ``COMPONENTS``)."""
 
