@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -164,7 +163,8 @@ class Basis:
                 coefs.append(c[:, k])
         name = basis if isinstance(basis, str) else repr(sorted(dict(basis).items()))
         layout = BasisLayout(tuple(shell_l), tuple(shell_atom), tuple(shell_nprim), cart, name)
-        basis_obj = cls(layout, jnp.asarray(np.concatenate(exps)), jnp.asarray(np.concatenate(coefs)))
+        basis_obj = cls(layout, jnp.asarray(np.concatenate(exps)),
+                        jnp.asarray(np.concatenate(coefs)))
         assert basis_obj.nao == pmol.nao, (basis_obj.nao, pmol.nao)
         return basis_obj
 

@@ -255,7 +255,8 @@ def _comment_int(comment: str, key: str, source: str) -> int:
     try:
         return int(m.group(1))
     except ValueError:
-        raise ValueError(f"{source}: {key} in the comment line must be an integer, got {m.group(1)!r}") from None
+        raise ValueError(f"{source}: {key} in the comment line must be an integer, "
+                         f"got {m.group(1)!r}") from None
 
 
 def _check_distances(symbols, coords):

@@ -202,7 +202,8 @@ def solve(energy_fn: Callable, s1e, start: scf.SCFResult, occ: Occupation,
 
     e_tot, fock = energy_fn(make_dm(start.mo_coeff, occ))
     mo_coeff, mo_energy = canonicalize(start.mo_coeff, fock, occ)
-    first = Step(mo_coeff, mo_energy, e_tot, fock, jnp.asarray(INITIAL_RADIUS), jnp.asarray(jnp.inf))
+    first = Step(mo_coeff, mo_energy, e_tot, fock, jnp.asarray(INITIAL_RADIUS),
+                 jnp.asarray(jnp.inf))
     init = (start.cycles, first, grad_norm(mo_coeff, fock), jnp.asarray(False))
     last_cycle = start.cycles + options.max_cycle
 

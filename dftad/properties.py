@@ -27,6 +27,7 @@ from .hamiltonian import Result
 from .integrals import one_electron
 from .setup import Setup
 
+
 def dipole(setup: Setup, coords, dm):
     """mu = sum_A Z_A R_A - sum D r (a.u.) for the density ``dm`` (per spin when unrestricted)."""
     dm_tot = setup.occupation.total(dm)

@@ -4,8 +4,9 @@
 layout, functional, electron counts, the Coulomb/exchange back end) and returns a
 :class:`Setup`, a pytree whose arrays (basis exponents and coefficients, nuclear charges,
 functional parameters, screening index arrays) are traced and whose layout is static. The pure
-functions of ``(setup, coords)`` (:func:`dftad.energy.kernel`, :func:`dftad.forces.energy_and_forces`,
-:mod:`dftad.properties`) compile once per setup and re-run for any geometry.
+functions of ``(setup, coords)`` (:func:`dftad.energy.kernel`,
+:func:`dftad.forces.energy_and_forces`, :mod:`dftad.properties`) compile once per setup and
+re-run for any geometry.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Shared derivative checks, in the manner of JAX's own ``jax.test_util.check_grads`` tests.
 
-    fd_jacobian(fn, x, h)                 central differences of fn at x: shape fn(x).shape + x.shape
+    fd_jacobian(fn, x, h)                 central differences of fn at x, shaped
+                                          fn(x).shape + x.shape
     fd_directional(fn, x, v, h)           (fn(x + h v) - fn(x - h v)) / 2h (or the 5-point stencil)
     check_grads(fn, args, order, ...)     AD (forward and reverse, to ``order``) against finite
                                           differences, then the same under ``jax.jit``

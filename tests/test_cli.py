@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dftad
-from dftad import cli, energy
+from dftad import cli
 
 
 def run(capsys, *argv):

@@ -35,7 +35,7 @@ def test_incore_matches_pyscf(water, lead):
 def test_incore_single_terms(water):
     eri = jnp.asarray(water.intor("int2e"))
     dm = jnp.asarray(random_dms(water.nao, ()))
-    vj, vk = jk.get_jk_incore(eri, dm)
+    _vj, vk = jk.get_jk_incore(eri, dm)
     assert jk.get_jk_incore(eri, dm, with_k=False)[1] is None
     assert np.abs(np.asarray(jk.get_jk_incore(eri, dm, with_j=False)[1] - vk)).max() == 0
 

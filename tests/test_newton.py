@@ -32,7 +32,7 @@ def test_second_order_from_a_rough_start(name, xc):
     orbitals, the Fock matrix and energy those of the density, the orbitals canonical within
     the occupied and virtual spaces)."""
     mol = dftad.load(name)
-    rough_setup, rough = dftad_energy(mol, "sto-3g", xc, init_guess="core", max_cycle=1)
+    _rough_setup, rough = dftad_energy(mol, "sto-3g", xc, init_guess="core", max_cycle=1)
     assert not bool(rough.converged)
     setup = dftad.build(mol, "sto-3g", xc)
     ints = hamiltonian.integrals(setup, jnp.asarray(mol.coords))

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pyscf import dft, gto, scf
-
 from _pyscf import converge, mean_field
+from pyscf import dft, gto
 
 import dftad
 from dftad import energy, guess, hamiltonian, numint, stability
@@ -68,7 +67,7 @@ CASES = [
 @pytest.mark.parametrize("name,basis,xc", CASES)
 def test_energy_matches_pyscf(name, basis, xc):
     mol = dftad.load(name)
-    setup, res = dftad_energy(mol, basis, xc)
+    _setup, res = dftad_energy(mol, basis, xc)
     assert bool(res.converged)
     ref = pyscf_energy(mol, basis, xc)
     assert abs(float(res.e_tot) - ref) < TOL
@@ -111,7 +110,8 @@ def test_rhf_result_is_consistent():
 
 def _toy_rhf(nao=10, naux=30, coupling=0.3, seed=0):
     """A small synthetic RHF problem (random PSD two-electron tensor, non-orthogonal basis) whose
-    Roothaan iteration diverges, so that DIIS has to carry it for more than ``diis_space`` cycles."""
+    Roothaan iteration diverges, so that DIIS has to carry it for more than ``diis_space``
+    cycles."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((nao, nao))
     h = -0.5 * np.diag(np.arange(nao, 0, -1.0)) + 0.1 * (a + a.T)
@@ -137,7 +137,8 @@ def test_diis_history_is_a_ring_buffer():
     energy_fn, h, s = _toy_rhf()
     nocc = Occupation(3, 3, restricted=True)
     dm0 = guess.core_guess(h, s, nocc)
-    run = jax.jit(lambda d, space: dscf.solve(energy_fn, s, d, nocc, dscf.SCFOptions(diis_space=space)),
+    run = jax.jit(lambda d, space: dscf.solve(energy_fn, s, d, nocc,
+                                              dscf.SCFOptions(diis_space=space)),
                   static_argnums=1)
     res8, res3 = run(dm0, 8), run(dm0, 3)
     assert bool(res8.converged) and int(res8.cycles) <= 18
@@ -150,7 +151,7 @@ def test_benzene_b3lyp_converges():
     """Regression (issue 4): benzene B3LYP stalled in a DIIS 2-cycle at |[F,D]| ~ 2e-6 (the DIIS
     history bug above). 6-31G shows it as def2-SVP does (was: 40 cycles, 1.8e-6; now 10 cycles)."""
     mol = dftad.load("benzene")
-    setup, res = dftad_energy(mol, "6-31g", "b3lyp")
+    _setup, res = dftad_energy(mol, "6-31g", "b3lyp")
     assert bool(res.converged) and int(res.scf.cycles) <= 20
     assert float(res.scf.grad_norm) < 1e-7
     pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis="6-31g", verbose=0)
@@ -208,7 +209,7 @@ def test_nitric_oxide_converges_with_the_rescue_shift():
 
 def test_not_converged_is_reported():
     mol = dftad.load("water")
-    setup, res = dftad_energy(mol, "sto-3g", "hf", max_cycle=2)
+    _setup, res = dftad_energy(mol, "sto-3g", "hf", max_cycle=2)
     assert not bool(res.converged)
     assert int(res.scf.cycles) == 2
 
@@ -253,7 +254,8 @@ def _matrix_integrals(mol, name, basis, setup):
     cache = _SHARED["ints"]
     coords = jnp.asarray(mol.coords)
     f = setup.xc
-    base = ("base", getattr(setup.jk, "auxbasis_name", None))  # J fitting for pure functionals, JK with exact exchange
+    # J fitting for pure functionals, JK with exact exchange
+    base = ("base", getattr(setup.jk, "auxbasis_name", None))
     if base not in cache:
         hf = dftad.build(mol, basis, "hf", density_fit=setup.density_fitting,
                          auxbasis=base[1])
@@ -285,8 +287,9 @@ def _long_range(setup, coords):
 def test_energy_matrix(name, basis, xc):
     """dftad's energy equals PySCF's to 1e-6 Ha (density-fitted where dftad picks density fitting,
     against PySCF's with the same auxiliary basis). An SCF that DIIS does not converge goes on
-    with second-order steps, as ``dftad.run`` does (:func:`dftad.energy.converge`). Open shells: both codes first follow internal
-    instabilities to a stable solution (an SCF may stop on a saddle point, in either code). For a
+    with second-order steps, as ``dftad.run`` does (:func:`dftad.energy.converge`). Open
+    shells: both codes first follow internal instabilities to a stable solution (an SCF may
+    stop on a saddle point, in either code). For a
     degenerate ground state (:data:`DEGENERATE`) whose energies differ, dftad's solution must be
     one of PySCF's: PySCF's energy at dftad's density equals dftad's, PySCF's SCF started there
     stays, and PySCF calls it stable."""
@@ -295,7 +298,7 @@ def test_energy_matrix(name, basis, xc):
     ints = _matrix_integrals(mol, name, basis, setup)
     res = energy.converge(setup, mol.coords, _from_integrals(setup, ints), ints=ints)
     assert bool(res.converged)
-    df = setup.density_fitting  # chosen when the incore tensor would not fit: compare like with like
+    df = setup.density_fitting  # chosen when the incore tensor would not fit: like with like
     if mol.spin == 0:
         assert abs(float(res.e_tot) - pyscf_energy(mol, basis, xc, density_fit=df)) < TOL
         return

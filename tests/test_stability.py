@@ -4,10 +4,8 @@ instability to a minimum (:mod:`dftad.stability`)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pyscf import dft, gto, scf
-from pyscf.soscf import newton_ah
-
 from _pyscf import mean_field
+from pyscf.soscf import newton_ah
 
 import dftad
 from dftad import energy, stability

@@ -33,7 +33,7 @@ def to_pyscf_mole(mol: Molecule, basis="def2-svp", cart: bool = False):
     from pyscf import gto
 
     symbols = sorted(set(mol.symbols))
-    mapping = dict(basis) if isinstance(basis, dict) else {s: basis for s in symbols}
+    mapping = dict(basis) if isinstance(basis, dict) else dict.fromkeys(symbols, basis)
     for s in symbols:
         if s not in mapping:
             raise ValueError(f"no basis given for element {s}")
