@@ -1,7 +1,8 @@
 """The ``dftad`` command: one function per subcommand, the shared options defined once.
 
-    dftad energy GEOMETRY [--basis def2-svp] [--xc b3lyp] [--charge 0] [--spin 0]
-                 [--grid-level 3] [--df/--no-df] [--forces] [--stability] [--json]
+    dftad energy GEOMETRY [--basis def2-svp] [--xc b3lyp] [--disp d3bj|d3zero [--atm]]
+                 [--charge 0] [--spin 0] [--grid-level 3] [--df/--no-df] [--forces]
+                 [--stability] [--json]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
@@ -45,7 +46,11 @@ def _molecule_args(p):
 
 def _calculation_args(p):
     _molecule_args(p)
-    p.add_argument("--xc", default="b3lyp", help="functional, PySCF names ('hf' = Hartree-Fock)")
+    p.add_argument("--xc", default="b3lyp", help="functional, PySCF names ('hf' = Hartree-Fock; "
+                   "a D3 suffix as in 'b3lyp-d3bj' adds dispersion)")
+    p.add_argument("--disp", choices=["d3bj", "d3zero"], default=None,
+                   help="DFT-D3 dispersion with the functional's published parameters")
+    p.add_argument("--atm", action="store_true", help="with --disp: the three-body ATM term")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF grid level 0-9")
     p.add_argument("--df", dest="df", action="store_true", default=None, help="density fitting")
     p.add_argument("--no-df", dest="df", action="store_false", help="incore 4-centre ERIs")
@@ -115,7 +120,8 @@ def _build(args, clock, verbose: bool):
         mol = _load(args)
         setup = dftad.build(mol, args.basis, args.xc, grid_level=args.grid_level,
                             density_fit=args.df, max_cycle=args.max_cycle,
-                            level_shift=args.level_shift, damp=args.damp, verbose=verbose)
+                            level_shift=args.level_shift, damp=args.damp, verbose=verbose,
+                            disp=args.disp, atm=args.atm)
         return mol, setup, jax.numpy.asarray(mol.coords)
 
     return clock("setup", build)

@@ -39,8 +39,8 @@ def energy_weighted_dm(dm, fock, occupation):
 
 
 def _one_electron_lagrangian(one, dm_tot, w):
-    """sum D h + E_nuc - sum W S."""
-    return jnp.sum(dm_tot * one.h1e) + one.e_nuc - jnp.sum(w * one.s1e)
+    """sum D h + E_nuc + E_disp - sum W S."""
+    return jnp.sum(dm_tot * one.h1e) + one.e_nuc + one.e_disp - jnp.sum(w * one.s1e)
 
 
 def _two_electron_energy(setup: Setup, factors, dm, weights):

@@ -55,17 +55,20 @@ def exchange_operators(setup: Setup, params):
 
 
 class OneElectron(NamedTuple):
-    """Geometry-dependent one-electron pieces (Hartree, AO basis)."""
+    """Geometry-dependent one-electron matrices (Hartree, AO basis) and the energies of the
+    nuclei alone: their repulsion and, with a D3 correction, the dispersion energy."""
 
     s1e: jax.Array
     h1e: jax.Array
     kin: jax.Array
     v_per_nucleus: jax.Array  # (natm, nao, nao): attraction to each nucleus alone
     e_nuc: jax.Array
+    e_disp: jax.Array
 
 
 def one_electron_part(setup: Setup, coords, field=None) -> OneElectron:
-    """Overlap, kinetic, nuclear attraction (per nucleus and summed into h1e) and E_nuc.
+    """Overlap, kinetic, nuclear attraction (per nucleus and summed into h1e), E_nuc and
+    E_disp (zero without a dispersion correction).
 
     ``field``: optional uniform electric field F (a.u., 3-vector, origin at 0), added as
     h += F . r for the electrons and E_nuc -= F . sum_A Z_A R_A (PySCF's finite-field sign), so
@@ -81,7 +84,9 @@ def one_electron_part(setup: Setup, coords, field=None) -> OneElectron:
     if field is not None:
         h1e = h1e + jnp.einsum("x,xij->ij", field, one_electron.multipole(bas, coords, 1))
         e_nuc = e_nuc - jnp.dot(field, setup.charges @ coords)
-    return OneElectron(one_electron.overlap(bas, coords), h1e, kin, v_per_nucleus, e_nuc)
+    e_disp = jnp.zeros(()) if setup.disp is None else setup.disp.energy(coords)
+    return OneElectron(one_electron.overlap(bas, coords), h1e, kin, v_per_nucleus, e_nuc,
+                       e_disp)
 
 
 class Integrals(NamedTuple):
@@ -94,6 +99,7 @@ class Integrals(NamedTuple):
     kin: jax.Array
     v_per_nucleus: jax.Array
     e_nuc: jax.Array
+    e_disp: jax.Array
     jk: tuple
     grid_ao: numint.GridAO | None
 
@@ -133,6 +139,7 @@ class Components(NamedTuple):
     e_xc: jax.Array  # semilocal XC
     e_exx: jax.Array  # exact exchange
     e_nuc: jax.Array
+    e_disp: jax.Array  # DFT-D3 (zero without)
 
 
 class Result(NamedTuple):
@@ -169,7 +176,7 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     def assemble(dm, dm_tot, vj, vk, exc):
         e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
         return Components(jnp.sum(dm_tot * ints.h1e), e_coul, jnp.asarray(exc, dtype=jnp.float64),
-                          e_exx, ints.e_nuc)
+                          e_exx, ints.e_nuc, ints.e_disp)
 
     def components(dm):
         dm_tot, vj, vk = two_electron(dm)

@@ -16,7 +16,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from . import scf
+from . import dispersion, scf
 from .basis import Basis
 from .grid import Grid
 from .guess import KINDS as GUESS_KINDS
@@ -32,13 +32,27 @@ INCORE_BYTES = 4 * 2**30
 
 
 @jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Dispersion:
+    """A DFT-D3 correction (:mod:`dftad.dispersion`): the molecule's ``model`` and the damping
+    ``params`` (a pytree of scalars, learnable); E_disp = dispersion.energy(model, R, params)."""
+
+    model: dispersion.D3Model
+    params: dict
+
+    def energy(self, coords):
+        return dispersion.energy(self.model, coords, self.params)
+
+
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class Setup:
     """Everything fixed for one kind of calculation.
 
     Traced: ``basis``, ``charges`` (nuclear charges, float), ``xc`` (the functional; Hartree-Fock
     is ``parse_xc("hf")``, exact exchange only), ``jk`` (:class:`~dftad.jk.IncoreJK` or
-    :class:`~dftad.jk.DFJK`). Static: the integration ``grid`` (None when the functional has no
+    :class:`~dftad.jk.DFJK`), ``disp`` (a :class:`Dispersion` correction, or None). Static: the
+    integration ``grid`` (None when the functional has no
     semilocal part), the ``occupation`` (electron counts, restricted or not), SCF ``options``,
     the grid ``block_size``, the ``basis_name``, the initial guess and the atomic numbers."""
 
@@ -46,6 +60,7 @@ class Setup:
     charges: jax.Array
     xc: Functional
     jk: IncoreJK | DFJK
+    disp: Dispersion | None
     grid: Grid | None = dataclasses.field(metadata={"static": True})
     occupation: Occupation = dataclasses.field(metadata={"static": True})
     options: scf.SCFOptions = dataclasses.field(metadata={"static": True})
@@ -86,15 +101,40 @@ def build(
     unrestricted: bool | None = None,
     block_size: int = 4096,
     init_guess: str = "sad",
+    disp: str | None = None,
+    atm: bool = False,
     **scf_options,
 ) -> Setup:
     """Set up a calculation of ``mol``. ``xc``: a PySCF functional string (``"hf"`` is
-    Hartree-Fock) or a :class:`~dftad.xc.functional.Functional`; ``unrestricted`` defaults to
+    Hartree-Fock), optionally with a D3 suffix as PySCF and ORCA users write it
+    (``"b3lyp-d3bj"``, ``"pbe0-d3zero"``, ``"b3lyp-d3bj-atm"``), or a
+    :class:`~dftad.xc.functional.Functional`; ``disp``: ``"d3bj"`` or ``"d3zero"`` (or ``"bj"``,
+    ``"zero"``) adds DFT-D3 with the functional's published parameters, ``atm`` its three-body
+    term (:mod:`dftad.dispersion`); ``unrestricted`` defaults to
     ``mol.spin != 0``; ``density_fit=None`` picks density fitting when the incore ERI tensor
     would exceed :data:`INCORE_BYTES`; ``scf_options`` are :class:`~dftad.scf.SCFOptions`
     fields."""
     bas = Basis.build(mol, basis)
     coords = jnp.asarray(mol.coords)
+    d3 = None
+    if not isinstance(xc, Functional):
+        xc, damping, atm_suffix = dispersion.split_method(str(xc))
+        if damping is not None:
+            if disp is not None:
+                raise ValueError(f"dispersion given twice: in the method ({damping}) and as "
+                                 f"disp={disp!r}")
+            disp, atm = damping, atm or atm_suffix
+        if atm and disp is None:
+            raise ValueError("the ATM three-body term needs a D3 correction (disp='d3bj' or "
+                             "'d3zero')")
+        if disp is not None:
+            damping = str(disp).lower().removeprefix("d3").strip("()") or "zero"
+            params = dispersion.d3_params(xc, {"0": "zero"}.get(damping, damping), atm)
+            d3 = Dispersion(dispersion.setup(mol.atomic_numbers),
+                            {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()})
+    elif disp is not None:
+        raise ValueError("disp= needs the functional's name (its D3 parameters are looked up "
+                         "by name); pass xc as a string")
     functional = xc if isinstance(xc, Functional) else _functional(xc)
     if unrestricted is None:
         unrestricted = mol.spin != 0
@@ -120,6 +160,7 @@ def build(
         charges=jnp.asarray(mol.atomic_numbers, dtype=jnp.float64),
         xc=functional,
         jk=jk,
+        disp=d3,
         grid=Grid.build(mol, level=grid_level) if semilocal else None,
         occupation=occupation,
         options=scf.SCFOptions(**scf_options),

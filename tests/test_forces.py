@@ -96,6 +96,28 @@ def test_forces_match_pyscf(name, basis, xc):
     assert np.abs(forces.sum(axis=0)).max() < 1e-8
 
 
+@pytest.mark.parametrize("name,method,damping", [
+    ("water", "b3lyp-d3bj", "bj"),
+    pytest.param("ammonia", "pbe0-d3zero-atm", "zero", marks=pytest.mark.slow),
+])
+def test_dispersion_corrected_forces(name, method, damping):
+    """B3LYP-D3(BJ) (PBE0-D3(0) with the ATM term): energy and forces equal PySCF's for the
+    functional plus the ``dftd3`` package's dispersion energy and gradient (issue 21)."""
+    interface = pytest.importorskip("dftd3.interface")
+    mol = dftad.load(name)
+    _, res = dftad_forces(mol, "6-31g", method)
+    xc = method.split("-")[0]
+    atm = method.endswith("atm")
+    param = (interface.RationalDampingParam if damping == "bj" else
+             interface.ZeroDampingParam)(method=xc, atm=atm)
+    d3 = interface.DispersionModel(np.asarray(mol.atomic_numbers), np.asarray(mol.coords))
+    ref = d3.get_dispersion(param, grad=True)
+    e_ref, g_ref = pyscf_gradient(mol, "6-31g", xc)
+    assert abs(float(res.components.e_disp) - ref["energy"]) < 1e-10
+    assert abs(float(res.e_tot) - (e_ref + ref["energy"])) < 1e-8
+    assert np.abs(np.asarray(res.forces) + g_ref + ref["gradient"]).max() < TOL
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("xc", ["b3lyp", "camb3lyp"])
 def test_density_fitting_forces_match_pyscf(xc):
