@@ -21,19 +21,14 @@ import time
 
 import jax
 import numpy as np
+from _harness import best_of, compile_timed
 
 import dftad
 from dftad.integrals import one_electron, two_electron
+from dftad.interop.pyscf import to_pyscf_mole
 
-
-def _best(fn, repeat):
-    times = []
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+ONE_ELECTRON = ("int1e_ovlp", "int1e_kin", "int1e_nuc")
+"""PySCF's names of S, T and V, in the order dftad's one-electron program returns them."""
 
 
 def _report(name, setup, compile_s, warm, ref_s, err):
@@ -44,50 +39,46 @@ def _report(name, setup, compile_s, warm, ref_s, err):
     )
 
 
-def one_electron_case(mol, basis_name, repeat):
-    from pyscf import gto
+def _one_electron(basis, coords, z):
+    return (one_electron.overlap(basis, coords), one_electron.kinetic(basis, coords),
+            one_electron.nuclear(basis, coords, z))
 
+
+def one_electron_case(mol, basis_name, repeat):
     t0 = time.perf_counter()
     basis = dftad.Basis.build(mol, basis_name)
     coords = jax.numpy.asarray(mol.coords)
     z = jax.numpy.asarray(mol.atomic_numbers, dtype=float)
     setup = time.perf_counter() - t0
-    fn = jax.jit(lambda b, c: (one_electron.overlap(b, c), one_electron.kinetic(b, c), one_electron.nuclear(b, c, z)))
-    t0 = time.perf_counter()
-    compiled = fn.lower(basis, coords).compile()
-    compile_s = time.perf_counter() - t0
-    warm, (s, t, v) = _best(lambda: compiled(basis, coords), repeat)
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
-    ref_s, ref = _best(lambda: [pmol.intor(k) for k in ("int1e_ovlp", "int1e_kin", "int1e_nuc")], repeat)
+    fn = jax.jit(lambda b, c: _one_electron(b, c, z))
+    compiled, compile_s = compile_timed(fn, basis, coords)
+    warm, (s, t, v) = best_of(lambda: compiled(basis, coords), repeat)
+    pmol = to_pyscf_mole(mol, basis_name)
+    ref_s, ref = best_of(lambda: [pmol.intor(k) for k in ONE_ELECTRON], repeat)
     err = max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip((s, t, v), ref))
     _report(f"S,T,V  {mol!r} {basis_name} (nao {basis.nao})", setup, compile_s, warm, ref_s, err)
 
 
 def eri_case(mol, basis_name, repeat):
-    from pyscf import gto
-
     t0 = time.perf_counter()
     basis = dftad.Basis.build(mol, basis_name)
     coords = jax.numpy.asarray(mol.coords)
     plan = two_electron.build_plan(basis, coords)
     setup = time.perf_counter() - t0
-    fn = jax.jit(two_electron.eri_s8)
-    t0 = time.perf_counter()
-    compiled = fn.lower(plan, basis, coords).compile()
-    compile_s = time.perf_counter() - t0
-    warm, eri = _best(lambda: compiled(plan, basis, coords), repeat)
+    compiled, compile_s = compile_timed(jax.jit(two_electron.eri_s8), plan, basis, coords)
+    warm, eri = best_of(lambda: compiled(plan, basis, coords), repeat)
     del eri
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
-    ref_s, ref = _best(lambda: pmol.intor("int2e", aosym="s8"), repeat)
+    pmol = to_pyscf_mole(mol, basis_name)
+    ref_s, ref = best_of(lambda: pmol.intor("int2e", aosym="s8"), repeat)
     eri = compiled(plan, basis, coords)
     err = float(np.abs(np.asarray(eri) - ref).max())
     _report(f"ERI s8 {mol!r} {basis_name} (nao {basis.nao})", setup, compile_s, warm, ref_s, err)
 
 
 def int3c_case(mol, basis_name, repeat):
-    from pyscf import df, gto
+    from pyscf import df
 
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis_name, charge=mol.charge, spin=mol.spin)
+    pmol = to_pyscf_mole(mol, basis_name)
     auxname = df.addons.make_auxbasis(pmol)
     auxmol = df.addons.make_auxmol(pmol, auxname)
     t0 = time.perf_counter()
@@ -96,12 +87,9 @@ def int3c_case(mol, basis_name, repeat):
     coords = jax.numpy.asarray(mol.coords)
     plan = two_electron.build_plan(basis, coords, aux, kind="3c")
     setup = time.perf_counter() - t0
-    fn = jax.jit(two_electron.int3c2e)
-    t0 = time.perf_counter()
-    compiled = fn.lower(plan, basis, aux, coords).compile()
-    compile_s = time.perf_counter() - t0
-    warm, _ = _best(lambda: compiled(plan, basis, aux, coords), repeat)
-    ref_s, ref = _best(lambda: df.incore.aux_e2(pmol, auxmol, "int3c2e"), repeat)
+    compiled, compile_s = compile_timed(jax.jit(two_electron.int3c2e), plan, basis, aux, coords)
+    warm, _ = best_of(lambda: compiled(plan, basis, aux, coords), repeat)
+    ref_s, ref = best_of(lambda: df.incore.aux_e2(pmol, auxmol, "int3c2e"), repeat)
     out = compiled(plan, basis, aux, coords)
     err = float(np.abs(np.asarray(out) - ref).max())
     _report(f"int3c2e {mol!r} {basis_name} (naux {aux.nao})", setup, compile_s, warm, ref_s, err)
@@ -114,7 +102,8 @@ def main():
     args = ap.parse_args()
     from pyscf import lib
 
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, PySCF threads {lib.num_threads()}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+          f"PySCF threads {lib.num_threads()}")
     benzene = dftad.load("benzene")
     one_electron_case(benzene, "def2-svp", args.repeat)
     eri_case(benzene, "def2-svp", args.repeat)

@@ -33,32 +33,18 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _harness import best_of, compile_timed
 
-import dftad  # noqa: E402
-from dftad.basis import Basis  # noqa: E402
-from dftad.density import density  # noqa: E402
-from dftad.grid import Grid  # noqa: E402
-from dftad.numint import XCTYPE, ao_blocks, exc_vxc  # noqa: E402
-from dftad.xc import parse_xc  # noqa: E402
-
-
-def _best(fn, repeat):
-    times = []
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def _compile(fn, *args, **static):
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args, **static).compile()
-    return compiled, time.perf_counter() - t0
+import dftad
+from dftad.basis import Basis
+from dftad.density import density
+from dftad.grid import Grid
+from dftad.interop.pyscf import to_pyscf_mole
+from dftad.numint import XCTYPE, ao_blocks, exc_vxc
+from dftad.xc import parse_xc
 
 
 def exc_vxc_two_pass(f, params, grid_ao, dm):
@@ -126,14 +112,13 @@ def main(argv=None):
     ap.add_argument("--experiments", action="store_true",
                     help="also time the two-pass exc_vxc variant (see exc_vxc_two_pass)")
     args = ap.parse_args(argv)
-    from pyscf import dft, gto, lib
+    from pyscf import dft, lib
 
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} cores; PySCF threads "
           f"{lib.num_threads()}; jax {jax.__version__} {jax.devices()[0].platform}", flush=True)
     mol = dftad.load(args.molecule)
-    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=args.basis, charge=mol.charge,
-                 spin=mol.spin, verbose=0)
+    pmol = to_pyscf_mole(mol, args.basis)
     t0 = time.perf_counter()
     dm_np = reference_density(pmol)
     print(f"PySCF B3LYP SCF for the density: {time.perf_counter() - t0:.1f} s", flush=True)
@@ -142,8 +127,8 @@ def main(argv=None):
     basis = Basis.build(mol, args.basis)
     grid = Grid.build(mol, level=args.level)
     coords = jnp.asarray(mol.coords)
-    points_fn, grid_compile = _compile(jax.jit(grid.points), coords)
-    grid_warm, (points, weights) = _best(lambda: points_fn(coords), args.repeat)
+    points_fn, grid_compile = compile_timed(jax.jit(grid.points), coords)
+    grid_warm, (points, weights) = best_of(lambda: points_fn(coords), args.repeat)
     print(f"{mol!r} {args.basis} nao {basis.nao}, level {args.level} grid: {grid.ngrid} points "
           f"(grid compile {grid_compile:.2f} s, warm {grid_warm:.3f} s)", flush=True)
 
@@ -161,25 +146,26 @@ def main(argv=None):
         # change of machine load affects dftad and PySCF alike (minimum over rounds)
         variants = {}
         for bs in blocks:
-            ao_fn, ao_compile = _compile(ao_jit, basis, coords, points, weights,
-                                         family=f.family, block_size=bs)
+            ao_fn, ao_compile = compile_timed(ao_jit, basis, coords, points, weights,
+                                              family=f.family, block_size=bs)
             ga = jax.block_until_ready(ao_fn(basis, coords, points, weights))
-            xc_fn, xc_compile = _compile(jax.jit(exc_vxc), f, f.params, ga, dm)
+            xc_fn, xc_compile = compile_timed(jax.jit(exc_vxc), f, f.params, ga, dm)
             variants[bs] = [ao_fn, ao_compile, xc_fn, xc_compile, ga, [], []]
         if args.experiments:
             two_pass = jax.jit(functools.partial(exc_vxc_two_pass, f))
             tp_ga = variants[blocks[0]][4]
-            tp_compiled, tp_compile = _compile(two_pass, f.params, tp_ga, dm)
+            tp_compiled, tp_compile = compile_timed(two_pass, f.params, tp_ga, dm)
         t_un, t_scr, t_own, t_tp = [], [], [], []
+        # one timed call each per round; functools.partial binds this round's loop variables
         for _ in range(args.repeat):
-            t_un.append(_best(lambda: ni.nr_rks(pmol, grids[False], xc, dm_np), 1)[0])
-            t_scr.append(_best(lambda: ni.nr_rks(pmol, grids[True], xc, dm_np), 1)[0])
-            t_own.append(_best(lambda: ni.nr_rks(pmol, own, xc, dm_np), 1)[0])
-            for bs, (ao_fn, _, xc_fn, _, ga, ta, tx) in variants.items():
-                ta.append(_best(lambda: ao_fn(basis, coords, points, weights), 1)[0])
-                tx.append(_best(lambda: xc_fn(f, f.params, ga, dm), 1)[0])
+            t_un.append(best_of(functools.partial(ni.nr_rks, pmol, grids[False], xc, dm_np), 1)[0])
+            t_scr.append(best_of(functools.partial(ni.nr_rks, pmol, grids[True], xc, dm_np), 1)[0])
+            t_own.append(best_of(functools.partial(ni.nr_rks, pmol, own, xc, dm_np), 1)[0])
+            for ao_fn, _, xc_fn, _, ga, ta, tx in variants.values():
+                ta.append(best_of(functools.partial(ao_fn, basis, coords, points, weights), 1)[0])
+                tx.append(best_of(functools.partial(xc_fn, f, f.params, ga, dm), 1)[0])
             if args.experiments:
-                t_tp.append(_best(lambda: tp_compiled(f.params, tp_ga, dm), 1)[0])
+                t_tp.append(best_of(functools.partial(tp_compiled, f.params, tp_ga, dm), 1)[0])
         t_un, t_scr, t_own = min(t_un), min(t_scr), min(t_own)
         t_ref = min(t_un, t_scr)
         _, e_ref, v_ref = ni.nr_rks(pmol, grids[False], xc, dm_np)
@@ -187,7 +173,7 @@ def main(argv=None):
               f"screened {t_scr:.3f} s; on PySCF's own level-{args.level} grid "
               f"({own.weights.size} points) {t_own:.3f} s", flush=True)
         rows = []
-        for bs, (ao_fn, ao_compile, xc_fn, xc_compile, ga, ta, tx) in variants.items():
+        for bs, (_, ao_compile, xc_fn, xc_compile, ga, ta, tx) in variants.items():
             e, v = xc_fn(f, f.params, ga, dm)
             de = abs(float(e) - e_ref)
             dv = float(np.abs(np.asarray(v) - v_ref).max())
