@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_jacobian
 from pyscf import df, gto
 
 import dftad
@@ -149,47 +150,6 @@ def test_eri_permutational_symmetry(molname, basis, cart):
     n = s1.shape[0]
     diag = s1.reshape(n * n, n * n).diagonal()
     assert np.all(diag > -1e-14)
-
-
-def test_screening_drops_far_quartets_and_stays_exact():
-    """Two H2 molecules 20 Angstrom apart: the Schwarz-screened plan skips quartets, and the
-    full tensor still equals PySCF's (the skipped ones are below 1e-14)."""
-    mol, b, plan, _ = setup("2h2", "6-31g")
-    nsh = b.nbas
-    npair = nsh * (nsh + 1) // 2
-    kept = sum(int(q.shape[0]) for q in plan.quartets)
-    assert kept < npair * (npair + 1) // 2
-    ours = np.asarray(ERI(plan, b, jnp.asarray(mol.coords)))
-    ref = pyscf_mol(mol, "6-31g").intor("int2e")
-    assert np.abs(ours - ref).max() < ATOL
-    # the (aa|bb) Coulomb blocks between the molecules are not screened away
-    assert np.abs(ours[0, 0, 4, 4] - ref[0, 0, 4, 4]) < ATOL and ref[0, 0, 4, 4] > 1e-2
-
-
-def test_schwarz_bounds_are_remembered_by_value():
-    """The Schwarz pass is cached across setups (other functionals of one molecule and basis),
-    keyed on the geometry and the basis data: a moved atom or a changed exponent is recomputed."""
-    mol, b, plan, _ = setup("2h2", "6-31g")
-    sets = plan.bra_sets
-    coords = np.asarray(mol.coords)
-    moved = coords.copy()
-    moved[0, 0] += 2.0
-    scaled = dataclasses.replace(b, exponents=b.exponents * 1.5)
-    for bas, c in [(b, coords), (b, moved), (scaled, coords)]:
-        cached = te._schwarz(bas, jnp.asarray(c), sets)
-        fresh = te._schwarz_uncached(bas, jnp.asarray(c), sets)
-        assert all(np.array_equal(x, y) for x, y in zip(cached, fresh))
-    first, second = te._schwarz(b, jnp.asarray(coords), sets), te._schwarz(b, jnp.asarray(moved), sets)
-    assert any(not np.allclose(x, y) for x, y in zip(first, second))
-
-
-def test_bad_plan_arguments():
-    _, b, _, _ = setup("water", "sto-3g")
-    c = jnp.asarray(MOLS["water"].coords)
-    with pytest.raises(ValueError):
-        te.build_plan(b, c, kind="5c")
-    with pytest.raises(ValueError):
-        te.build_plan(b, c, kind="3c")  # no auxiliary basis
 
 
 # ---------------------------------------------------------------------- 3c / 2c
@@ -331,6 +291,12 @@ def of_exps_jit(plan, b, e, c):
     return eri_counted(plan, Basis(b.layout, jnp.asarray(e), b.coefficients), c)
 
 
+def fd_relative(fn, e0, step):
+    """Central differences of ``fn`` in each exponent with the relative step ``step`` (the
+    exponents span 0.1 to 1e5): fd_jacobian in s, where e = e0 (1 + s), divided by e0."""
+    return fd_jacobian(lambda s: fn(e0 * (1 + s)), np.zeros_like(e0), step) / e0
+
+
 def _coulomb_exchange(d, g):
     return 0.5 * jnp.einsum("ij,ijkl,kl->", d, g, d) - 0.25 * jnp.einsum("ij,ikjl,kl->", d, g, d)
 
@@ -366,7 +332,7 @@ def coulomb_derivatives():
 
 def test_grad_reverse_mode_coords():
     """dE/dR by jax.grad equals the contraction of PySCF's int2e_ip1 derivatives to 1e-9."""
-    mol, b, plan, pmol, d, gx, _, _ = coulomb_derivatives()
+    _, _, _, pmol, d, gx, _, _ = coulomb_derivatives()
     ref = _pyscf_coulomb_exchange_gradient(pmol, d)
     assert np.abs(ref).max() > 1e-2
     assert np.abs(gx - ref).max() < ATOL_DERIV
@@ -375,19 +341,13 @@ def test_grad_reverse_mode_coords():
 def test_grad_reverse_mode_exponents_vs_finite_differences():
     """dE/d(exponent) by jax.grad equals central differences of E (relative step 1e-4) to 1e-6
     of its scale."""
-    mol, b, plan, pmol, d, _, ge, _ = coulomb_derivatives()
+    mol, b, plan, _, d, _, ge, _ = coulomb_derivatives()
     c0, e0 = jnp.asarray(mol.coords), np.asarray(b.exponents)
 
     def e_of(exps):
         return float(_coulomb_exchange(jnp.asarray(d), of_exps_jit(plan, b, exps, c0)))
 
-    fd = np.empty_like(e0)
-    for k in range(e0.size):
-        h = 1e-4 * e0[k]
-        ep, em = e0.copy(), e0.copy()
-        ep[k] += h
-        em[k] -= h
-        fd[k] = (e_of(ep) - e_of(em)) / (2 * h)
+    fd = fd_relative(e_of, e0, 1e-4)
     scale = np.abs(ge).max()
     assert scale > 1e-3
     assert np.abs(ge - fd).max() < FD_RTOL * scale
@@ -396,22 +356,18 @@ def test_grad_reverse_mode_exponents_vs_finite_differences():
 def test_hessian_coords_vs_finite_differences():
     """The coordinate Hessian is symmetric, translation invariant and equals central
     differences of PySCF's analytic gradient (step 1e-4 Bohr) to 1e-6 of its scale."""
-    mol, b, plan, pmol, d, _, _, hess = coulomb_derivatives()
+    mol, _, _, _, d, _, _, hess = coulomb_derivatives()
     x0 = np.asarray(mol.coords).ravel()
     scale = np.abs(hess).max()
     assert hess.shape == (x0.size, x0.size)
     assert np.all(np.isfinite(hess)) and scale > 1e-2
     np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10 * scale)
-    fd = np.empty_like(hess)
-    h = 1e-4
-    for k in range(x0.size):
-        e = np.zeros(x0.size)
-        e[k] = h
-        gp, gm = (
-            _pyscf_coulomb_exchange_gradient(pyscf_mol(mol.with_coords(x), "sto-3g"), d)
-            for x in ((x0 + e).reshape(-1, 3), (x0 - e).reshape(-1, 3))
-        )
-        fd[:, k] = (gp - gm).ravel() / (2 * h)
+
+    def pyscf_gradient(x):
+        pmol = pyscf_mol(mol.with_coords(np.asarray(x).reshape(-1, 3)), "sto-3g")
+        return _pyscf_coulomb_exchange_gradient(pmol, d).ravel()
+
+    fd = fd_jacobian(pyscf_gradient, x0, 1e-4)
     err = np.abs(hess - fd).max()
     print(f"MAXERR eri-hessian water sto-3g {err:.2e} (scale {scale:.2e})")
     assert err < FD_RTOL * scale
@@ -431,14 +387,7 @@ def test_jacfwd_exponents_vs_finite_differences(molname, basis):
 
     e0 = np.asarray(b.exponents)
     jac = np.asarray(jax.jit(jax.jacfwd(of_exps))(jnp.asarray(e0)))
-    fd = np.empty_like(jac)
-    for k in range(e0.size):
-        h = 1e-4 * e0[k]
-        ep, em = e0.copy(), e0.copy()
-        ep[k] += h
-        em[k] -= h
-        hi, lo = np.asarray(of_exps_jit(plan, b, ep, c)), np.asarray(of_exps_jit(plan, b, em, c))
-        fd[..., k] = (hi - lo) / (2 * h)
+    fd = fd_relative(lambda e: of_exps_jit(plan, b, e, c), e0, 1e-4)
     scale = np.abs(jac).max()
     assert scale > 1e-2
     assert np.abs(jac - fd).max() < FD_RTOL * scale

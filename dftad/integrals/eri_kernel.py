@@ -1,0 +1,106 @@
+"""The McMurchie-Davidson kernel of one ERI quartet class, in JAX: contracted cartesian (ab|cd).
+
+For primitive pairs ab (exponent p, centre P) and cd (q, Q), with the Hermite expansion
+coefficients E of :mod:`.hermite`:
+
+    (ab|cd) = 2 pi^(5/2) / (p q sqrt(p + q))
+              sum_{tuv} E^{ab}_{tuv} sum_{t'u'v'} (-1)^(t'+u'+v') E^{cd}_{t'u'v'}
+              R_{t+t',u+u',v+v'}(alpha, P - Q),
+    alpha = p q / (p + q).
+
+:func:`hermite_pairs` gives, per primitive pair of a pair set (a pair class of one basis, or
+single auxiliary shells paired with the unit function), p, P and G = c K E (the ket's G carries
+the sign (-1)^(t'+u'+v')). :func:`class_integrals` loops (``lax.scan``) over fixed-size chunks of
+primitive quartets: Hermite integrals R, two small batched matrix products and a scatter-add into
+the contracted quartets. Shapes are static, memory per chunk is bounded, and the chunk body is
+rematerialised under reverse-mode AD. Which quartets, and the chunks, come from
+:mod:`.eri_plan`; the AO transform and the assembly into tensors from :mod:`.two_electron`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..basis import Basis, normalized_coefficients
+from . import hermite
+from .hermite import PrimPairs
+
+
+def _prim_data(basis: Basis, coords, ps) -> PrimPairs:
+    """Gaussian product data of the pair set ``ps`` (an :class:`.eri_plan.PairSet`); a single
+    shell paired with the unit function has b = 0 and B = A."""
+    if not ps.single:
+        return hermite.prim_pairs(basis, coords, ps.cls)
+    lay = basis.layout
+    atom_of_prim = np.repeat(np.asarray(lay.shell_atom), lay.shell_nprim)
+    ia = ps.cls.prims[:, 0]
+    a = basis.exponents[ia]
+    A = coords[atom_of_prim[ia]]
+    return PrimPairs(a, jnp.zeros_like(a), A, A, normalized_coefficients(basis)[ia])
+
+
+@functools.cache
+def _sign(L: int) -> np.ndarray:
+    """(-1)^(t+u+v) for every Hermite index of order <= L."""
+    return (-1.0) ** hermite.hermite_indices(L).sum(axis=1)
+
+
+@functools.cache
+def _r_index(lab: int, lcd: int) -> np.ndarray:
+    """Flat index into the R cube (order L = lab + lcd) of (t+t', u+u', v+v'):
+    shape (nherm(lab), nherm(lcd))."""
+    hab, hcd = hermite.hermite_indices(lab), hermite.hermite_indices(lcd)
+    return hermite.cube_index(lab + lcd, hab[:, None, :] + hcd[None, :, :])
+
+
+def hermite_pairs(basis: Basis, coords, ps, ket: bool):
+    """Per primitive pair of the pair set ``ps``: p, P and G = c K E^{ab}_{tuv}, shape
+    (npp, ncart_a * ncart_b, nherm); ``ket`` multiplies G by (-1)^(t+u+v)."""
+    pp = _prim_data(basis, coords, ps)
+    e3 = hermite.hermite_3d(hermite.cartesian_e(pp, ps.la, ps.lb), ps.la, ps.lb)
+    g = e3 * pp.coef[:, None, None]
+    if ket:
+        g = g * _sign(ps.la + ps.lb)
+    return pp.p, pp.P, jnp.swapaxes(g, 1, 2)
+
+
+def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
+    """Contracted cartesian integrals of one quartet class, (nq, nab, ncd).
+
+    ``omega``: if given, the operator is erf(omega r12)/r12 (long-range Coulomb): alpha becomes
+    alpha w^2 / (alpha + w^2) and the prefactor gains w / sqrt(alpha + w^2).
+
+    ``bra``/``ket`` are (p, P, G) from :func:`hermite_pairs`; ``ip``, ``iq``, ``qid`` are
+    (nchunk, chunk) primitive-pair indices and contracted-quartet ids (``nq`` marks padding,
+    whose sums land in a discarded extra row).
+    """
+    pb, Pb, Gb = bra
+    pk, Pk, Gk = ket
+    ridx = _r_index(lab, lcd)
+    L = lab + lcd
+    nab, ncd = Gb.shape[2], Gk.shape[2]
+
+    @jax.checkpoint
+    def chunk(acc, idx):
+        i, j, q = idx
+        p, qq = pb[i], pk[j]
+        alpha = p * qq / (p + qq)
+        pref = 2.0 * math.pi**2.5 / (p * qq * jnp.sqrt(p + qq))
+        if omega is not None:
+            w2 = omega * omega
+            pref = pref * omega / jnp.sqrt(alpha + w2)
+            alpha = alpha * w2 / (alpha + w2)
+        r = hermite.hermite_r_cube(L, alpha, Pb[i] - Pk[j]).reshape(alpha.shape[0], -1)
+        rm = r[:, ridx] * pref[:, None, None]  # (c, hab, hcd)
+        tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk[j])  # (c, hab, ncd)
+        out = jnp.einsum("cta,ctk->cak", Gb[i], tmp)  # (c, nab, ncd)
+        return acc.at[q].add(out), None
+
+    acc = jnp.zeros((nq + 1, nab, ncd), dtype=jnp.float64)
+    acc, _ = jax.lax.scan(chunk, acc, (ip, iq, qid))
+    return acc[:nq]

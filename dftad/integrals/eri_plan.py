@@ -1,0 +1,299 @@
+"""Which ERI shell quartets to compute, and in which chunks: the setup-side :class:`EriPlan`.
+
+Built once per basis layout and screening geometry, on the Python side (NumPy), and then
+passed to the JAX evaluation in :mod:`.two_electron` for any geometry (DESIGN.md: setup on the
+Python side, pure JAX for the numbers):
+
+* Shell pairs are grouped by angular momenta (la >= lb) into *pair sets*; a *quartet class* is a
+  pair of pair sets. 3- and 2-centre integrals use a "pair" made of one auxiliary shell and the
+  unit function.
+* Primitive pairs whose (ss|ss)-type bound is below :data:`PRIM_THRESHOLD` are dropped.
+* Only unique quartets are kept (8-fold symmetry: i >= j, k >= l, ij >= kl), and quartets whose
+  Schwarz bound sqrt((ij|ij)(kl|kl)) is below ``threshold`` (:data:`SCHWARZ_THRESHOLD`) at the
+  setup geometry are dropped. The bounds come from one jitted pass of the class kernel
+  (:mod:`.eri_kernel`) and are remembered by value.
+* Each class's primitive quartets are laid out in fixed-size chunks (index arrays padded to a
+  whole number of chunks), sized so that one chunk's working set stays near
+  :data:`CHUNK_BYTES`.
+
+The plan is a pytree: its index arrays are children (device arrays, not compile-time constants)
+and its class structure is static, so ``jax.jit`` compiles once per basis layout and plan and
+re-runs for any geometry, exponent or coefficient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..basis import Basis, BasisLayout, ncart, normalized_coefficients
+from . import hermite
+from .eri_kernel import class_integrals, hermite_pairs
+from .hermite import PairClass
+
+CHUNK_BYTES = 48 * 2**20
+"""Working memory of one chunk of primitive quartets (bytes)."""
+
+MIN_CHUNK = 16
+"""Fewest primitive quartets per chunk (before the rounding down to a power of two)."""
+
+MAX_CHUNK = 4096
+"""Most primitive quartets per chunk."""
+
+SCHWARZ_THRESHOLD = 1e-14
+"""Quartets with sqrt((ij|ij)(kl|kl)) below this (Hartree) at the setup geometry are skipped."""
+
+PRIM_THRESHOLD = 1e-16
+"""Primitive pairs whose (ss|ss)-type bound |c_a c_b K_ab| sqrt(2 pi^2.5 / (p^2 sqrt(2p)))
+is below this at the setup geometry are skipped."""
+
+SCHWARZ_CACHE_SIZE = 32
+"""Schwarz passes remembered (first in, first out); an entry holds one float per shell pair."""
+
+_FLOAT64_BYTES = 8
+
+
+# ---------------------------------------------------------------------- pair sets
+@dataclasses.dataclass(frozen=True, eq=False)
+class PairSet:
+    """A pair class of one basis (``single=False``) or single shells of a basis paired with the
+    unit function (``single=True``, lb = 0), as used for auxiliary (density-fitting) functions."""
+
+    cls: PairClass
+    single: bool
+
+    @property
+    def la(self):
+        return self.cls.la
+
+    @property
+    def lb(self):
+        return self.cls.lb
+
+
+def _screen_prims(basis: Basis, coords, classes, threshold: float) -> tuple[PairClass, ...]:
+    """The pair classes without primitive pairs that cannot contribute above ``threshold``:
+    |c_a c_b K_ab| sqrt(2 pi^2.5 / (p^2 sqrt(2 p))) < threshold, with K_ab = exp(-ab/p |A-B|^2),
+    p = a + b, the bound of the pair's (ab|ab)^1/2 for s functions.
+
+    Setup-side NumPy, the same Gaussian-product data as :func:`hermite.prim_pairs`: in eager JAX
+    every operation compiles for its class's shape (16 s of acetone/def2-TZVP's setup)."""
+    lay = basis.layout
+    atom_of_prim = np.repeat(np.asarray(lay.shell_atom), lay.shell_nprim)
+    exps = np.asarray(basis.exponents)
+    coef = np.asarray(normalized_coefficients(basis))
+    r = np.asarray(coords)
+    out = []
+    for cls in classes:
+        ia, ib = cls.prims[:, 0], cls.prims[:, 1]
+        a, b = exps[ia], exps[ib]
+        p = a + b
+        ab = r[atom_of_prim[ia]] - r[atom_of_prim[ib]]
+        c = coef[ia] * coef[ib] * np.exp(-a * b / p * np.sum(ab * ab, axis=-1))
+        keep = np.abs(c) * np.sqrt(2 * np.pi**2.5 / (p * p * np.sqrt(2 * p))) >= threshold
+        out.append(PairClass(cls.la, cls.lb, cls.shells, cls.prims[keep], cls.pair_of_prim[keep]))
+    return tuple(out)
+
+
+def _single_class(layout: BasisLayout, l: int, shells: np.ndarray) -> PairClass:
+    """The shells ``shells`` (all of angular momentum l) each paired with the unit function
+    (shell and primitive index -1)."""
+    loc = layout.prim_loc
+    prims, owner = [], []
+    for k, i in enumerate(shells):
+        p = np.arange(loc[i], loc[i + 1])
+        prims.append(np.stack([p, np.full_like(p, -1)], axis=1))
+        owner.append(np.full(len(p), k))
+    sh = np.stack([shells, np.full_like(shells, -1)], axis=1)
+    return PairClass(l, 0, sh, np.concatenate(prims), np.concatenate(owner))
+
+
+@functools.cache
+def _single_classes(layout: BasisLayout) -> tuple[PairClass, ...]:
+    ls = np.asarray(layout.shell_l)
+    return tuple(_single_class(layout, int(l), np.nonzero(ls == l)[0]) for l in sorted(set(ls)))
+
+
+# ---------------------------------------------------------------------- plans
+@dataclasses.dataclass(frozen=True)
+class QuartetClass:
+    """Static part of one quartet class: which pair sets, sizes."""
+
+    bra: int  # index into the plan's bra pair sets
+    ket: int
+    nq: int
+    nchunk: int
+    chunk: int
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(eq=False)
+class EriPlan:
+    """Which quartets to compute and how: static class list + index arrays (pytree children).
+
+    ``kind``: "4c" (ij|kl), "3c" (ij|P) or "2c" (P|Q).
+    """
+
+    kind: str
+    bra_sets: tuple  # of PairSet (static)
+    ket_sets: tuple
+    classes: tuple  # of QuartetClass (static)
+    index: tuple  # per class: (ip, iq, qid) int32 arrays (nchunk, chunk)
+    quartets: tuple  # per class: (nq, 2) int32 (bra pair id, ket pair id)
+
+    def tree_flatten(self):
+        return (self.index, self.quartets), (self.kind, self.bra_sets, self.ket_sets, self.classes)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux[0], aux[1], aux[2], aux[3], *children)
+
+
+def _chunk_size(nab, ncd, hab, hcd, L, total):
+    """Primitive quartets per chunk: a power of two whose working set (an estimate of the
+    float64 values one quartet holds in the chunk body: the gathered E coefficients, the R cube
+    and the two products) stays within :data:`CHUNK_BYTES`, between :data:`MIN_CHUNK` and
+    :data:`MAX_CHUNK` (rounded down to a power of two), and no larger than the class needs."""
+    values = (hab * hcd + 2 * nab * hab + 2 * ncd * hcd + hab * ncd + 2 * nab * ncd
+              + 3 * (L + 1) ** 3 + 16)
+    c = max(MIN_CHUNK, min(MAX_CHUNK, CHUNK_BYTES // (_FLOAT64_BYTES * values)))
+    c = 1 << int(math.log2(c))
+    return max(1, min(c, 1 << max(0, math.ceil(math.log2(max(total, 1))))))
+
+
+def _make_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
+    """Primitive-quartet index lists for the contracted quartets ``pairs`` (nq, 2)."""
+    bcls, kcls = bs.cls, ks.cls
+    bstart = np.searchsorted(bcls.pair_of_prim, np.arange(bcls.npair + 1))
+    kstart = np.searchsorted(kcls.pair_of_prim, np.arange(kcls.npair + 1))
+    nb = np.diff(bstart)[pairs[:, 0]]
+    nk = np.diff(kstart)[pairs[:, 1]]
+    counts = nb * nk
+    total = int(counts.sum())
+    qid = np.repeat(np.arange(len(pairs)), counts)
+    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    nk_r = np.repeat(nk, counts)
+    ip = bstart[pairs[:, 0]].repeat(counts) + offset // nk_r
+    iq = kstart[pairs[:, 1]].repeat(counts) + offset % nk_r
+    lab, lcd = bs.la + bs.lb, ks.la + ks.lb
+    nab = ncart(bs.la) * ncart(bs.lb)
+    ncd = ncart(ks.la) * ncart(ks.lb)
+    hab, hcd = len(hermite.hermite_indices(lab)), len(hermite.hermite_indices(lcd))
+    c = _chunk_size(nab, ncd, hab, hcd, lab + lcd, total)
+    nchunk = max(1, -(-total // c))
+    pad = nchunk * c - total
+    ip = np.concatenate([ip, np.zeros(pad, int)]).reshape(nchunk, c).astype(np.int32)
+    iq = np.concatenate([iq, np.zeros(pad, int)]).reshape(nchunk, c).astype(np.int32)
+    qid = np.concatenate([qid, np.full(pad, len(pairs))]).reshape(nchunk, c).astype(np.int32)
+    cls = QuartetClass(bra_i, ket_i, len(pairs), nchunk, c)
+    index = (jnp.asarray(ip), jnp.asarray(iq), jnp.asarray(qid))
+    return cls, index, jnp.asarray(pairs.astype(np.int32))
+
+
+# ---------------------------------------------------------------------- Schwarz bounds
+_SCHWARZ_CACHE: dict = {}
+
+
+def _schwarz_key(basis, coords, sets) -> tuple:
+    """Everything :func:`_schwarz` depends on, by value (layout, geometry, exponents,
+    coefficients, the pair sets' index arrays)."""
+    h = hashlib.sha256()
+    for a in (coords, basis.exponents, basis.coefficients):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    for ps in sets:
+        h.update(repr((ps.la, ps.lb, ps.single)).encode())
+        for a in (ps.cls.shells, ps.cls.prims, ps.cls.pair_of_prim):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return basis.layout, h.hexdigest()
+
+
+def _schwarz(basis, coords, sets):
+    """sqrt(max |(ab|ab)|) for every pair of every pair set (NumPy arrays), one jit for all.
+
+    Remembered by value (:func:`_schwarz_key`, the last :data:`SCHWARZ_CACHE_SIZE`): several
+    setups of one molecule and basis (other functionals, restricted and unrestricted, density
+    fitting) compile and run it once."""
+    key = _schwarz_key(basis, coords, sets)
+    if key not in _SCHWARZ_CACHE:
+        if len(_SCHWARZ_CACHE) >= SCHWARZ_CACHE_SIZE:
+            _SCHWARZ_CACHE.pop(next(iter(_SCHWARZ_CACHE)))
+        _SCHWARZ_CACHE[key] = _schwarz_uncached(basis, coords, sets)
+    return [q.copy() for q in _SCHWARZ_CACHE[key]]
+
+
+def _schwarz_uncached(basis, coords, sets):
+    plans = []
+    for ps in sets:
+        n = ps.cls.npair
+        plans.append(_make_class(0, 0, ps, ps, np.stack([np.arange(n), np.arange(n)], axis=1)))
+
+    @jax.jit
+    def diagonals(basis, coords, index):
+        out = []
+        for ps, (cls, _, _), idx in zip(sets, plans, index):
+            h = hermite_pairs(basis, coords, ps, ket=False)
+            hk = hermite_pairs(basis, coords, ps, ket=True)
+            lab = ps.la + ps.lb
+            v = class_integrals(h, hk, lab, lab, *idx, cls.nq)
+            out.append(jnp.abs(jnp.diagonal(v, axis1=1, axis2=2)).max(axis=1))
+        return out
+
+    diag = diagonals(basis, coords, [p[1] for p in plans])
+    return [np.sqrt(np.asarray(d)) for d in diag]
+
+
+# ---------------------------------------------------------------------- the plan
+def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
+               threshold=SCHWARZ_THRESHOLD) -> EriPlan:
+    """Plan the unique, non-negligible quartets for ``kind`` "4c", "3c" (needs ``aux``) or "2c"
+    (of ``aux``, or of ``basis`` when ``aux`` is None). Screening uses the geometry ``coords``;
+    (P|Q) is not screened."""
+    coords = jnp.asarray(coords, dtype=jnp.float64)
+
+    def orbital_pairs():
+        classes = _screen_prims(basis, coords, hermite.pair_classes(basis.layout), PRIM_THRESHOLD)
+        return tuple(PairSet(c, False) for c in classes)
+
+    if kind == "4c":
+        bra_sets = orbital_pairs()
+        ket_sets = bra_sets
+        qb = qk = _schwarz(basis, coords, bra_sets)
+    elif kind == "3c":
+        if aux is None:
+            raise ValueError("3-centre integrals need an auxiliary basis")
+        bra_sets = orbital_pairs()
+        ket_sets = tuple(PairSet(c, True) for c in _single_classes(aux.layout))
+        qb = _schwarz(basis, coords, bra_sets)
+        qk = _schwarz(aux, coords, ket_sets)
+    elif kind == "2c":
+        b = aux if aux is not None else basis
+        bra_sets = tuple(PairSet(c, True) for c in _single_classes(b.layout))
+        ket_sets = bra_sets
+        qb = qk = [np.ones(ps.cls.npair) for ps in bra_sets]  # (P|Q) is small: no screening
+    else:
+        raise ValueError(f"unknown integral kind {kind!r}")
+    classes, index, quartets = [], [], []
+    symmetric = kind in ("4c", "2c")
+    for bi, bs in enumerate(bra_sets):
+        for ki, ks in enumerate(ket_sets):
+            if symmetric and ki > bi:
+                continue
+            nb, nk = bs.cls.npair, ks.cls.npair
+            ib, ik = np.meshgrid(np.arange(nb), np.arange(nk), indexing="ij")
+            keep = qb[bi][:, None] * qk[ki][None, :] >= threshold
+            if symmetric and ki == bi:
+                keep &= ib >= ik
+            pairs = np.stack([ib[keep], ik[keep]], axis=1)
+            if len(pairs) == 0:
+                continue
+            c, idx, q = _make_class(bi, ki, bs, ks, pairs)
+            classes.append(c)
+            index.append(idx)
+            quartets.append(q)
+    return EriPlan(kind, bra_sets, ket_sets, tuple(classes), tuple(index), tuple(quartets))
