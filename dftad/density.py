@@ -45,7 +45,9 @@ from .integrals.ao import eval_ao
 _XX, _YY, _ZZ = 4, 7, 9
 """Positions of the diagonal second derivatives in the AO component axis."""
 
-_DERIV = {"LDA": 0, "GGA": 1, "MGGA": 1}
+AO_DERIV = {"LDA": 0, "GGA": 1, "MGGA": 1}
+"""AO derivative order (:func:`~dftad.integrals.ao.eval_ao`) each xctype needs; the MGGA
+Laplacian needs 2."""
 
 
 class Density(NamedTuple):
@@ -90,7 +92,7 @@ def _as_components(ao):
 
 def _check(ao, xctype: str, with_lapl: bool):
     xctype = xctype.upper()
-    if xctype not in _DERIV:
+    if xctype not in AO_DERIV:
         raise ValueError(f"xctype must be 'LDA', 'GGA' or 'MGGA', got {xctype!r}")
     need = 1 if xctype == "LDA" else (10 if xctype == "MGGA" and with_lapl else 4)
     if ao.shape[0] < need:
@@ -158,15 +160,15 @@ def eval_rho_on_points(
 ):
     """:func:`eval_rho` straight from the basis, evaluated block by block.
 
-    ``points`` is (nblock, blocksize, 3) Bohr (see :func:`dftad.integrals.ao.block_points`);
+    ``points`` is (nblock, blocksize, 3) Bohr (see :func:`dftad.grid.block_grid`);
     AOs of one block at a time are formed inside ``lax.map``, so memory is bounded by a block.
     Returns :func:`eval_rho`'s layout with the point axis split as (nblock, blocksize).
     Differentiable in ``coords``, ``points``, ``dm`` and the basis exponents.
     """
     xctype = xctype.upper()
-    if xctype not in _DERIV:
+    if xctype not in AO_DERIV:
         raise ValueError(f"xctype must be 'LDA', 'GGA' or 'MGGA', got {xctype!r}")
-    deriv = 2 if (xctype == "MGGA" and with_lapl) else _DERIV[xctype]
+    deriv = 2 if (xctype == "MGGA" and with_lapl) else AO_DERIV[xctype]
 
     def one(p):
         return eval_rho(eval_ao(basis, coords, p, deriv=deriv), dm, xctype, with_lapl)
@@ -175,4 +177,4 @@ def eval_rho_on_points(
     return jnp.moveaxis(out, 0, -2)
 
 
-__all__ = ["Density", "density", "eval_rho", "eval_rho_on_points"]
+__all__ = ["AO_DERIV", "Density", "density", "eval_rho", "eval_rho_on_points"]

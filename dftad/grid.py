@@ -31,7 +31,9 @@ through a grid integral contains the grid response. ``Grid`` is hashable and reg
 static pytree, so ``jax.jit`` compiles once per molecule and re-runs for every geometry.
 
 Unlike PySCF, no point is ever dropped (shapes stay static) and the points are not sorted into
-boxes: atom by atom, shell by shell (increasing r), Lebedev points in SciPy's order.
+boxes: atom by atom, shell by shell (increasing r), Lebedev points in SciPy's order. For
+evaluation in bounded memory, :func:`block_grid` splits points and weights into fixed-size
+blocks, the last one padded with copies of the last point of weight 0.
 """
 
 from __future__ import annotations
@@ -234,35 +236,79 @@ def treutler_radii_adjust(atomic_numbers) -> np.ndarray:
 
 
 class GridBlocks(NamedTuple):
-    """Static split of a grid into ``nblock`` blocks of ``block_size`` points.
+    """Static split of ``npoints`` grid points into ``nblock`` blocks of ``block_size``, the last
+    block padded with ``npad`` copies of the last point.
 
-    ``index`` (nblock, block_size): position in the flat grid of each blocked point (padding
-    repeats the last point); ``mask`` (nblock, block_size): True for real points.
+    A padding point is a real point (finite, moving with its atom), so everything evaluated
+    there is finite, and it gets weight exactly 0 (:meth:`pad_weights`), so padding never
+    changes an integral or its derivative. ``mask`` (nblock, block_size): True for real points.
     """
 
     nblock: int
     block_size: int
     npad: int
-    index: np.ndarray
     mask: np.ndarray
 
+    @property
+    def npoints(self) -> int:
+        return self.nblock * self.block_size - self.npad
 
-def _split_blocks(n: int, block_size: int) -> GridBlocks:
+    def pad(self, x):
+        """Per-point ``x`` (npoints, ...) as (nblock, block_size, ...), padded with copies of
+        its last row (NumPy in, NumPy out; JAX in, JAX out)."""
+        xp = np if isinstance(x, np.ndarray) else jnp
+        tail = xp.broadcast_to(x[-1:], (self.npad,) + x.shape[1:])
+        return xp.concatenate([x, tail]).reshape((self.nblock, self.block_size) + x.shape[1:])
+
+    def pad_weights(self, weights):
+        """Weights (npoints,) as (nblock, block_size), exactly 0 on the padding points."""
+        weights = jnp.asarray(weights)
+        pad = jnp.zeros(self.npad, weights.dtype)
+        return jnp.concatenate([weights, pad]).reshape(self.nblock, self.block_size)
+
+    def unblock(self, values):
+        """Inverse of :meth:`pad` for per-point results (nblock, block_size, ...): the real
+        points' values, (npoints, ...)."""
+        return values.reshape((-1,) + values.shape[2:])[: self.npoints]
+
+
+def split_blocks(npoints: int, block_size: int) -> GridBlocks:
+    """How ``npoints`` points split into blocks of ``block_size`` (the last one padded)."""
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
-    nblock = max(1, -(-n // block_size))
-    npad = nblock * block_size - n
-    index = np.minimum(np.arange(nblock * block_size), n - 1).reshape(nblock, block_size)
-    mask = (np.arange(nblock * block_size) < n).reshape(nblock, block_size)
-    index.setflags(write=False)
+    nblock = max(1, -(-npoints // block_size))
+    npad = nblock * block_size - npoints
+    mask = (np.arange(nblock * block_size) < npoints).reshape(nblock, block_size)
     mask.setflags(write=False)
-    return GridBlocks(nblock, block_size, npad, index, mask)
+    return GridBlocks(nblock, block_size, npad, mask)
+
+
+def block_grid(points, weights, block_size: int) -> tuple[jax.Array, jax.Array]:
+    """Grid points (npts, 3) and weights (npts,) as blocks (nblock, block_size, 3) and
+    (nblock, block_size): the last block padded with copies of the last point, of weight 0
+    (see :class:`GridBlocks`). Blocked AO values (:func:`dftad.integrals.ao.eval_ao`), densities
+    (:func:`dftad.density.eval_rho_on_points`) and XC integrals (:mod:`dftad.numint`) take
+    these."""
+    points = jnp.asarray(points)
+    blocks = split_blocks(points.shape[0], block_size)
+    return blocks.pad(points), blocks.pad_weights(weights)
+
+
+BECKE_PAIR_FACTORS = 1 << 21
+"""Target size of one Becke block's (points, natm, natm) intermediates: 2^21 float64 (16 MiB)."""
+
+BECKE_BLOCK_MIN, BECKE_BLOCK_MAX = 64, 8192
+"""Bounds on the points per Becke block (a multiple of the minimum)."""
+
+_SAFE_R2 = 1e-300
+"""Floor on squared point-nucleus distances, so that sqrt stays differentiable on a nucleus."""
 
 
 def _becke_block_size(natm: int) -> int:
-    """Points per Becke block: about 2^21 pair factors (16 MiB) per intermediate."""
-    b = (1 << 21) // max(1, natm * (natm - 1))
-    return int(min(8192, max(64, b - b % 64)))
+    """Points per Becke block: about :data:`BECKE_PAIR_FACTORS` pair factors per intermediate,
+    a multiple of :data:`BECKE_BLOCK_MIN`, at most :data:`BECKE_BLOCK_MAX`."""
+    b = BECKE_PAIR_FACTORS // max(1, natm * (natm - 1))
+    return int(min(BECKE_BLOCK_MAX, max(BECKE_BLOCK_MIN, b - b % BECKE_BLOCK_MIN)))
 
 
 class Grid:
@@ -333,9 +379,9 @@ class Grid:
         R = _as_coords(nuclear_coords, self.natm)
         if self.natm == 1:
             return jnp.ones(self.ngrid, dtype=R.dtype)
-        blocks = _split_blocks(self.ngrid, self.becke_block_size)
-        owner = self.atom_index[blocks.index]
-        offsets = self.offsets[blocks.index]
+        blocks = split_blocks(self.ngrid, self.becke_block_size)
+        owner = blocks.pad(self.atom_index)
+        offsets = blocks.pad(self.offsets)
         # Full (natm, natm) matrices. On the diagonal inv_rij = 0 and a_ii = 0, so nu_ii = 0 and
         # s(nu_ii) = 1/2 for every atom: a common exact factor 1/2 that cancels in the ratio.
         # (The safe where() keeps d|R_i - R_i|/dR out of the derivative: no NaN.)
@@ -350,7 +396,7 @@ class Grid:
             own, off = args
             x = R[own] + off  # (B, 3)
             diff = x[:, None, :] - R[None, :, :]
-            d = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, axis=-1), 1e-300))  # (B, natm)
+            d = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, axis=-1), _SAFE_R2))  # (B, natm)
             mu = (d[:, :, None] - d[:, None, :]) * inv_rij
             nu = mu + a * (1.0 - mu * mu)
             f = _becke_step(_becke_step(_becke_step(nu)))
@@ -358,20 +404,7 @@ class Grid:
             p_own = jnp.take_along_axis(P, own[:, None], axis=1)[:, 0]
             return p_own / jnp.sum(P, axis=1)
 
-        out = jax.lax.map(block, (owner, offsets))
-        return out.reshape(-1)[: self.ngrid]
-
-    # ------------------------------------------------------------------ blocks
-    def blocks(self, block_size: int) -> GridBlocks:
-        """Static split of the flat grid into blocks of ``block_size`` points, the last padded."""
-        return _split_blocks(self.ngrid, block_size)
-
-    def points_blocked(self, nuclear_coords, block_size: int) -> tuple[jax.Array, jax.Array]:
-        """:meth:`points` as (nblock, block_size, 3) and (nblock, block_size); padding points
-        repeat the last real point (finite, moves with its atom) with weight exactly 0."""
-        coords, weights = self.points(nuclear_coords)
-        b = self.blocks(block_size)
-        return coords[b.index], jnp.where(b.mask, weights[b.index], 0.0)
+        return blocks.unblock(jax.lax.map(block, (owner, offsets)))
 
 
 jax.tree_util.register_static(Grid)
@@ -394,24 +427,17 @@ def build_grid(mol, level: int = 3, becke_block_size: int | None = None) -> Grid
     return Grid.build(mol, level, becke_block_size)
 
 
-def grid_points(mol, level: int = 3) -> tuple[jax.Array, jax.Array]:
-    """Convenience: coordinates and weights of the level-``level`` grid of ``mol`` at its own
-    geometry (``Grid.build(mol, level).points(mol.coords)``)."""
-    return Grid.build(mol, level).points(mol.coords)
-
-
 __all__ = [
     "Grid",
     "GridBlocks",
-    "build_grid",
-    "grid_points",
     "atomic_grid",
-    "treutler_ahlrichs",
+    "block_grid",
+    "bragg_radius",
+    "build_grid",
+    "default_counts",
     "lebedev",
     "nwchem_prune",
+    "split_blocks",
+    "treutler_ahlrichs",
     "treutler_radii_adjust",
-    "default_counts",
-    "bragg_radius",
 ]
-
-

@@ -21,12 +21,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .density import density
+from .density import AO_DERIV, density
+from .grid import block_grid
 from .integrals.ao import eval_ao
 from .xc.functional import Functional
 
-XCTYPE = {"lda": "LDA", "gga": "GGA", "mgga": "MGGA"}
-DERIV = {"lda": 0, "gga": 1, "mgga": 1}
+XCTYPE = {family: family.upper() for family in ("lda", "gga", "mgga")}
+"""PySCF's xctype (what :func:`dftad.density.density` computes) of each functional family."""
+
+DERIV = {family: AO_DERIV[xctype] for family, xctype in XCTYPE.items()}
+"""AO derivative order each functional family needs."""
+
+
+BLOCK_SIZE = 4096
+"""Grid points per block (default): bounds the AO values held at once to one block's."""
 
 
 class GridAO(NamedTuple):
@@ -36,18 +44,10 @@ class GridAO(NamedTuple):
     weights: jax.Array
 
 
-def block_grid(points, weights, block_size: int):
-    """Pad (with zero weights) and reshape to (nblock, block_size, ...)."""
-    n = points.shape[0]
-    nblock = -(-n // block_size)
-    pad = nblock * block_size - n
-    points = jnp.concatenate([points, jnp.broadcast_to(points[-1:], (pad, 3))])
-    weights = jnp.concatenate([weights, jnp.zeros(pad, weights.dtype)])
-    return points.reshape(nblock, block_size, 3), weights.reshape(nblock, block_size)
-
-
-def ao_blocks(basis, coords, points, weights, family: str, block_size: int = 4096) -> GridAO:
-    """AO values (with first derivatives for GGA/meta-GGA) on the blocked grid."""
+def ao_blocks(basis, coords, points, weights, family: str,
+              block_size: int = BLOCK_SIZE) -> GridAO:
+    """AO values (with first derivatives for GGA/meta-GGA) on the grid in blocks of
+    ``block_size`` points (:func:`dftad.grid.block_grid`: padding points have weight 0)."""
     pts, w = block_grid(points, weights, block_size)
     # rematerialised in reverse mode: a gradient (forces) re-evaluates each block's AOs instead
     # of storing the AD residuals of every block (2.5x faster for benzene/def2-SVP)
@@ -55,7 +55,8 @@ def ao_blocks(basis, coords, points, weights, family: str, block_size: int = 409
     return GridAO(ao, w)
 
 
-def exc_direct(f: Functional, params, basis, coords, points, weights, dm, block_size: int = 4096):
+def exc_direct(f: Functional, params, basis, coords, points, weights, dm,
+               block_size: int = BLOCK_SIZE):
     """E_xc with each block's AO values evaluated inside the integration: equal to
     :func:`exc_only` of :func:`ao_blocks`, but nothing grid-sized is kept, in the forward or the
     reverse pass (each block's AOs and energy are rematerialised together). What the forces

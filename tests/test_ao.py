@@ -4,10 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_directional, fd_jacobian
 from pyscf import dft, gto
 
 from dftad import Basis, Molecule
-from dftad.integrals.ao import block_points, eval_ao, unblock
+from dftad.grid import split_blocks
+from dftad.integrals.ao import eval_ao
 
 ATOL = 1e-10
 
@@ -105,13 +107,17 @@ def test_blocks_equal_flat():
     b = Basis.build(WATER, "def2-svp")
     pts = random_points(WATER, 250, seed=4)
     flat = eval_ao(b, WATER.coords, pts, deriv=2)
-    blocks, n = block_points(pts, 64)
-    assert blocks.shape == (4, 64, 3) and n == 250
+    split = split_blocks(len(pts), 64)
+    blocks = split.pad(pts)
+    assert blocks.shape == (4, 64, 3) and split.npoints == 250
     out = eval_ao(b, WATER.coords, blocks, deriv=2)
     assert out.shape == (4, 10, 64, b.nao)
-    # padding points are far away: every AO vanishes there
-    np.testing.assert_array_equal(np.asarray(out[-1, :, 250 - 192 :]), 0.0)
-    per_point = unblock(jnp.moveaxis(out, 1, 2), n)  # (npts, ncomp, nao)
+    # padding points repeat the last point: every AO there equals its value at the last point
+    last = 250 - 192 - 1
+    np.testing.assert_allclose(np.asarray(out[-1, :, last + 1 :]),
+                               np.broadcast_to(out[-1, :, last : last + 1], (10, 6, b.nao)),
+                               rtol=0, atol=1e-14)
+    per_point = split.unblock(jnp.moveaxis(out, 1, 2))  # (npts, ncomp, nao)
     np.testing.assert_allclose(np.asarray(jnp.moveaxis(per_point, 1, 0)), flat, rtol=0, atol=1e-14)
 
 
@@ -163,10 +169,9 @@ def test_point_derivative_of_second_derivatives_finite_difference():
     f = jax.jit(lambda p: eval_ao(b, WATER.coords, p, deriv=2))
     v = jnp.asarray(np.random.default_rng(9).normal(size=pts.shape))
     _, jvp = jax.jvp(f, (pts,), (v,))
-    h = 1e-3  # five-point stencil: truncation O(h^4), rounding ~1e-16 |f| / h
-    fd = 8 * (f(pts + h * v) - f(pts - h * v)) - (f(pts + 2 * h * v) - f(pts - 2 * h * v))
-    fd = fd / (12 * h)
-    np.testing.assert_allclose(np.asarray(jvp), np.asarray(fd), rtol=0, atol=1e-6)
+    # five-point stencil, h = 1e-3: truncation O(h^4), rounding ~1e-16 |f| / h
+    fd = fd_directional(f, pts, v, 1e-3, stencil=4)
+    np.testing.assert_allclose(np.asarray(jvp), fd, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("cart", [False, True], ids=["sph", "cart"])
@@ -177,12 +182,7 @@ def test_nuclear_gradient_finite_difference(cart):
     loss = jax.jit(lambda c: jnp.sum(w * eval_ao(b, c, pts, deriv=2)) / 30)
     c0 = jnp.asarray(MIXED.coords)
     g = jax.grad(loss)(c0)
-    h = 1e-5
-    fd = np.zeros(c0.shape)
-    for i in range(c0.shape[0]):
-        for x in range(3):
-            e = jnp.zeros(c0.shape).at[i, x].set(h)
-            fd[i, x] = (loss(c0 + e) - loss(c0 - e)) / (2 * h)
+    fd = fd_jacobian(loss, c0, 1e-5)
     np.testing.assert_allclose(np.asarray(g), fd, rtol=0, atol=1e-6)
 
 
@@ -203,8 +203,7 @@ def test_exponent_derivative_finite_difference(basis):
     for _ in range(2):
         v = b.exponents * jnp.asarray(rng.normal(size=b.exponents.shape))
         _, jvp = jax.jvp(f, (b.exponents,), (v,))
-        h = 1e-5
-        fd = (f(b.exponents + h * v) - f(b.exponents - h * v)) / (2 * h)
+        fd = fd_directional(f, b.exponents, v, 1e-5)
         assert abs(float(jvp) - float(fd)) < 1e-6, (float(jvp), float(fd))
     if basis == "def2-svp":  # reverse mode agrees with forward mode
         g = jax.grad(f)(b.exponents)
@@ -224,14 +223,13 @@ def test_hessian_in_coordinates_finite_difference():
     b = Basis.build(WATER, "6-31g*")
     pts = jnp.asarray(random_points(WATER, 30, seed=16))
     w = jnp.asarray(np.random.default_rng(17).normal(size=(4, 30, b.nao))) / 30
-    loss = lambda c: jnp.sum(w * eval_ao(b, c, pts, deriv=1))
+
+    def loss(c):
+        return jnp.sum(w * eval_ao(b, c, pts, deriv=1))
+
     c0 = jnp.asarray(WATER.coords)
     hess = np.asarray(jax.jit(jax.hessian(loss))(c0)).reshape(9, 9)
     grad = jax.jit(jax.grad(loss))
-    h = 1e-5
-    fd = np.zeros((9, 9))
-    for i in range(9):
-        e = jnp.zeros(9).at[i].set(h).reshape(3, 3)
-        fd[:, i] = np.asarray(grad(c0 + e) - grad(c0 - e)).ravel() / (2 * h)
+    fd = fd_jacobian(grad, c0, 1e-5).reshape(9, 9)
     np.testing.assert_allclose(hess, fd, rtol=0, atol=1e-6)
     np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_jacobian
 from pyscf import dft, gto
 from pyscf.data import radii as pyscf_radii
 from pyscf.data.elements import charge as pyscf_charge
@@ -23,7 +24,7 @@ from pyscf.dft.LebedevGrid import LEBEDEV_ORDER, MakeAngularGrid
 from scipy.spatial import cKDTree
 
 import dftad.grid as dg
-from dftad.grid import Grid, build_grid
+from dftad.grid import Grid, block_grid, build_grid, split_blocks
 from dftad.molecule import Molecule
 
 WATER = "O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587"
@@ -210,13 +211,8 @@ def test_jacobian_matches_finite_differences(geometry):
     own = np.zeros((grid.ngrid, 3, m.natm, 3))
     own[np.arange(grid.ngrid), :, grid.atom_index, :] = np.eye(3)
     np.testing.assert_array_equal(jc, own)
-    h = 1e-5
-    for a in range(m.natm):
-        for x in range(3):
-            dR = np.zeros_like(R0)
-            dR[a, x] = h
-            fd = (points(R0 + dR)[1] - points(R0 - dR)[1]) / (2 * h)
-            np.testing.assert_allclose(jw[:, a, x], fd, rtol=0, atol=1e-6)
+    fd = fd_jacobian(lambda R: points(R)[1], R0, 1e-5)
+    np.testing.assert_allclose(jw, fd, rtol=0, atol=1e-6)
 
 
 def gaussian_integral(grid, centre):
@@ -235,14 +231,7 @@ def test_grad_and_hessian_of_an_integral():
     grid = Grid.build(m, 1)
     energy = gaussian_integral(grid, jnp.array([0.3, 0.2, 0.5]))
     g = jax.jit(jax.grad(energy))(R0)
-    e = jax.jit(energy)
-    h = 1e-4
-    fd = np.zeros_like(R0)
-    for a in range(m.natm):
-        for x in range(3):
-            dR = np.zeros_like(R0)
-            dR[a, x] = h
-            fd[a, x] = (e(R0 + dR) - e(R0 - dR)) / (2 * h)
+    fd = fd_jacobian(jax.jit(energy), R0, 1e-4)
     np.testing.assert_allclose(g, fd, rtol=0, atol=1e-8)
     # Becke weights are translation invariant, so translating all atoms only moves the points:
     # sum_A dE/dR_A = sum_p w_p grad f(r_p).
@@ -297,15 +286,19 @@ def test_blocks_pad_with_zero_weights():
     grid = Grid.build(m, 0)
     coords, weights = grid.points(m.coords)
     bs = 128
-    blocks = grid.blocks(bs)
+    blocks = split_blocks(grid.ngrid, bs)
     assert blocks.nblock * bs == grid.ngrid + blocks.npad and 0 <= blocks.npad < bs
     assert blocks.mask.sum() == grid.ngrid
-    cb, wb = grid.points_blocked(m.coords, bs)
+    cb, wb = block_grid(coords, weights, bs)
     assert cb.shape == (blocks.nblock, bs, 3) and wb.shape == (blocks.nblock, bs)
     np.testing.assert_array_equal(cb.reshape(-1, 3)[: grid.ngrid], coords)
     np.testing.assert_array_equal(wb.reshape(-1)[: grid.ngrid], weights)
     assert np.all(wb.reshape(-1)[grid.ngrid :] == 0)
     assert np.all(np.isfinite(cb))
+    # padding points are copies of the last point; unblock drops them
+    np.testing.assert_array_equal(cb.reshape(-1, 3)[grid.ngrid :],
+                                  np.broadcast_to(coords[-1], (blocks.npad, 3)))
+    np.testing.assert_array_equal(blocks.unblock(cb), coords)
 
 
 def test_single_atom_integrates_gaussian():
@@ -325,7 +318,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="shape"):
         grid.points(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="block_size"):
-        grid.blocks(0)
+        split_blocks(grid.ngrid, 0)
 
 
 # ---------------------------------------------------------------------- memory

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_directional, fd_jacobian
 from jax.flatten_util import ravel_pytree
 from pyscf import dft, gto
 from pyscf.grad import rks as rks_grad
@@ -288,12 +289,7 @@ def test_vxc_is_derivative_of_exc(xc, name, kind):
     # Fourth-order central difference: a random unit-scale X drives the density of the far
     # tails through zero, where SCAN's third derivative along X is large; the second-order
     # difference with h = 1e-5 is off by ~1e-6 there (it converges as h^2 to the AD value).
-    h = 3e-6
-
-    def e_at(t):
-        return float(energy(f, f.params, ga, jnp.asarray(case.dm + t * x)))
-
-    fd = (8 * (e_at(h) - e_at(-h)) - (e_at(2 * h) - e_at(-2 * h))) / (12 * h)
+    fd = fd_directional(lambda d: energy(f, f.params, ga, d), case.dm, x, 3e-6, stencil=4)
     assert abs(float(np.sum(np.asarray(v) * x)) - fd) < FD_ATOL
 
 
@@ -310,17 +306,6 @@ def coordinate_energy(case, f, block_size=2048):
         return exc_only(f, f.params, ga, dm)
 
     return energy
-
-
-def central_differences(fun, x0, h):
-    x0 = np.asarray(x0, dtype=np.float64)
-    out = np.zeros_like(x0)
-    for i in np.ndindex(x0.shape):
-        xp, xm = x0.copy(), x0.copy()
-        xp[i] += h
-        xm[i] -= h
-        out[i] = (float(fun(xp)) - float(fun(xm))) / (2 * h)
-    return out
 
 
 def pyscf_grid_response_gradient(case, xc):
@@ -347,7 +332,7 @@ def check_coordinate_gradient(xc, name, kind):
     f = parse_xc(xc)
     energy = coordinate_energy(case, f)
     g = np.asarray(jax.jit(jax.grad(energy))(jnp.asarray(case.mol.coords)))
-    fd = central_differences(jax.jit(energy), case.mol.coords, 1e-4)
+    fd = fd_jacobian(jax.jit(energy), case.mol.coords, 1e-4)
     assert np.abs(g - fd).max() < FD_ATOL, np.abs(g - fd).max()
     # translation invariance: the grid moves with the atoms, so the forces sum to zero
     assert np.abs(g.sum(axis=0)).max() < 1e-10

@@ -269,8 +269,12 @@ def _eval_flat(basis: Basis, coords, points, deriv: int):
         src += [p[k] for p in polys if p[k] is not None]
         Q.append(jnp.concatenate(src, axis=-1))
 
-    take = lambda A, idx: jnp.take(A, jnp.asarray(idx), axis=-1)  # columns -> (npts, nao)
-    poly = lambda k: take(Q[k], plan.p_col[k]) * jnp.asarray(plan.p_scale[k])
+    def take(A, idx):  # columns -> (npts, nao)
+        return jnp.take(A, jnp.asarray(idx), axis=-1)
+
+    def poly(k):
+        return take(Q[k], plan.p_col[k]) * jnp.asarray(plan.p_scale[k])
+
     R0 = take(R[0], plan.r_col)
     Y = poly(0)
     out = [R0 * Y]
@@ -295,9 +299,10 @@ def eval_ao(basis: Basis, coords, points, deriv: int = 0):
     Args:
         basis: a :class:`dftad.Basis` (static layout; exponents and coefficients may be traced).
         coords: nuclear coordinates, (natm, 3), Bohr.
-        points: (npts, 3) Bohr, or blocks (nblock, blocksize, 3) evaluated one block at a time
-            with ``lax.map`` so that intermediates stay bounded by one block (and, under
-            reverse-mode AD, re-evaluated per block rather than stored).
+        points: (npts, 3) Bohr, or blocks (nblock, blocksize, 3) (e.g. from
+            :func:`dftad.grid.block_grid`) evaluated one block at a time with ``lax.map`` so
+            that intermediates stay bounded by one block (and, under reverse-mode AD,
+            re-evaluated per block rather than stored).
         deriv: 0, 1 or 2, the highest derivative order with respect to the point.
 
     Returns:
@@ -323,28 +328,4 @@ def eval_ao(basis: Basis, coords, points, deriv: int = 0):
     )
 
 
-def block_points(points, blocksize: int, fill: float = 1.0e3):
-    """Pad ``points`` (npts, 3) to a multiple of ``blocksize`` and reshape to
-    (nblock, blocksize, 3) (Python-side helper; npts is static).
-
-    Padding points sit at ``fill`` Bohr on every axis, where every AO has underflowed to zero, so
-    they add nothing to densities or integrals (give them zero weight regardless). Returns the
-    blocks and the number of real points.
-    """
-    points = jnp.asarray(points)
-    npts = points.shape[0]
-    nblock = -(-npts // blocksize)
-    pad = nblock * blocksize - npts
-    if pad:
-        points = jnp.concatenate([points, jnp.full((pad, 3), fill, points.dtype)])
-    return points.reshape(nblock, blocksize, 3), npts
-
-
-def unblock(values, npts: int):
-    """Inverse of :func:`block_points` for per-point results of shape (nblock, blocksize, ...):
-    returns (npts, ...)."""
-    values = jnp.asarray(values)
-    return values.reshape((-1,) + values.shape[2:])[:npts]
-
-
-__all__ = ["eval_ao", "block_points", "unblock", "NCOMP"]
+__all__ = ["NCOMP", "eval_ao"]
