@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _checks import fd_jacobian
 from pyscf import gto
 
 import dftad
@@ -284,14 +285,12 @@ def test_hessian_coords_vs_finite_differences():
     assert hess.shape == (x0.size, x0.size) and np.all(np.isfinite(hess))
     scale = np.abs(hess).max()
     np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10 * scale)
-    h = 1e-4
-    fd = np.empty_like(hess)
-    for k in range(x0.size):
-        e = np.zeros(x0.size)
-        e[k] = h
-        gp = _pyscf_energy_gradient(mol.with_coords((x0 + e).reshape(-1, 3)), basis, d, WEIGHTS)
-        gm = _pyscf_energy_gradient(mol.with_coords((x0 - e).reshape(-1, 3)), basis, d, WEIGHTS)
-        fd[:, k] = (gp - gm).ravel() / (2 * h)
+
+    def pyscf_gradient(x):
+        moved = mol.with_coords(np.asarray(x).reshape(-1, 3))
+        return _pyscf_energy_gradient(moved, basis, d, WEIGHTS).ravel()
+
+    fd = fd_jacobian(pyscf_gradient, x0, 1e-4)
     assert np.abs(hess - fd).max() < FD_RTOL * scale
     assert np.abs(hess.reshape(-1, 3, 3).sum(axis=1)).max() < 1e-9 * scale  # translations
 
@@ -312,13 +311,8 @@ def test_jacfwd_exponents_vs_finite_differences(basis):
     e0 = np.asarray(b.exponents)
     jac = np.asarray(jax.jit(jax.jacfwd(stv_of))(jnp.asarray(e0)))  # (3, nao, nao, nprim)
     assert jac.shape == (3, b.nao, b.nao, e0.size)
-    fd = np.empty_like(jac)
-    for k in range(e0.size):
-        h = 1e-4 * e0[k]
-        ep, em = e0.copy(), e0.copy()
-        ep[k] += h
-        em[k] -= h
-        fd[..., k] = (np.asarray(f(jnp.asarray(ep))) - np.asarray(f(jnp.asarray(em)))) / (2 * h)
+    # relative steps (exponents span 0.1 to 1e5): differences in s, where e = e0 (1 + s)
+    fd = fd_jacobian(lambda s: f(e0 * (1 + s)), np.zeros_like(e0), 1e-4) / e0
     for i, name in enumerate(("ovlp", "kin", "nuc")):
         scale = np.abs(jac[i]).max()
         assert scale > 1e-3

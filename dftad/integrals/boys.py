@@ -8,7 +8,10 @@ Evaluation (relative error ~1e-15 for 0 <= n <= NMAX and all T >= 0):
 * T >= T_SWITCH: F_0 = sqrt(pi/T) erf(sqrt(T)) / 2 and the upward recursion
   F_{n+1} = ((2n + 1) F_n - exp(-T)) / (2T), which is stable once exp(-T) << (2n+1) F_n.
 
-The table is built at import from the series F_n(T) = exp(-T) sum_i (2T)^i / ((2n+1)(2n+3)...(2n+2i+1))
+The table is built at import from the series
+
+    F_n(T) = exp(-T) sum_i (2T)^i / ((2n+1)(2n+3)...(2n+2i+1))
+
 at a high order (where it converges monotonically) and the same downward recursion.
 
 Derivatives: dF_n/dT = -F_{n+1}, so :func:`boys` has a custom JVP that evaluates one order higher
@@ -31,21 +34,37 @@ NDERIV = 8
 """Orders above NMAX reachable by differentiating (each derivative needs one more order)."""
 
 T_SWITCH = 40.0
+"""Below this T the table and the downward recursion are used; at and above, erf and the upward
+recursion."""
+
 TAYLOR_TERMS = 7
+"""Terms of the Taylor expansion around the nearest tabulated point."""
+
 TABLE_STEP = 0.05
+"""Spacing of the tabulated T_k."""
+
+_SERIES_EXTRA_ORDERS = 60
+"""The table's series is summed at this many orders above the highest tabulated one, where its
+terms fall fast (2T < 2n + 3 on the whole table), and the downward recursion brings it down."""
+
+_SERIES_MAX_TERMS = 400
+_SERIES_RTOL = 1e-18
+"""The series stops when a term is below this fraction of the sum (or after
+``_SERIES_MAX_TERMS`` terms)."""
 
 
 def _boys_table() -> np.ndarray:
-    """F_n(T_k) for T_k = k * TABLE_STEP <= T_SWITCH + step, n = 0 .. NMAX + NDERIV + TAYLOR_TERMS."""
+    """F_n(T_k) for T_k = k * TABLE_STEP <= T_SWITCH + step,
+    n = 0 .. NMAX + NDERIV + TAYLOR_TERMS."""
     t = np.arange(0.0, T_SWITCH + 2 * TABLE_STEP, TABLE_STEP)
-    n_high = NMAX + NDERIV + TAYLOR_TERMS + 60
+    n_high = NMAX + NDERIV + TAYLOR_TERMS + _SERIES_EXTRA_ORDERS
     # series for F_{n_high}: terms decrease monotonically since 2T < 2 n_high + 3
     term = np.ones_like(t) / (2 * n_high + 1)
     total = term.copy()
-    for i in range(1, 400):
+    for i in range(1, _SERIES_MAX_TERMS):
         term = term * 2 * t / (2 * n_high + 2 * i + 1)
         total += term
-        if np.all(term < 1e-18 * total):
+        if np.all(term < _SERIES_RTOL * total):
             break
     expt = np.exp(-t)
     f = np.empty((NMAX + NDERIV + TAYLOR_TERMS + 1, t.size))

@@ -145,7 +145,8 @@ def multipole(basis: Basis, coords, order: int = 1, origin=(0.0, 0.0, 0.0)) -> j
     """Cartesian multipole integrals about ``origin`` (Bohr).
 
     order 1: (3, nao, nao) <m| r_i - O_i |n> (PySCF ``int1e_r`` with ``common_orig``);
-    order 2: (9, nao, nao) <m| (r_i - O_i)(r_j - O_j) |n> in the order xx, xy, xz, yx, ... (``int1e_rr``).
+    order 2: (9, nao, nao) <m| (r_i - O_i)(r_j - O_j) |n> in the order xx, xy, xz, yx, ...
+    (``int1e_rr``).
     """
     origin = jnp.asarray(origin, dtype=jnp.float64)
     if order not in (1, 2):
@@ -162,7 +163,8 @@ def multipole(basis: Basis, coords, order: int = 1, origin=(0.0, 0.0, 0.0)) -> j
 
         m0 = et(0) * s
         m1 = (et(0) * xpc + et(1)) * s
-        m2 = (et(0) * (xpc * xpc + 0.5 / pp.p[:, None, None, None]) + 2 * et(1) * xpc + 2 * et(2)) * s
+        m2 = (et(0) * (xpc * xpc + 0.5 / pp.p[:, None, None, None]) + 2 * et(1) * xpc
+              + 2 * et(2)) * s
         moments = [m0, m1, m2]
         comps = []
         if order == 1:
