@@ -120,24 +120,26 @@ def eri_case(molname, basis_name, cart):
     return s1, s8, pmol.intor("int2e"), pmol.intor("int2e", aosym="s8")
 
 
+def assert_matches(ours, ref, label):
+    """Same shape and max |ours - ref| < ATOL (the error is printed as MAXERR, for the logs)."""
+    assert ours.shape == ref.shape
+    err = np.abs(ours - ref).max()
+    print(f"MAXERR {label} {err:.2e}")
+    assert err < ATOL, f"{label}: max abs err {err:.2e}"
+
+
 @pytest.mark.parametrize("molname,basis,cart", CASES)
 def test_eri_matches_pyscf(molname, basis, cart):
     """eri == int2e (aosym s1, full tensor) to 1e-10 absolute."""
     s1, _, r1, _ = eri_case(molname, basis, cart)
-    assert s1.shape == r1.shape
-    err = np.abs(s1 - r1).max()
-    print(f"MAXERR eri {molname} {basis} cart={cart} s1 {err:.2e}")
-    assert err < ATOL, f"{molname} {basis} cart={cart} s1: max abs err {err:.2e}"
+    assert_matches(s1, r1, f"eri {molname} {basis} cart={cart} s1")
 
 
 @pytest.mark.parametrize("molname,basis,cart", S8_CASES)
 def test_eri_s8_matches_pyscf(molname, basis, cart):
     """eri_s8 == int2e(aosym='s8') to 1e-10 absolute."""
     _, s8, _, r8 = eri_case(molname, basis, cart)
-    assert s8.shape == r8.shape
-    err = np.abs(s8 - r8).max()
-    print(f"MAXERR eri {molname} {basis} cart={cart} s8 {err:.2e}")
-    assert err < ATOL, f"{molname} {basis} cart={cart} s8: max abs err {err:.2e}"
+    assert_matches(s8, r8, f"eri {molname} {basis} cart={cart} s8")
 
 
 @pytest.mark.parametrize("molname,basis,cart", DEFAULT_CASES)
@@ -192,19 +194,13 @@ def df_case(molname, basis_name, cart, auxname):
 @pytest.mark.parametrize("molname,basis,cart,auxname", DF_CASES)
 def test_int3c2e_matches_pyscf(molname, basis, cart, auxname):
     v3, _, r3, _ = df_case(molname, basis, cart, auxname)
-    assert v3.shape == r3.shape
-    err = np.abs(v3 - r3).max()
-    print(f"MAXERR 3c {molname} {basis} cart={cart} aux={auxname} {err:.2e}")
-    assert err < ATOL, f"{molname} {basis}/{auxname} int3c2e: max abs err {err:.2e}"
+    assert_matches(v3, r3, f"3c {molname} {basis} cart={cart} aux={auxname}")
 
 
 @pytest.mark.parametrize("molname,basis,cart,auxname", DF_CASES)
 def test_int2c2e_matches_pyscf(molname, basis, cart, auxname):
     _, v2, _, r2 = df_case(molname, basis, cart, auxname)
-    assert v2.shape == r2.shape
-    err = np.abs(v2 - r2).max()
-    print(f"MAXERR 2c {molname} aux={auxname} {err:.2e}")
-    assert err < ATOL, f"{molname} {auxname} int2c2e: max abs err {err:.2e}"
+    assert_matches(v2, r2, f"2c {molname} aux={auxname}")
     assert np.linalg.eigvalsh(v2).min() > 0  # (P|Q) is a Coulomb metric: positive definite
 
 
