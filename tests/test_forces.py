@@ -98,11 +98,12 @@ def test_forces_match_pyscf(name, basis, xc):
 
 @pytest.mark.parametrize("name,method,damping", [
     ("water", "b3lyp-d3bj", "bj"),
-    pytest.param("ammonia", "pbe0-d3zero-atm", "zero", marks=pytest.mark.slow),
+    pytest.param("ammonia", "b3lyp-d3bj", "bj", marks=pytest.mark.slow),
+    pytest.param("methane", "pbe0-d3zero-atm", "zero", marks=pytest.mark.slow),
 ])
 def test_dispersion_corrected_forces(name, method, damping):
-    """B3LYP-D3(BJ) (PBE0-D3(0) with the ATM term): energy and forces equal PySCF's for the
-    functional plus the ``dftd3`` package's dispersion energy and gradient (issue 21)."""
+    """B3LYP-D3(BJ) on two molecules (and PBE0-D3(0) with the ATM term): energy and forces equal
+    PySCF's for the functional plus the ``dftd3`` package's dispersion energy and gradient."""
     interface = pytest.importorskip("dftd3.interface")
     mol = dftad.load(name)
     _, res = dftad_forces(mol, "6-31g", method)
