@@ -5,11 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _checks import fd_directional, fd_jacobian
-from pyscf import dft, gto
+from pyscf import dft
 
 from dftad import Basis, Molecule
 from dftad.grid import split_blocks
 from dftad.integrals.ao import eval_ao
+from dftad.interop.pyscf import to_pyscf_mole
 
 ATOL = 1e-10
 
@@ -17,13 +18,6 @@ MIXED = Molecule.from_string(
     "C 0 0 0; N 1.2 0.1 0; O -1.1 0.3 0.2; F 0 1.3 -0.4; H 0.2 -1.0 0.9; S 2.0 1.0 1.0", spin=1
 )
 WATER = Molecule.from_string("O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587")
-
-
-def pyscf_mol(mol, basis, cart=False):
-    return gto.M(
-        atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, cart=cart,
-        charge=mol.charge, spin=mol.spin, verbose=0,
-    )
 
 
 def random_points(mol, n, seed=0, spread=1.0):
@@ -49,7 +43,7 @@ CASES = [(b, False) for b in BASES] + [
 def test_matches_pyscf_deriv2(basis, cart):
     """Values, gradients and Hessians of every AO on random points near H, C, N, O, F and S
     (cc-pvtz has f, cc-pvqz has g functions)."""
-    pmol = pyscf_mol(MIXED, basis, cart)
+    pmol = to_pyscf_mole(MIXED, basis, cart)
     b = Basis.build(MIXED, basis, cart=cart)
     pts = random_points(MIXED, 300, seed=1)
     ours = np.asarray(eval_ao(b, MIXED.coords, pts, deriv=2))
@@ -60,7 +54,7 @@ def test_matches_pyscf_deriv2(basis, cart):
 
 @pytest.mark.parametrize("deriv", [0, 1])
 def test_lower_derivatives(deriv):
-    pmol = pyscf_mol(MIXED, "def2-svp")
+    pmol = to_pyscf_mole(MIXED, "def2-svp")
     b = Basis.build(MIXED, "def2-svp")
     pts = random_points(MIXED, 200, seed=2)
     ours = np.asarray(eval_ao(b, MIXED.coords, pts, deriv=deriv))
@@ -72,7 +66,7 @@ def test_lower_derivatives(deriv):
 @pytest.mark.parametrize("basis", ["def2-svp", "def2-tzvp"])
 def test_pyscf_grid_points(basis):
     """On a real molecular grid, including points very close to the nuclei."""
-    pmol = pyscf_mol(WATER, basis)
+    pmol = to_pyscf_mole(WATER, basis)
     b = Basis.build(WATER, basis)
     pts = dft.gen_grid.Grids(pmol).build().coords
     ours = np.asarray(eval_ao(b, WATER.coords, pts, deriv=2))
@@ -88,7 +82,7 @@ def test_no_recompile_for_new_geometry_and_points():
         return eval_ao(basis, coords, points, deriv=1)
 
     b = Basis.build(WATER, "def2-svp")
-    pmol = pyscf_mol(WATER, "def2-svp")
+    pmol = to_pyscf_mole(WATER, "def2-svp")
     rng = np.random.default_rng(3)
     for k in range(3):
         coords = WATER.coords + 0.05 * rng.normal(size=WATER.coords.shape)
@@ -142,7 +136,7 @@ def test_nuclear_derivative_is_minus_point_derivative(basis):
     """d phi_mu / d A = -(d phi_mu / d r) for the atom A carrying mu, 0 for the others; with
     deriv=1 input this also checks the AD of the first derivatives against the second ones."""
     mol = WATER
-    pmol = pyscf_mol(mol, basis)
+    pmol = to_pyscf_mole(mol, basis)
     b = Basis.build(mol, basis)
     pts = random_points(mol, 20, seed=7)
     jac = jax.jacfwd(lambda c: eval_ao(b, c, pts, deriv=1))(jnp.asarray(mol.coords))

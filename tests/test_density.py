@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _checks import fd_directional
-from pyscf import dft, gto
+from pyscf import dft
 
 from dftad import Basis, Molecule
 from dftad.density import density, eval_rho, eval_rho_on_points
 from dftad.grid import split_blocks
 from dftad.integrals.ao import eval_ao
+from dftad.interop.pyscf import to_pyscf_mole
 
 ATOL = 1e-10
 
@@ -20,18 +21,11 @@ WATER = Molecule.from_string("O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587")
 OH = Molecule.from_string("O 0 0 0; H 0 0 0.97", spin=1)
 
 
-def pyscf_mol(mol, basis="def2-svp"):
-    return gto.M(
-        atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, charge=mol.charge, spin=mol.spin,
-        verbose=0,
-    )
-
-
 @functools.cache
 def scf_case(kind):
     """(molecule, PySCF mol, converged dm, PySCF grid points) for 'rks' water or 'uks' OH."""
     mol = WATER if kind == "rks" else OH
-    pmol = pyscf_mol(mol)
+    pmol = to_pyscf_mole(mol)
     mf = (dft.RKS if kind == "rks" else dft.UKS)(pmol, xc="pbe")
     mf.grids.level = 1
     mf.conv_tol = 1e-9

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pyscf import gto
 
 import dftad
 from dftad import Basis, Molecule
 from dftad.integrals import eri_plan, two_electron
+from dftad.interop.pyscf import to_pyscf_mole
 
 ATOL = 1e-10
 
@@ -36,8 +36,7 @@ def test_screening_drops_far_quartets_and_stays_exact():
     kept = sum(int(q.shape[0]) for q in plan.quartets)
     assert kept < npair * (npair + 1) // 2
     ours = np.asarray(jax.jit(two_electron.eri)(plan, b, jnp.asarray(TWO_H2.coords)))
-    pmol = gto.M(atom=TWO_H2.to_pyscf_atom(), unit="Bohr", basis="6-31g", verbose=0)
-    ref = pmol.intor("int2e")
+    ref = to_pyscf_mole(TWO_H2, "6-31g").intor("int2e")
     assert np.abs(ours - ref).max() < ATOL
     # the (aa|bb) Coulomb blocks between the molecules are not screened away
     assert np.abs(ours[0, 0, 4, 4] - ref[0, 0, 4, 4]) < ATOL and ref[0, 0, 4, 4] > 1e-2

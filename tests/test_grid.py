@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 
 import dftad.grid as dg
 from dftad.grid import Grid, block_grid, build_grid, split_blocks
+from dftad.interop.pyscf import to_pyscf_mole
 from dftad.molecule import Molecule
 
 WATER = "O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587"
@@ -41,14 +42,8 @@ ELEMENTS = "H He Li C N O F Ne Na Si P S Cl Ar K Fe Br Kr I".split()
 TOL = 1e-12
 
 
-def pyscf_mol(m: Molecule, basis="sto-3g"):
-    return gto.M(
-        atom=m.to_pyscf_atom(), unit="Bohr", basis=basis, charge=m.charge, spin=m.spin, verbose=0
-    )
-
-
 def pyscf_grids(m: Molecule, level: int, **build):
-    grids = dft.gen_grid.Grids(pyscf_mol(m))
+    grids = dft.gen_grid.Grids(to_pyscf_mole(m, "sto-3g"))
     grids.level = level
     return grids.build(**build)
 
@@ -173,7 +168,7 @@ def test_default_sorted_pyscf_grid_is_the_same_set_of_points():
 @pytest.mark.parametrize("geometry", [WATER, BENZENE], ids=["water", "benzene"])
 def test_integrates_scf_density_like_pyscf(geometry):
     m = Molecule.from_string(geometry)
-    mol = pyscf_mol(m, "def2-svp")
+    mol = to_pyscf_mole(m, "def2-svp")
     mf = mol.RHF().density_fit()
     mf.conv_tol = 1e-9
     mf.kernel()

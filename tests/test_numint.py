@@ -28,6 +28,7 @@ import dftad
 from dftad.basis import Basis
 from dftad.density import density
 from dftad.grid import Grid
+from dftad.interop.pyscf import to_pyscf_mole
 from dftad.numint import ao_blocks, exc_only, exc_vxc
 from dftad.xc import parse_xc
 
@@ -53,11 +54,6 @@ class Case(NamedTuple):
     dm: np.ndarray  # (nao, nao) RKS total density or (2, nao, nao) UKS
 
 
-def pyscf_mol(mol, basis="def2-svp"):
-    return gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, charge=mol.charge,
-                 spin=mol.spin, verbose=0)
-
-
 def pyscf_grids(pmol, points, weights):
     """A PySCF Grids object holding exactly the given points and weights, unscreened."""
     g = dft.gen_grid.Grids(pmol)
@@ -71,7 +67,7 @@ def pyscf_grids(pmol, points, weights):
 def scf_case(name: str, kind: str, level: int = 3, spin=None) -> Case:
     """Converged PySCF B3LYP density of ``name`` (def2-SVP) and dftad's level-``level`` grid."""
     mol = dftad.load(name, spin=spin)
-    pmol = pyscf_mol(mol)
+    pmol = to_pyscf_mole(mol)
     mf = (dft.RKS if kind == "rks" else dft.UKS)(pmol, xc="b3lyp")
     mf.grids.level = 1
     mf.conv_tol = 1e-10
@@ -438,7 +434,7 @@ def test_jit_new_geometry_does_not_recompile():
     assert build._cache_size() == 1
     assert float(e0) != float(e1) != float(e2)
 
-    pmol1 = pyscf_mol(case.mol.with_coords(coords1))
+    pmol1 = to_pyscf_mole(case.mol.with_coords(coords1))
     e_ref, v_ref = pyscf_exc_vxc(pmol1, points1, weights1, "b3lyp", case.dm)
     assert abs(float(e1) - e_ref) < ATOL
     assert np.abs(np.asarray(v1) - v_ref).max() < ATOL

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _checks import fd_jacobian
-from pyscf import gto
 
 import dftad
 from dftad import Basis, Molecule
 from dftad.integrals.one_electron import hcore, kinetic, multipole, nuclear, overlap
+from dftad.interop.pyscf import to_pyscf_mole
 
 ATOL = 1e-10
 ATOL_DERIV = 1e-9
@@ -46,13 +46,6 @@ SLOW_CASES = [
     ("cc-pvqz", True),
 ]
 CASES = DEFAULT_CASES + [pytest.param(*c, marks=pytest.mark.slow) for c in SLOW_CASES]
-
-
-def pyscf_mol(mol, basis, cart=False):
-    return gto.M(
-        atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, cart=cart,
-        charge=mol.charge, spin=mol.spin, verbose=0,
-    )
 
 
 def charges_of(mol):
@@ -113,7 +106,7 @@ def one_e_case(basis_name, cart):
     """(ours, reference) dicts of all one-electron matrices of MIXED, NumPy arrays."""
     mol = MIXED
     b = Basis.build(mol, basis_name, cart=cart)
-    pmol = pyscf_mol(mol, basis_name, cart)
+    pmol = to_pyscf_mole(mol, basis_name, cart)
     c, z = jnp.asarray(mol.coords), charges_of(mol)
     if (basis_name, cart) in WITH_JACOBIAN:
         fn = lambda o: one_e_and_jacobian(b, c, z, o)[0]  # noqa: E731
@@ -161,7 +154,7 @@ def test_symmetry_and_normalisation(basis, cart):
 def test_nuclear_arbitrary_charges():
     """V with non-integer charges Z_C equals -sum_C Z_C <i|1/|r - R_C||j> (PySCF int1e_rinv)."""
     b = Basis.build(MIXED, "sto-3g")
-    pmol = pyscf_mol(MIXED, "sto-3g")
+    pmol = to_pyscf_mole(MIXED, "sto-3g")
     q = np.array([0.7, -1.3, 2.25, 0.0, 3.5, -0.4])
     # same layout and function as the default sto-3g case: no new compile
     vals, _ = one_e_and_jacobian(b, jnp.asarray(MIXED.coords), jnp.asarray(q), jnp.zeros(3))
@@ -213,7 +206,7 @@ def deriv_case(molname, basis_name, cart):
     mol = MOLS[molname]
     b = Basis.build(mol, basis_name, cart=cart)
     _, ours = one_e_and_jacobian(b, jnp.asarray(mol.coords), charges_of(mol), jnp.zeros(3))
-    ref = pyscf_deriv_1e(pyscf_mol(mol, basis_name, cart))
+    ref = pyscf_deriv_1e(to_pyscf_mole(mol, basis_name, cart))
     return {k: np.asarray(v) for k, v in ours.items()}, ref
 
 
@@ -238,7 +231,7 @@ def _random_density(n, seed):
 
 def _pyscf_energy_gradient(mol, basis, d, weights=(1.0, 1.0, 1.0)):
     """d/dR of sum_ij D_ij (w_S S + w_T T + w_V V)_ij from PySCF derivative integrals."""
-    ref = pyscf_deriv_1e(pyscf_mol(mol, basis))
+    ref = pyscf_deriv_1e(to_pyscf_mole(mol, basis))
     m = sum(w * ref[k] for w, k in zip(weights, ("ovlp", "kin", "nuc")))
     return np.einsum("axij,ij->ax", m, d)
 
@@ -344,7 +337,7 @@ def test_new_geometry_does_not_recompile():
     ]
     for x in geoms:
         s, t, v, h = f(b, jnp.asarray(x), z)
-        pmol = pyscf_mol(mol.with_coords(x), "sto-3g")
+        pmol = to_pyscf_mole(mol.with_coords(x), "sto-3g")
         for ours, key in zip((s, t, v), ("ovlp", "kin", "nuc")):
             assert np.abs(np.asarray(ours) - pmol.intor("int1e_" + key)).max() < ATOL
         h_ref = pmol.intor("int1e_kin") + pmol.intor("int1e_nuc")
@@ -366,7 +359,7 @@ def test_vmap_over_geometries():
     vs, vv = jax.jit(jax.vmap(lambda c: (overlap(b, c), nuclear(b, c, z))))(jnp.asarray(xs))
     assert vs.shape == vv.shape == (3, b.nao, b.nao)
     for k in range(3):
-        pmol = pyscf_mol(mol.with_coords(xs[k]), "sto-3g")
+        pmol = to_pyscf_mole(mol.with_coords(xs[k]), "sto-3g")
         assert np.abs(np.asarray(vs[k]) - pmol.intor("int1e_ovlp")).max() < ATOL
         assert np.abs(np.asarray(vv[k]) - pmol.intor("int1e_nuc")).max() < ATOL
     assert np.abs(np.asarray(vs[0] - vs[1])).max() > 1e-3  # the geometries really differ

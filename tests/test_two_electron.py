@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _checks import fd_jacobian
-from pyscf import df, gto
+from pyscf import df
 
 import dftad
 from dftad import Basis, Molecule
 from dftad.integrals import two_electron as te
+from dftad.interop.pyscf import to_pyscf_mole
 
 ATOL = 1e-10
 ATOL_DERIV = 1e-9
@@ -55,13 +56,6 @@ INT3C = jax.jit(te.int3c2e)
 INT2C = jax.jit(te.int2c2e)
 
 
-def pyscf_mol(mol, basis, cart=False):
-    return gto.M(
-        atom=mol.to_pyscf_atom(), unit="Bohr", basis=basis, cart=cart,
-        charge=mol.charge, spin=mol.spin, verbose=0,
-    )
-
-
 @functools.cache
 def setup(molname, basis_name, cart=False):
     """(mol, Basis, plan, PySCF Mole): the plan is built once per case."""
@@ -69,7 +63,7 @@ def setup(molname, basis_name, cart=False):
     basis = BASES.get(basis_name, basis_name)
     b = Basis.build(mol, basis, cart=cart)
     plan = te.build_plan(b, jnp.asarray(mol.coords))
-    return mol, b, plan, pyscf_mol(mol, basis, cart)
+    return mol, b, plan, to_pyscf_mole(mol, basis, cart)
 
 
 # ---------------------------------------------------------------------- 4-centre values
@@ -173,7 +167,7 @@ def df_setup(molname, basis_name, cart, auxname):
     elif auxname == "etb":
         auxname = df.addons.aug_etb(pmol)
     # PySCF's aux_e2 needs the auxiliary basis cartesian when the orbital basis is
-    auxmol = pyscf_mol(mol, auxname, cart=cart)
+    auxmol = to_pyscf_mole(mol, auxname, cart=cart)
     aux = Basis.build(mol, auxname, cart=cart)
     assert aux.nao == auxmol.nao
     c = jnp.asarray(mol.coords)
@@ -360,7 +354,7 @@ def test_hessian_coords_vs_finite_differences():
     np.testing.assert_allclose(hess, hess.T, rtol=0, atol=1e-10 * scale)
 
     def pyscf_gradient(x):
-        pmol = pyscf_mol(mol.with_coords(np.asarray(x).reshape(-1, 3)), "sto-3g")
+        pmol = to_pyscf_mole(mol.with_coords(np.asarray(x).reshape(-1, 3)), "sto-3g")
         return _pyscf_coulomb_exchange_gradient(pmol, d).ravel()
 
     fd = fd_jacobian(pyscf_gradient, x0, 1e-4)
@@ -405,7 +399,7 @@ def test_new_geometry_does_not_recompile():
     for dx in GEOMETRIES:
         x = mol.coords + dx
         ours = np.asarray(eri_counted(plan, b, jnp.asarray(x)))
-        ref = pyscf_mol(mol.with_coords(x), "sto-3g").intor("int2e")
+        ref = to_pyscf_mole(mol.with_coords(x), "sto-3g").intor("int2e")
         assert np.abs(ours - ref).max() < ATOL
     size = eri_counted._cache_size()
     c0 = jnp.asarray(mol.coords)
@@ -422,13 +416,13 @@ def test_3c_new_geometry_does_not_recompile():
     # cleared JAX's caches since df_case ran)
     c0 = jnp.asarray(mol.coords)
     jax.block_until_ready((INT3C(plan3, b, aux, c0), INT2C(plan2, aux, c0)))
-    auxbasis = df.addons.aug_etb(pyscf_mol(mol, "sto-3g"))
+    auxbasis = df.addons.aug_etb(to_pyscf_mole(mol, "sto-3g"))
     n3, n2 = INT3C._cache_size(), INT2C._cache_size()
     assert n3 >= 1 and n2 >= 1
     for dx in GEOMETRIES[1:]:
         x = mol.coords + dx
-        pm = pyscf_mol(mol.with_coords(x), "sto-3g")
-        am = pyscf_mol(mol.with_coords(x), auxbasis)
+        pm = to_pyscf_mole(mol.with_coords(x), "sto-3g")
+        am = to_pyscf_mole(mol.with_coords(x), auxbasis)
         v3 = np.asarray(INT3C(plan3, b, aux, jnp.asarray(x)))
         v2 = np.asarray(INT2C(plan2, aux, jnp.asarray(x)))
         assert np.abs(v3 - df.incore.aux_e2(pm, am, "int3c2e")).max() < ATOL
@@ -446,7 +440,7 @@ def test_vmap_over_geometries():
     batched = np.asarray(vmapped(plan, b, jnp.asarray(xs)))
     assert batched.shape[0] == 3
     for k in range(3):
-        ref = pyscf_mol(mol.with_coords(xs[k]), "6-31g").intor("int2e", aosym="s8")
+        ref = to_pyscf_mole(mol.with_coords(xs[k]), "6-31g").intor("int2e", aosym="s8")
         assert np.abs(batched[k] - ref).max() < ATOL
     assert np.abs(batched[0] - batched[2]).max() > 1e-3
 
