@@ -42,7 +42,9 @@ def to_pyscf_mole(mol: Molecule, basis="def2-svp", cart: bool = False):
     pmol = gto.Mole()
     pmol.atom = mol.to_pyscf_atom()
     pmol.unit = "Bohr"
-    pmol.basis = mapping
+    # a name stays a name: PySCF picks its auxiliary basis by the basis name (a def2 basis given
+    # as {element: name} gets the JK-fitting default instead of def2-universal-jfit)
+    pmol.basis = basis if isinstance(basis, str) else mapping
     pmol.charge = mol.charge
     pmol.spin = mol.spin
     pmol.cart = cart
