@@ -107,7 +107,7 @@ def _load(args):
     return dftad.load(args.geometry, unit=args.unit, charge=args.charge, spin=args.spin)
 
 
-def _build(args, clock, verbose: bool):
+def _build(args, clock):
     """(mol, setup, coords) from the shared calculation options."""
     import jax
 
@@ -120,7 +120,7 @@ def _build(args, clock, verbose: bool):
         mol = _load(args)
         setup = dftad.build(mol, args.basis, args.xc, grid_level=args.grid_level,
                             density_fit=args.df, max_cycle=args.max_cycle,
-                            level_shift=args.level_shift, damp=args.damp, verbose=verbose,
+                            level_shift=args.level_shift, damp=args.damp,
                             disp=args.disp, atm=args.atm)
         return mol, setup, jax.numpy.asarray(mol.coords)
 
@@ -138,14 +138,17 @@ def _scf(args, clock, quiet: bool):
     """(mol, setup, coords, converged result): the SCF (printing cycles unless ``quiet``),
     continued by second-order steps where DIIS does not converge."""
     from dftad import energy
+    from dftad.scf import cycle_line
 
-    mol, setup, coords = _build(args, clock, verbose=not quiet)
+    mol, setup, coords = _build(args, clock)
     if not quiet:
         print(_describe(mol, setup, args), flush=True)
-    compiled = _compile(clock, energy.kernel, setup, coords)
-    if not quiet:
-        print(f"compiled in {clock.timings['compile']:.1f} s", flush=True)
-    res = clock("scf", compiled, setup, coords)
+
+    def show(st):
+        print(cycle_line(st), flush=True)
+
+    # compiles on the first call (or loads the programs from the on-disk cache)
+    res = clock("scf", energy.kernel_stepwise, setup, coords, None if quiet else show)
     if not bool(res.converged):
         if not quiet:
             print(f"DIIS did not converge in {int(res.scf.cycles)} cycles: going on with "
@@ -236,7 +239,7 @@ def _frequencies(args) -> int:
     if args.plot:
         plot.require_matplotlib()
     clock = _Clock()
-    mol, setup, coords = _build(args, clock, verbose=False)
+    mol, setup, coords = _build(args, clock)
     d = clock("frequencies", lambda: jax.block_until_ready(
         jax.jit(properties.second_derivatives)(setup, coords)))
     if not bool(d.result.converged):
@@ -275,7 +278,7 @@ def _properties(args) -> int:
     from dftad import properties
 
     clock = _Clock()
-    mol, setup, coords = _build(args, clock, verbose=False)
+    mol, setup, coords = _build(args, clock)
     res, mu, alpha = clock("properties", lambda: jax.block_until_ready(
         jax.jit(properties.dipole_and_polarizability)(setup, coords)))
     if not bool(res.converged):

@@ -56,6 +56,40 @@ _integrals_jit = jax.jit(integrals)
 _second_order_jit = jax.jit(second_order)
 
 
+@jax.jit
+def _scf_start(setup: Setup, ints: Integrals) -> scf.State:
+    energy_fn, _ = hamiltonian(setup, ints)
+    return scf.start(energy_fn, ints.s1e, guess.initial_guess(setup, ints), setup.options)
+
+
+@jax.jit
+def _scf_step(setup: Setup, ints: Integrals, st: scf.State) -> scf.State:
+    energy_fn, _ = hamiltonian(setup, ints)
+    return scf.step(energy_fn, ints.s1e, setup.occupation, setup.options, st)
+
+
+@jax.jit
+def _scf_finish(setup: Setup, ints: Integrals, st: scf.State) -> Result:
+    _, components = hamiltonian(setup, ints)
+    res = scf.finish(ints.s1e, setup.occupation, st)
+    return Result(res, components(res.dm))
+
+
+def kernel_stepwise(setup: Setup, coords, callback=None) -> Result:
+    """:func:`kernel`'s DIIS SCF driven from Python one cycle at a time, ``callback(state)``
+    (a :class:`dftad.scf.State`) after each cycle, e.g. to print it (the CLI does). Each piece
+    (integrals, first state, one cycle, result) is a jitted program without host callbacks, so
+    JAX's on-disk cache keeps it. Same numbers as :func:`kernel`; not differentiable (use
+    :func:`kernel` under ``jax.grad``)."""
+    ints = _integrals_jit(setup, jnp.asarray(coords))
+    st = _scf_start(setup, ints)
+    while bool(scf.running(setup.options, st)):
+        st = _scf_step(setup, ints, st)
+        if callback is not None:
+            callback(st)
+    return _scf_finish(setup, ints, st)
+
+
 def converge(setup: Setup, coords, result: Result, xc_params=None,
              ints: Integrals | None = None) -> Result:
     """``result`` if converged, else continued by :func:`second_order` (Python side: compiled

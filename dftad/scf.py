@@ -1,4 +1,7 @@
-"""Self-consistent field solver: one jit-compiled ``lax.while_loop`` for RHF/UHF/RKS/UKS.
+"""Self-consistent field solver (DIIS) for RHF/UHF/RKS/UKS: :func:`start`, :func:`step` and
+:func:`finish`, composed by :func:`solve` into one ``lax.while_loop`` (the differentiable path)
+or driven cycle by cycle from Python (:func:`dftad.energy.kernel_stepwise`, which the CLI uses
+to print each cycle without a host callback in a compiled program).
 
 The solver knows nothing about the Hamiltonian. It takes
 
@@ -47,7 +50,6 @@ class SCFOptions(NamedTuple):
     damp: float = 0.0
     rescue_cycle: int = 50
     rescue_shift: float = 0.2
-    verbose: bool = False  # print each cycle (a host callback per cycle; off for speed)
 
 
 DEFAULT_OPTIONS = SCFOptions()
@@ -126,10 +128,11 @@ def _diis(focks, errors, count, space):
     return jnp.tensordot(c, focks, axes=1)
 
 
-class _State(NamedTuple):
+class State(NamedTuple):
     """DIIS loop state: cycle count; the current density, its Fock matrix and energy; the last
     energy change and commutator norm; the DIIS history (ring buffers of Fock matrices and their
-    errors, ``diis_space`` slots); whether both convergence criteria hold."""
+    errors, ``diis_space`` slots); whether both convergence criteria hold; the orthogonaliser
+    X = S^-1/2 (constant, computed once)."""
 
     cycle: jax.Array
     dm: jax.Array
@@ -140,21 +143,17 @@ class _State(NamedTuple):
     focks: jax.Array
     errors: jax.Array
     converged: jax.Array
+    x: jax.Array
 
 
-def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
-          options: SCFOptions = DEFAULT_OPTIONS) -> SCFResult:
-    """Run the SCF from the initial density ``dm0`` (see the module docstring)."""
-    opts = options
-    nao = s1e.shape[-1]
+def start(energy_fn: Callable, s1e, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
+    """The loop state before the first cycle: ``dm0``, its energy and Fock matrix, empty DIIS
+    history."""
     x = orthogonalizer(s1e)
-    mo_occ = occ.occupations(nao)
-    factor = 1.0 / occ.per_orbital  # 1 / occupation per orbital, in the level shift
-
     e0, f0 = energy_fn(dm0)
     err0 = commutator(f0, dm0, s1e, x)
-    space = opts.diis_space
-    state = _State(
+    space = options.diis_space
+    return State(
         cycle=jnp.asarray(0),
         dm=dm0,
         fock=f0,
@@ -164,39 +163,50 @@ def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
         focks=jnp.zeros((space,) + f0.shape),
         errors=jnp.zeros((space,) + err0.shape),
         converged=jnp.asarray(False),
+        x=x,
     )
 
-    def body(st: _State) -> _State:
-        err = commutator(st.fock, st.dm, s1e, x)
-        # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held;
-        # k counts the cycles of the current history (the rescue starts a new one in slot 0)
-        rescue = st.cycle >= opts.rescue_cycle
-        k = jnp.where(rescue, st.cycle - opts.rescue_cycle, st.cycle)
-        focks = st.focks.at[k % space].set(st.fock)
-        errors = st.errors.at[k % space].set(err)
-        count = jnp.minimum(k + 1, space)
-        use_diis = (st.cycle >= opts.diis_start_cycle) & (count > 1)
-        fock = jnp.where(use_diis, _diis(focks, errors, count, space), st.fock)
-        shift = jnp.where(rescue, opts.level_shift + opts.rescue_shift, opts.level_shift)
-        if opts.level_shift or opts.rescue_shift:
-            sds = s1e @ st.dm @ s1e
-            fock = fock + shift * (s1e - factor * sds)
-        _, c = eig(fock, x)
-        dm = make_rdm1(c, mo_occ)
-        if opts.damp:
-            dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
-        e_tot, f_new = energy_fn(dm)
-        gnorm = jnp.linalg.norm(commutator(f_new, dm, s1e, x))
-        de = e_tot - st.e_tot
-        conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
-        if opts.verbose:
-            jax.debug.callback(print_cycle, st.cycle + 1, e_tot, de, gnorm, ordered=True)
-        return _State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv)
 
-    def cond(st: _State):
-        return (~st.converged) & (st.cycle < opts.max_cycle)
+def step(energy_fn: Callable, s1e, occ: Occupation, options: SCFOptions, st: State) -> State:
+    """One cycle: DIIS extrapolation of the Fock matrix (with the level shift and, after
+    ``rescue_cycle``, the rescue shift), its density, and that density's energy, Fock matrix
+    and convergence test."""
+    opts, x = options, st.x
+    mo_occ = occ.occupations(s1e.shape[-1])
+    factor = 1.0 / occ.per_orbital  # 1 / occupation per orbital, in the level shift
+    space = opts.diis_space
+    err = commutator(st.fock, st.dm, s1e, x)
+    # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held;
+    # k counts the cycles of the current history (the rescue starts a new one in slot 0)
+    rescue = st.cycle >= opts.rescue_cycle
+    k = jnp.where(rescue, st.cycle - opts.rescue_cycle, st.cycle)
+    focks = st.focks.at[k % space].set(st.fock)
+    errors = st.errors.at[k % space].set(err)
+    count = jnp.minimum(k + 1, space)
+    use_diis = (st.cycle >= opts.diis_start_cycle) & (count > 1)
+    fock = jnp.where(use_diis, _diis(focks, errors, count, space), st.fock)
+    shift = jnp.where(rescue, opts.level_shift + opts.rescue_shift, opts.level_shift)
+    if opts.level_shift or opts.rescue_shift:
+        sds = s1e @ st.dm @ s1e
+        fock = fock + shift * (s1e - factor * sds)
+    _, c = eig(fock, x)
+    dm = make_rdm1(c, mo_occ)
+    if opts.damp:
+        dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
+    e_tot, f_new = energy_fn(dm)
+    gnorm = jnp.linalg.norm(commutator(f_new, dm, s1e, x))
+    de = e_tot - st.e_tot
+    conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
+    return State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv, x)
 
-    st = jax.lax.while_loop(cond, body, state)
+
+def running(options: SCFOptions, st: State):
+    """Whether the loop goes on: not converged and fewer than ``max_cycle`` cycles."""
+    return (~st.converged) & (st.cycle < options.max_cycle)
+
+
+def finish(s1e, occ: Occupation, st: State) -> SCFResult:
+    """The :class:`SCFResult` of the last state (orbitals that span its density)."""
     mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, occ)
     return SCFResult(
         e_tot=st.e_tot,
@@ -204,7 +214,7 @@ def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
         fock=st.fock,
         mo_energy=mo_energy,
         mo_coeff=mo_coeff,
-        mo_occ=mo_occ,
+        mo_occ=occ.occupations(s1e.shape[-1]),
         converged=st.converged,
         cycles=st.cycle,
         e_change=st.e_change,
@@ -212,7 +222,20 @@ def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
     )
 
 
-def print_cycle(cycle, e_tot, de, gnorm):
-    """One line per SCF cycle (host callback of ``verbose`` solvers)."""
-    print(f"cycle {int(cycle):3d}  E = {float(e_tot):.12f}  dE = {float(de):10.3e}  "
-          f"|[F,D]| = {float(gnorm):9.3e}", flush=True)
+def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
+          options: SCFOptions = DEFAULT_OPTIONS) -> SCFResult:
+    """Run the SCF from the initial density ``dm0`` (see the module docstring): :func:`start`,
+    :func:`step` in a ``lax.while_loop`` while :func:`running`, :func:`finish`. (A caller that
+    prints each cycle drives the same three functions from Python: :func:`dftad.energy.
+    kernel_stepwise`; a host callback inside the loop would keep the compiled program out of
+    JAX's on-disk cache.)"""
+    st = jax.lax.while_loop(lambda st: running(options, st),
+                            lambda st: step(energy_fn, s1e, occ, options, st),
+                            start(energy_fn, s1e, dm0, options))
+    return finish(s1e, occ, st)
+
+
+def cycle_line(st: State) -> str:
+    """One line describing an SCF cycle (the CLI prints it)."""
+    return (f"cycle {int(st.cycle):3d}  E = {float(st.e_tot):.12f}  "
+            f"dE = {float(st.e_change):10.3e}  |[F,D]| = {float(st.grad_norm):9.3e}")

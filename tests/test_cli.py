@@ -136,6 +136,58 @@ def test_compilation_cache_is_written_and_reused(tmp_path):
     assert json.loads(first.stdout)["energy"] == json.loads(second.stdout)["energy"]
 
 
+_COUNT_COMPILES = """
+import json, sys
+import jax
+from jax import monitoring
+import dftad
+from dftad import cli
+
+counts = {"compiles": 0, "cache_hits": 0}
+
+def on_duration(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":  # every request, hit or not
+        counts["compiles"] += 1
+
+def on_event(event, **kwargs):
+    if event == "/jax/compilation_cache/cache_hits":
+        counts["cache_hits"] += 1
+
+monitoring.register_event_duration_secs_listener(on_duration)
+monitoring.register_event_listener(on_event)
+enable = dftad.enable_compilation_cache
+
+def enable_all(*args):  # keep every program, however quick to compile (the CLI keeps > 1 s)
+    path = enable(*args)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path
+
+dftad.enable_compilation_cache = enable_all
+code = cli.main(sys.argv[1:])
+print("COUNTS " + json.dumps(counts))
+sys.exit(code)
+"""
+
+
+def test_printed_scf_and_forces_come_from_the_cache(tmp_path):
+    """The default output (SCF cycles printed as they run) and forces: a second process finds
+    every program it needs in the on-disk cache (compile requests minus cache hits = 0). A
+    program with a host callback (printing from inside the compiled loop) is never cached."""
+    env = dict(os.environ, DFTAD_CACHE_DIR=str(tmp_path / "xla"))
+    cmd = [sys.executable, "-c", _COUNT_COMPILES, "energy", "water", "--basis", "sto-3g",
+           "--xc", "lda,vwn", "--grid-level", "0", "--forces"]
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        assert "cycle   1" in out and "forces" in out
+        counts = json.loads(out.split("COUNTS ")[1])
+        runs.append((out.split("E_tot =")[1].split()[0], counts))
+    (e1, first), (e2, second) = runs
+    assert e1 == e2
+    assert first["compiles"] > first["cache_hits"]  # compiled (a few programs twice: hits)
+    assert second["compiles"] > 0 and second["compiles"] == second["cache_hits"], second
+
+
 def test_compilation_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("DFTAD_CACHE_DIR", "off")
     assert dftad.enable_compilation_cache() is None
