@@ -212,9 +212,6 @@ def solve(energy_fn: Callable, s1e, start: scf.SCFResult, occ: Occupation,
         new = step(energy_fn, prev, occ)
         gnorm = grad_norm(new.mo_coeff, new.fock)
         conv = (jnp.abs(new.e_change) < options.conv_tol) & (gnorm < options.conv_tol_grad)
-        if options.verbose:
-            jax.debug.callback(scf.print_cycle, cycle + 1, new.e_tot, new.e_change, gnorm,
-                               ordered=True)
         return cycle + 1, new, gnorm, conv
 
     cycle, last, gnorm, conv = jax.lax.while_loop(
