@@ -13,11 +13,13 @@ from dftad.linalg import make_rdm1
 
 
 def test_second_order_converges_where_diis_does_not():
-    """UHF NO (2-Pi) / STO-3G: plain DIIS flips the singly occupied pi* between the two
-    degenerate orientations and does not converge in 100 cycles (the DIIS rescue is switched
-    off here); Newton steps from where it stopped reach PySCF's energy to 1e-8 Ha."""
+    """UHF NO (2-Pi) / STO-3G: plain DIIS (the rescue switched off here) flips the singly
+    occupied pi* between the two degenerate orientations; whether and when it settles depends on
+    rounding (never in 100 cycles on one machine, after 24 on another), so it is stopped after
+    12, still flipping (|[F,D]| ~ 1e-2). Newton steps from where it stopped reach PySCF's
+    energy to 1e-8 Ha."""
     mol = dftad.load("nitric_oxide")
-    setup, plain = dftad_energy(mol, "sto-3g", "hf", rescue_cycle=100)
+    setup, plain = dftad_energy(mol, "sto-3g", "hf", rescue_cycle=100, max_cycle=12)
     assert not bool(plain.converged)  # the failure this is for (else the test is moot)
     res = energy.converge(setup, mol.coords, plain)
     assert bool(res.converged) and float(res.scf.grad_norm) < 1e-7
