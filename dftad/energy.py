@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from . import forces as _forces
 from . import guess, implicit, newton, scf
 from .hamiltonian import Integrals, Result, hamiltonian, integrals
+from .linalg import orthogonalizer
 from .molecule import Molecule
 from .setup import Setup, build
 
@@ -65,7 +66,8 @@ def _scf_start(setup: Setup, ints: Integrals) -> scf.State:
 @jax.jit
 def _scf_step(setup: Setup, ints: Integrals, st: scf.State) -> scf.State:
     energy_fn, _ = hamiltonian(setup, ints)
-    return scf.step(energy_fn, ints.s1e, setup.occupation, setup.options, st)
+    return scf.step(energy_fn, ints.s1e, orthogonalizer(ints.s1e), setup.occupation,
+                    setup.options, st)
 
 
 @jax.jit

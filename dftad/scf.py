@@ -131,8 +131,7 @@ def _diis(focks, errors, count, space):
 class State(NamedTuple):
     """DIIS loop state: cycle count; the current density, its Fock matrix and energy; the last
     energy change and commutator norm; the DIIS history (ring buffers of Fock matrices and their
-    errors, ``diis_space`` slots); whether both convergence criteria hold; the orthogonaliser
-    X = S^-1/2 (constant, computed once)."""
+    errors, ``diis_space`` slots); whether both convergence criteria hold."""
 
     cycle: jax.Array
     dm: jax.Array
@@ -143,7 +142,6 @@ class State(NamedTuple):
     focks: jax.Array
     errors: jax.Array
     converged: jax.Array
-    x: jax.Array
 
 
 def start(energy_fn: Callable, s1e, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
@@ -163,15 +161,14 @@ def start(energy_fn: Callable, s1e, dm0, options: SCFOptions = DEFAULT_OPTIONS) 
         focks=jnp.zeros((space,) + f0.shape),
         errors=jnp.zeros((space,) + err0.shape),
         converged=jnp.asarray(False),
-        x=x,
     )
 
 
-def step(energy_fn: Callable, s1e, occ: Occupation, options: SCFOptions, st: State) -> State:
+def step(energy_fn: Callable, s1e, x, occ: Occupation, options: SCFOptions, st: State) -> State:
     """One cycle: DIIS extrapolation of the Fock matrix (with the level shift and, after
     ``rescue_cycle``, the rescue shift), its density, and that density's energy, Fock matrix
-    and convergence test."""
-    opts, x = options, st.x
+    and convergence test. ``x``: the orthogonaliser S^-1/2 (:func:`orthogonalizer`)."""
+    opts = options
     mo_occ = occ.occupations(s1e.shape[-1])
     factor = 1.0 / occ.per_orbital  # 1 / occupation per orbital, in the level shift
     space = opts.diis_space
@@ -197,7 +194,7 @@ def step(energy_fn: Callable, s1e, occ: Occupation, options: SCFOptions, st: Sta
     gnorm = jnp.linalg.norm(commutator(f_new, dm, s1e, x))
     de = e_tot - st.e_tot
     conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
-    return State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv, x)
+    return State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv)
 
 
 def running(options: SCFOptions, st: State):
@@ -229,8 +226,9 @@ def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
     prints each cycle drives the same three functions from Python: :func:`dftad.energy.
     kernel_stepwise`; a host callback inside the loop would keep the compiled program out of
     JAX's on-disk cache.)"""
+    x = orthogonalizer(s1e)
     st = jax.lax.while_loop(lambda st: running(options, st),
-                            lambda st: step(energy_fn, s1e, occ, options, st),
+                            lambda st: step(energy_fn, s1e, x, occ, options, st),
                             start(energy_fn, s1e, dm0, options))
     return finish(s1e, occ, st)
 
