@@ -55,19 +55,22 @@ def second_order(setup: Setup, ints: Integrals, result: Result, xc_params=None) 
 
 _integrals_jit = jax.jit(integrals)
 _second_order_jit = jax.jit(second_order)
+_orthogonalizer_jit = jax.jit(orthogonalizer)
+
+
+_initial_guess_jit = jax.jit(guess.initial_guess)
 
 
 @jax.jit
-def _scf_start(setup: Setup, ints: Integrals) -> scf.State:
+def _scf_start(setup: Setup, ints: Integrals, x, dm0) -> scf.State:
     energy_fn, _ = hamiltonian(setup, ints)
-    return scf.start(energy_fn, ints.s1e, guess.initial_guess(setup, ints), setup.options)
+    return scf.start(energy_fn, ints.s1e, x, dm0, setup.options)
 
 
 @jax.jit
-def _scf_step(setup: Setup, ints: Integrals, st: scf.State) -> scf.State:
+def _scf_step(setup: Setup, ints: Integrals, x, st: scf.State) -> scf.State:
     energy_fn, _ = hamiltonian(setup, ints)
-    return scf.step(energy_fn, ints.s1e, orthogonalizer(ints.s1e), setup.occupation,
-                    setup.options, st)
+    return scf.step(energy_fn, ints.s1e, x, setup.occupation, setup.options, st)
 
 
 @jax.jit
@@ -77,16 +80,20 @@ def _scf_finish(setup: Setup, ints: Integrals, st: scf.State) -> Result:
     return Result(res, components(res.dm))
 
 
-def kernel_stepwise(setup: Setup, coords, callback=None) -> Result:
+def kernel_stepwise(setup: Setup, coords, callback=None, dm0=None) -> Result:
     """:func:`kernel`'s DIIS SCF driven from Python one cycle at a time, ``callback(state)``
-    (a :class:`dftad.scf.State`) after each cycle, e.g. to print it (the CLI does). Each piece
+    (a :class:`dftad.scf.State`) after each cycle, e.g. to print it (the CLI does); ``dm0``: the
+    starting density (default the setup's initial guess), e.g. the previous geometry's. Each piece
     (integrals, first state, one cycle, result) is a jitted program without host callbacks, so
     JAX's on-disk cache keeps it. Same numbers as :func:`kernel`; not differentiable (use
     :func:`kernel` under ``jax.grad``)."""
     ints = _integrals_jit(setup, jnp.asarray(coords))
-    st = _scf_start(setup, ints)
+    x = _orthogonalizer_jit(ints.s1e)
+    if dm0 is None:
+        dm0 = _initial_guess_jit(setup, ints)
+    st = _scf_start(setup, ints, x, dm0)
     while bool(scf.running(setup.options, st)):
-        st = _scf_step(setup, ints, st)
+        st = _scf_step(setup, ints, x, st)
         if callback is not None:
             callback(st)
     return _scf_finish(setup, ints, st)
@@ -121,17 +128,17 @@ def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwa
     return finish(setup, coords, (_forces_jit if forces else _kernel_jit)(setup, coords), forces)
 
 
-def finish(setup: Setup, coords, res: Result, forces: bool = False) -> Result:
+def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool = True) -> Result:
     """``res`` converged (:func:`converge`) and, with ``forces``, its forces at the converged
-    density when they are missing or belong to an unconverged SCF; warns when it does not
-    converge."""
+    density when they are missing or belong to an unconverged SCF; warns (``warn``) when it does
+    not converge."""
     if not bool(res.converged):
         res = converge(setup, coords, res)
         if forces and bool(res.converged):
             res = res._replace(forces=-_gradient_jit(setup, coords, res.scf))
     elif forces and res.forces is None:
         res = res._replace(forces=-_gradient_jit(setup, coords, res.scf))
-    if not bool(res.converged):
+    if warn and not bool(res.converged):
         warnings.warn(
             f"SCF did not converge in {int(res.scf.cycles)} cycles "
             f"(last dE {float(res.scf.e_change):.2e}, |[F,D]| {float(res.scf.grad_norm):.2e}); "

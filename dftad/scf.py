@@ -144,19 +144,19 @@ class State(NamedTuple):
     converged: jax.Array
 
 
-def start(energy_fn: Callable, s1e, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
+def start(energy_fn: Callable, s1e, x, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
     """The loop state before the first cycle: ``dm0``, its energy and Fock matrix, empty DIIS
-    history."""
-    x = orthogonalizer(s1e)
+    history. ``x``: the orthogonaliser S^-1/2 (:func:`orthogonalizer`)."""
     e0, f0 = energy_fn(dm0)
     err0 = commutator(f0, dm0, s1e, x)
     space = options.diis_space
     return State(
-        cycle=jnp.asarray(0),
+        # strongly typed, as step() returns them: one compiled step for every cycle
+        cycle=jnp.asarray(0, dtype=jnp.int64),
         dm=dm0,
         fock=f0,
         e_tot=e0,
-        e_change=jnp.asarray(jnp.inf),
+        e_change=jnp.full((), jnp.inf, dtype=e0.dtype),
         grad_norm=jnp.linalg.norm(err0),
         focks=jnp.zeros((space,) + f0.shape),
         errors=jnp.zeros((space,) + err0.shape),
@@ -229,7 +229,7 @@ def solve(energy_fn: Callable, s1e, dm0, occ: Occupation,
     x = orthogonalizer(s1e)
     st = jax.lax.while_loop(lambda st: running(options, st),
                             lambda st: step(energy_fn, s1e, x, occ, options, st),
-                            start(energy_fn, s1e, dm0, options))
+                            start(energy_fn, s1e, x, dm0, options))
     return finish(s1e, occ, st)
 
 
