@@ -5,6 +5,7 @@
     setup = dftad.build(mol, "def2-svp", "b3lyp")              # once per kind of molecule
     res = jax.jit(dftad.kernel)(setup, coords)                 # pure: any geometry, grad, vmap
     hess = jax.jit(dftad.hessian)(setup, coords)
+    opt = dftad.optimize(mol, "def2-svp", "b3lyp")             # geomeTRIC; opt.mol, opt.e_tot
 
 Bohr and Hartree inside, float64 always. Importing dftad turns on ``jax_enable_x64``; entry points
 call :func:`check_x64` and fail loudly if something turned it off again. The names below are the
@@ -19,6 +20,7 @@ jax.config.update("jax_enable_x64", True)
 from .basis import Basis  # noqa: E402
 from .energy import converge, kernel, run  # noqa: E402
 from .forces import energy_and_forces, gradient_at  # noqa: E402
+from .geomopt import optimize  # noqa: E402
 from .hamiltonian import Result  # noqa: E402
 from .molecule import Molecule, load, shipped_molecules  # noqa: E402
 from .properties import (  # noqa: E402
@@ -88,6 +90,7 @@ __all__ = [
     "hessian",
     "kernel",
     "load",
+    "optimize",
     "parse_xc",
     "polarizability",
     "run",

@@ -5,12 +5,17 @@
                  [--stability] [--json]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
+    dftad optimize GEOMETRY [same options] [--convergence gau] [--max-steps 300]
+                 [--constraints FILE] [--transition] [--hessian never|first|last|first+last]
+                 [--trajectory traj.xyz] [--output final.xyz] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
 
 GEOMETRY is an .xyz path or the name of a shipped molecule (``dftad energy water``).
 Exit status: 0 success; 2 bad input (unknown element, malformed file, impossible charge/spin, a
 basis without the element, an option not available) with a one-line ``dftad: error: ...`` and no
-traceback; 3 the SCF did not converge.
+traceback; 3 the SCF did not converge (``optimize``: or the step limit was reached); 4 an
+optimization ended where the final Hessian has the wrong number of imaginary modes (a minimum
+with one, a transition state without exactly one).
 
 Adding a command: write ``def _name(args) -> int`` and register it in :data:`COMMANDS` with the
 function that adds its options. The physics lives in the library (:func:`dftad.energy.converge`,
@@ -71,6 +76,27 @@ def _frequencies_args(p):
     _calculation_args(p)
     p.add_argument("--plot", metavar="PNG", help="draw the IR spectrum (needs matplotlib)")
     p.add_argument("--fwhm", type=float, default=20.0, help="Lorentzian band width (cm-1)")
+
+
+def _optimize_args(p):
+    from dftad.geomopt import CONVERGENCE_SETS, HESSIAN_CHOICES
+
+    _calculation_args(p)
+    p.add_argument("--optimizer", choices=["geometric"], default="geometric",
+                   help="geomeTRIC (internal coordinates, as PySCF)")
+    p.add_argument("--convergence", choices=CONVERGENCE_SETS, default="gau",
+                   help="geomeTRIC criteria set (gau: dE 1e-6 Ha, RMS/max gradient "
+                   "3e-4/4.5e-4 Ha/Bohr, RMS/max step 1.2e-3/1.8e-3 A)")
+    p.add_argument("--max-steps", type=int, default=300, help="optimization cycles")
+    p.add_argument("--constraints", metavar="FILE", help="geomeTRIC constraints file "
+                   "($freeze / $set / $scan: xyz, distance, angle, dihedral)")
+    p.add_argument("--transition", action="store_true",
+                   help="a transition state (first-order saddle), from the exact Hessian")
+    p.add_argument("--hessian", choices=HESSIAN_CHOICES, default="never",
+                   help="exact (AD) Hessian as the initial one (first) and/or for frequencies "
+                   "at the end (last)")
+    p.add_argument("--trajectory", metavar="XYZ", help="write every step (multi-frame xyz)")
+    p.add_argument("--output", metavar="XYZ", help="write the final geometry")
 
 
 def _integrals_args(p):
@@ -302,6 +328,85 @@ def _properties(args) -> int:
     return 0
 
 
+def _optimize(args) -> int:
+    import numpy as np
+
+    from dftad import geomopt
+    from dftad.constants import BOHR_ANGSTROM
+
+    constraints = None
+    if args.constraints:
+        try:
+            with open(args.constraints) as f:
+                constraints = f.read()
+        except OSError as err:
+            raise BadInput(f"cannot read the constraints file: {err}") from err
+    if args.max_steps < 1:
+        raise BadInput(f"--max-steps must be at least 1, got {args.max_steps}")
+    clock = _Clock()
+    mol, setup, _ = _build(args, clock)
+    quiet = args.json
+    if not quiet:
+        print(_describe(mol, setup, args), flush=True)
+        print(f"geomeTRIC, {args.convergence.upper()} criteria"
+              + (", transition state" if args.transition else ""))
+        print(" step  energy (Eh)          dE (Eh)     max|F|     rms|F|  step (A)  SCF")
+
+    def show(st):
+        if not quiet:
+            print(f"{st.step:5d}  {st.e_tot:.10f}  {st.e_change:10.3e}  {st.max_force:9.2e}  "
+                  f"{st.rms_force:9.2e}  {st.displacement * BOHR_ANGSTROM:8.2e}  "
+                  f"{st.scf_cycles:3d}", flush=True)
+
+    try:
+        opt = clock("optimize", lambda: geomopt.run(
+            setup, mol, convergence=args.convergence, max_steps=args.max_steps,
+            constraints=constraints, transition=args.transition, hessian=args.hessian,
+            callback=show))
+    except geomopt.SCFNotConverged as err:
+        print(f"dftad: error: {err}; try --max-cycle 300, --level-shift 0.3 or --damp 0.5",
+              file=sys.stderr)
+        return 3
+    if args.trajectory:
+        geomopt.write_trajectory(args.trajectory, mol, opt.trajectory)
+    if args.output:
+        opt.mol.write_xyz(args.output, f"E = {opt.e_tot:.10f} Eh dftad optimize {args.xc}/"
+                          f"{args.basis}")
+    fmax, frms = geomopt.force_stats(opt.result.forces)
+    out = _summary(mol, setup, args, opt.result)
+    out.update(energy=opt.e_tot, converged=opt.converged, steps=opt.steps,
+               symbols=list(mol.symbols), coordinates_angstrom=opt.mol.coords_angstrom.tolist(),
+               max_force=fmax, rms_force=frms, trajectory=[s.e_tot for s in opt.trajectory],
+               transition=args.transition)
+    if opt.vibrations is not None:
+        out.update(frequencies_cm1=opt.vibrations.frequencies_cm1.tolist(),
+                   n_imaginary=opt.n_imaginary)
+    out["timings"] = clock.timings
+    if args.json:
+        print(json.dumps(out))
+    else:
+        state = "converged" if opt.converged else "NOT converged"
+        print(f"{state} after {opt.steps} steps: E = {opt.e_tot:.10f} Eh, max|F| {fmax:.2e} "
+              "Eh/Bohr")
+        print(opt.mol.to_xyz(f"optimized {args.xc}/{args.basis}"), end="")
+        if opt.vibrations is not None:
+            freqs = " ".join(f"{f:.1f}" for f in opt.vibrations.frequencies_cm1)
+            print(f"frequencies (cm-1, imaginary negative): {freqs}")
+        _print_timings(out["timings"])
+    if not opt.converged:
+        print(f"dftad: error: the optimization did not converge in {args.max_steps} steps "
+              f"(max|F| {fmax:.1e} Eh/Bohr); try --max-steps or another start", file=sys.stderr)
+        return 3
+    expected = 1 if args.transition else 0
+    if opt.n_imaginary is not None and opt.n_imaginary != expected:
+        kind = "transition state" if args.transition else "minimum"
+        print(f"dftad: warning: the {kind} has {opt.n_imaginary} imaginary frequencies "
+              f"(expected {expected}): {np.round(opt.vibrations.frequencies_cm1[:3], 1)}",
+              file=sys.stderr)
+        return 4
+    return 0
+
+
 def _integrals(args) -> int:
     import jax
     import numpy as np
@@ -362,6 +467,8 @@ COMMANDS = {
     "frequencies": ("harmonic frequencies and IR intensities (analytic Hessian through the "
                     "implicit SCF) at the given geometry", _frequencies_args, _frequencies),
     "properties": ("dipole moment and static polarizability", _calculation_args, _properties),
+    "optimize": ("geometry optimization (minimum or, with --transition, a saddle point) with "
+                 "geomeTRIC", _optimize_args, _optimize),
     "integrals": ("compute the one- and two-electron integrals of a molecule and compare with "
                   "PySCF", _integrals_args, _integrals),
 }
@@ -383,7 +490,7 @@ def main(argv=None) -> int:
     dftad.enable_compilation_cache()  # a second run of the same calculation skips compiling
     try:
         return COMMANDS[args.command][2](args)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:  # bad input; an optional dependency missing
         print(f"dftad: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,300 @@
+"""Geometry optimization (``dftad.geomopt``): dftad's energies and forces drive geomeTRIC.
+
+geomeTRIC (the internal-coordinate optimizer PySCF uses, :func:`geometric.optimize.
+run_optimizer`) proposes the steps; each step here is one SCF, started from the previous step's
+density, and its analytic forces (:func:`dftad.energy.kernel_stepwise`, then
+:func:`dftad.forces.gradient_at`: the same compiled pieces for every geometry of the molecule).
+
+    opt = dftad.optimize(mol, "def2-svp", "b3lyp")            # opt.mol: the optimized geometry
+    opt = geomopt.run(setup, mol, hessian="first+last")      # exact Hessians, frequencies
+    opt = geomopt.run(setup, mol, transition=True)           # a saddle point
+
+Convergence is geomeTRIC's, by criteria set (:data:`CONVERGENCE_SETS`; default ``"gau"``:
+energy change 1e-6 Ha, RMS/max gradient 3e-4/4.5e-4 Ha/Bohr, RMS/max displacement
+1.2e-3/1.8e-3 A). Constraints are geomeTRIC's constraint file format (``$freeze``, ``$set``,
+``$scan`` of ``xyz``, ``distance``, ``angle``, ``dihedral``). ``hessian``: ``"first"`` gives
+geomeTRIC the AD Hessian (through the implicit SCF, :func:`dftad.properties.
+second_derivatives`) as its initial Hessian, ``"last"`` computes it at the end for the harmonic
+frequencies (``opt.vibrations``; :func:`dftad.properties.harmonic_analysis`), ``"first+last"``
+both. A transition-state search starts from the AD Hessian.
+
+Needs the ``optimize`` extra (``pip install dftad[optimize]``: geomeTRIC).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import energy, properties
+from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
+from .hamiltonian import Result
+from .molecule import Molecule
+from .setup import Setup, build
+
+CONVERGENCE_SETS = ("gau", "gau_loose", "gau_tight", "gau_verytight", "nwchem_loose",
+                    "turbomole", "interfrag_tight")
+"""geomeTRIC's criteria sets (energy change, RMS/max gradient, RMS/max displacement)."""
+
+HESSIAN_CHOICES = ("never", "first", "last", "first+last")
+
+
+class SCFNotConverged(RuntimeError):
+    """An SCF of the optimization did not converge (DIIS and second-order steps)."""
+
+
+class Step(NamedTuple):
+    """One energy and gradient evaluation of the optimization (Hartree, Bohr)."""
+
+    step: int  # 1, 2, ...
+    coords: np.ndarray  # (natm, 3) Bohr
+    e_tot: float
+    e_change: float  # from the previous step (0 at the first)
+    max_force: float  # max over atoms of |F_A|, Hartree/Bohr
+    rms_force: float  # sqrt(mean over atoms of |F_A|^2) (geomeTRIC's RMS gradient)
+    displacement: float  # max over atoms of the move from the previous step, Bohr
+    scf_cycles: int
+
+
+class OptResult(NamedTuple):
+    """The optimization: ``mol`` the final geometry, ``result`` its energy, forces and SCF."""
+
+    mol: Molecule
+    result: Result
+    converged: bool
+    steps: int  # energy and gradient evaluations (one SCF each)
+    trajectory: list[Step]
+    hessian: np.ndarray | None  # (natm, 3, natm, 3) Hartree/Bohr^2 at the end (hessian="last")
+    vibrations: properties.Vibrations | None
+
+    @property
+    def e_tot(self) -> float:
+        return float(self.result.e_tot)
+
+    @property
+    def n_imaginary(self) -> int | None:
+        """Imaginary frequencies at the end (``hessian="last"``), else ``None``."""
+        if self.vibrations is None:
+            return None
+        return int(np.sum(self.vibrations.frequencies_cm1 < 0))
+
+
+def force_stats(forces) -> tuple[float, float]:
+    """(max over atoms of |F_A|, sqrt of the mean over atoms of |F_A|^2), Hartree/Bohr: the
+    gradient measures of geomeTRIC's convergence test."""
+    norms = np.linalg.norm(np.asarray(forces, dtype=float), axis=1)
+    return float(norms.max()), float(np.sqrt(np.mean(norms**2)))
+
+
+def single_point(setup: Setup, coords, dm0=None, callback=None) -> Result:
+    """Energy and forces at ``coords`` (Bohr), the SCF started from ``dm0`` (e.g. the previous
+    geometry's density) and continued by second-order steps where DIIS does not converge.
+    Raises :class:`SCFNotConverged` rather than return forces of an unconverged density."""
+    coords = jnp.asarray(coords)
+    res = energy.kernel_stepwise(setup, coords, callback, dm0)
+    res = energy.finish(setup, coords, res, forces=True, warn=False)
+    if not bool(res.converged):
+        raise SCFNotConverged(
+            f"SCF did not converge (|dE| {abs(float(res.scf.e_change)):.1e}, "
+            f"|[F,D]| {float(res.scf.grad_norm):.1e}) at an optimization step")
+    return res
+
+
+def _geometric():
+    try:
+        import geometric.engine
+        import geometric.errors
+        import geometric.molecule
+        import geometric.optimize
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("geometry optimization needs geomeTRIC: "
+                          "pip install 'dftad[optimize]' (or pip install geometric)") from err
+    return geometric
+
+
+def _engine_class():
+    geometric = _geometric()
+
+    class Engine(geometric.engine.Engine):
+        """geomeTRIC's view of dftad: coordinates (flat, Bohr) -> energy and gradient."""
+
+        def __init__(self, gmol, setup, on_step):
+            super().__init__(gmol)
+            self.setup, self.on_step, self.dm = setup, on_step, None
+            self.results = []  # (coords (natm, 3) Bohr, Result) of every evaluation
+
+        def calc_new(self, coords, dirname):
+            coords = np.reshape(np.array(coords, dtype=float), (-1, 3))
+            res = single_point(self.setup, coords, self.dm)
+            self.dm = res.scf.dm
+            self.results.append((coords, res))
+            self.on_step(coords, res)
+            return {"energy": float(res.e_tot),
+                    "gradient": -np.asarray(res.forces, dtype=float).ravel()}
+
+    return Engine
+
+
+_LOG_INI = """[loggers]
+keys=root
+[handlers]
+keys=file_handler
+[formatters]
+keys=formatter
+[logger_root]
+level=INFO
+handlers=file_handler
+[handler_file_handler]
+class=geometric.nifty.RawFileHandler
+level=INFO
+formatter=formatter
+args=(r'%(logfilename)s',)
+[formatter_formatter]
+format=%(message)s
+"""
+
+
+def run(setup: Setup, mol: Molecule, *, convergence: str = "gau", max_steps: int = 300,
+        constraints: str | None = None, transition: bool = False, hessian: str = "never",
+        callback: Callable[[Step], None] | None = None, workdir: str | None = None,
+        **geometric_options) -> OptResult:
+    """Optimize ``mol`` (a minimum, or with ``transition`` a first-order saddle point) with
+    the calculation ``setup`` (built for ``mol``: :func:`dftad.build`).
+
+    ``constraints``: the text of a geomeTRIC constraints file; ``hessian``: one of
+    :data:`HESSIAN_CHOICES`; ``callback(step)`` after each energy and gradient; ``workdir``:
+    where geomeTRIC writes its log (``dftad_geometric.log``) and scratch (default a temporary
+    directory, removed afterwards). ``geometric_options`` go to geomeTRIC's ``run_optimizer``
+    (e.g. ``coordsys="cart"``, ``trust=0.05``).
+
+    Returns an :class:`OptResult` whose ``converged`` is ``False`` when ``max_steps``
+    optimization cycles were not enough (no exception); an SCF that does not converge raises
+    :class:`SCFNotConverged`."""
+    convergence = convergence.lower()
+    if convergence not in CONVERGENCE_SETS:
+        raise ValueError(f"unknown convergence set {convergence!r}; "
+                         f"choose one of {', '.join(CONVERGENCE_SETS)}")
+    if hessian not in HESSIAN_CHOICES:
+        raise ValueError(f"hessian must be one of {', '.join(HESSIAN_CHOICES)}, got {hessian!r}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+    if transition and hessian in ("never", "last"):
+        hessian = "first" if hessian == "never" else "first+last"
+    geometric = _geometric()
+
+    trajectory: list[Step] = []
+
+    def on_step(coords, res):
+        fmax, frms = force_stats(res.forces)
+        prev = trajectory[-1] if trajectory else None
+        step = Step(len(trajectory) + 1, np.array(coords), float(res.e_tot),
+                    0.0 if prev is None else float(res.e_tot) - prev.e_tot, fmax, frms,
+                    0.0 if prev is None else float(np.linalg.norm(coords - prev.coords,
+                                                                  axis=1).max()),
+                    int(res.scf.cycles))
+        trajectory.append(step)
+        if callback is not None:
+            callback(step)
+
+    gmol = geometric.molecule.Molecule()
+    gmol.elem = list(mol.symbols)
+    gmol.xyzs = [np.asarray(mol.coords) * BOHR_ANGSTROM]
+    if constraints is not None:
+        _check_constraints(geometric, gmol, constraints)
+    engine = _engine_class()(gmol, setup, on_step)
+
+    with tempfile.TemporaryDirectory(prefix="dftad-opt-") as tmp:
+        where = workdir or tmp
+        os.makedirs(where, exist_ok=True)
+        prefix = os.path.join(where, "dftad_geometric")
+        log_ini = os.path.join(where, "dftad_geometric_log.ini")
+        with open(log_ini, "w") as f:
+            f.write(_LOG_INI)
+        kwargs = dict(customengine=engine, prefix=prefix, logIni=log_ini,
+                      convergence_set=convergence.upper(), maxiter=max_steps,
+                      transition=transition, hessian="never", **geometric_options)
+        if constraints is not None:
+            kwargs["constraints"] = os.path.join(where, "constraints.txt")
+            with open(kwargs["constraints"], "w") as f:
+                f.write(constraints)
+        if hessian in ("first", "first+last"):
+            kwargs["hessian"] = "file:" + os.path.join(where, "hessian_first.txt")
+            np.savetxt(kwargs["hessian"][5:], _hessian(setup, mol.coords).reshape(
+                3 * mol.natm, 3 * mol.natm))
+        try:
+            progress = geometric.optimize.run_optimizer(**kwargs)
+            final = np.asarray(progress.xyzs[-1]) * ANGSTROM_BOHR
+            converged = True
+        except geometric.errors.GeomOptNotConvergedError:
+            final, converged = engine.results[-1][0], False
+        finally:
+            _quiet_geometric_logging()
+
+    # geomeTRIC's last structure is one it evaluated (after a rejected step, not the last one)
+    coords, res = min(engine.results, key=lambda cr: np.abs(cr[0] - final).max())
+    hess = vib = None
+    if hessian in ("last", "first+last"):
+        hess = _hessian(setup, coords)
+        vib = properties.harmonic_analysis(hess, coords, mol.masses)
+    return OptResult(mol.with_coords(coords), res, converged, len(trajectory), trajectory, hess,
+                     vib)
+
+
+def _check_constraints(geometric, gmol, text: str) -> None:
+    """geomeTRIC's parse of a constraints text, its errors as one ``ValueError``."""
+    import copy
+
+    import geometric.prepare
+
+    try:
+        geometric.prepare.parse_constraints(copy.deepcopy(gmol), text)
+    except (RuntimeError, ValueError, KeyError, IndexError) as err:
+        raise ValueError(f"malformed constraints ({type(err).__name__}: {err}); geomeTRIC's "
+                         "format: a line '$freeze', '$set' or '$scan', then lines such as "
+                         "'xyz 1-3', 'distance 1 2 [1.0]', 'angle 2 1 3 [104.5]', "
+                         "'dihedral 1 2 3 4 [180]'") from err
+    if not text.strip():
+        raise ValueError("the constraints file is empty")
+
+
+def _hessian(setup: Setup, coords) -> np.ndarray:
+    """The AD Hessian (natm, 3, natm, 3), Hartree/Bohr^2, through the implicit SCF."""
+    return np.asarray(jax.jit(properties.hessian)(setup, jnp.asarray(coords)))
+
+
+def _quiet_geometric_logging():
+    """geomeTRIC configures the root logger with its file handler: remove it again."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if type(h).__module__.startswith("geometric"):
+            root.removeHandler(h)
+            h.close()
+
+
+def optimize(mol: Molecule, basis="def2-svp", xc="b3lyp", **kwargs) -> OptResult:
+    """Build and optimize in one call: ``kwargs`` go to :func:`run` (``convergence``,
+    ``max_steps``, ``constraints``, ``transition``, ``hessian``, ``callback``, ``workdir``) or
+    else to :func:`dftad.build` (``grid_level``, ``density_fit``, ``disp``, ...)."""
+    run_keys = {"convergence", "max_steps", "constraints", "transition", "hessian", "callback",
+                "workdir"}
+    run_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in run_keys}
+    return run(build(mol, basis, xc, **kwargs), mol, **run_kwargs)
+
+
+def write_trajectory(path, mol: Molecule, trajectory: list[Step]) -> None:
+    """Multi-frame xyz (Angstrom), the energy of each step in its comment line."""
+    with open(path, "w") as f:
+        for s in trajectory:
+            f.write(mol.with_coords(s.coords).to_xyz(
+                f"step {s.step} E = {s.e_tot:.10f} Eh max|F| = {s.max_force:.2e} Eh/Bohr"))
+
+
+__all__ = ["OptResult", "SCFNotConverged", "Step", "optimize", "run",
+           "single_point", "write_trajectory"]

@@ -1,0 +1,144 @@
+"""Geometry optimization with geomeTRIC (``dftad.optimize``, ``dftad optimize``): the same
+minimum as PySCF + geomeTRIC from the same start, in no more steps; constraints, the final
+Hessian and the command's output and exit codes."""
+
+import json
+
+import numpy as np
+import pytest
+
+import dftad
+from dftad import cli, geomopt
+from dftad.constants import BOHR_ANGSTROM
+
+
+def _distances_angstrom(coords):
+    c = np.asarray(coords)
+    return np.linalg.norm(c[:, None] - c[None], axis=-1) * BOHR_ANGSTROM
+
+
+def _pyscf_geometric(mol, basis, xc, **kwargs):
+    """PySCF + geomeTRIC from the same start and criteria: (energy, coords in Bohr, steps)."""
+    from pyscf import dft, gto, scf
+    from pyscf.geomopt.geometric_solver import optimize as pyscf_optimize
+
+    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="bohr", basis=basis, charge=mol.charge,
+                 spin=mol.spin, verbose=0)
+    if xc == "hf":
+        mf = scf.UHF(pmol) if mol.spin else scf.RHF(pmol)
+    else:
+        mf = dft.UKS(pmol) if mol.spin else dft.RKS(pmol)
+        mf.xc = xc
+    mf.conv_tol = 1e-10
+    steps = []
+    # raises if geomeTRIC does not converge (assert_convergence)
+    pmol_opt = pyscf_optimize(mf, callback=lambda env: steps.append(1), **kwargs)
+    mf_opt = mf.__class__(pmol_opt)
+    if xc != "hf":
+        mf_opt.xc = xc
+    return mf_opt.run(conv_tol=1e-10).e_tot, pmol_opt.atom_coords(), len(steps)
+
+
+@pytest.mark.parametrize("name,basis,start", [
+    ("water", "sto-3g", None),
+    # a stretched O-H bond (1.5 A instead of 0.96 A): started far from the minimum
+    ("water", "sto-3g", (1, 2, 1.5)),
+])
+def test_same_minimum_as_pyscf_geometric(name, basis, start):
+    mol = dftad.load(name)
+    if start is not None:
+        i, j, r = start
+        c = np.array(mol.coords)
+        d = c[j] - c[i]
+        c[j] = c[i] + d / np.linalg.norm(d) * r / BOHR_ANGSTROM
+        mol = mol.with_coords(c)
+    opt = dftad.optimize(mol, basis, "hf")
+    assert opt.converged
+    e_ref, coords_ref, steps_ref = _pyscf_geometric(mol, basis, "hf")
+    assert abs(opt.e_tot - e_ref) < 1e-6
+    np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
+                               _distances_angstrom(coords_ref), atol=1e-3)
+    assert opt.steps <= steps_ref, (opt.steps, steps_ref)
+    # what the result says of itself
+    fmax, _ = geomopt.force_stats(opt.result.forces)
+    assert fmax < 4.5e-4 and opt.trajectory[-1].max_force == pytest.approx(fmax)
+    assert [s.step for s in opt.trajectory] == list(range(1, opt.steps + 1))
+
+
+@pytest.mark.slow  # UHF with the Hessian: ~2 min
+def test_radical_minimum_and_final_hessian():
+    """Methyl radical (UHF/STO-3G): PySCF + geomeTRIC's minimum; the exact final Hessian has no
+    imaginary mode."""
+    mol = dftad.load("methyl_radical")
+    opt = dftad.optimize(mol, "sto-3g", "hf", hessian="last")
+    e_ref, coords_ref, steps_ref = _pyscf_geometric(mol, "sto-3g", "hf")
+    assert opt.converged and abs(opt.e_tot - e_ref) < 1e-6
+    np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
+                               _distances_angstrom(coords_ref), atol=1e-3)
+    assert opt.steps <= steps_ref
+    assert opt.n_imaginary == 0
+
+
+def test_frozen_distance_constraint():
+    """``$set distance 1 2 1.05``: the O-H bond ends at 1.05 A (geomeTRIC's constraint), the
+    other bond relaxes to a shorter length."""
+    mol = dftad.load("water")
+    opt = dftad.optimize(mol, "sto-3g", "hf", constraints="$set\ndistance 1 2 1.05\n")
+    assert opt.converged
+    d = _distances_angstrom(opt.mol.coords)
+    assert abs(d[0, 1] - 1.05) < 1e-3
+    assert d[0, 2] < 1.0
+
+
+def test_bad_constraints_are_a_clear_error():
+    mol = dftad.load("water")
+    setup = dftad.build(mol, "sto-3g", "hf")
+    for text in ("distance 1 2 1.0\n", "$freeze\nxyz 7\n", "$set\ndistance 1 x 0.9\n",
+                 "$freeze\nbananas 1 2\n", "  \n"):
+        with pytest.raises(ValueError, match="constraints"):
+            geomopt.run(setup, mol, constraints=text)
+    with pytest.raises(ValueError, match="convergence set"):
+        geomopt.run(setup, mol, convergence="fast")
+    with pytest.raises(ValueError, match="hessian"):
+        geomopt.run(setup, mol, hessian="always")
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_json_trajectory_and_output(capsys, tmp_path):
+    traj, final = tmp_path / "traj.xyz", tmp_path / "final.xyz"
+    code, out, _ = run_cli(capsys, "optimize", "water", "--basis", "sto-3g", "--xc", "hf",
+                           "--json", "--trajectory", str(traj), "--output", str(final))
+    assert code == 0
+    data = json.loads(out)
+    for key in ("energy", "converged", "steps", "symbols", "coordinates_angstrom", "max_force",
+                "rms_force", "trajectory"):
+        assert key in data
+    assert data["converged"] and data["symbols"] == ["O", "H", "H"]
+    assert len(data["trajectory"]) == data["steps"] and data["trajectory"][-1] == data["energy"]
+    assert data["max_force"] < 4.5e-4
+    frames = traj.read_text().splitlines()
+    assert len(frames) == 5 * data["steps"]  # natm line, comment, three atoms per frame
+    assert f"E = {data['trajectory'][0]:.10f}" in frames[1]
+    written = dftad.load(str(final))
+    np.testing.assert_allclose(written.coords_angstrom, data["coordinates_angstrom"], atol=1e-8)
+    assert f"{data['energy']:.10f}" in final.read_text()
+
+
+def test_cli_step_limit_and_bad_input(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "optimize", "water", "--basis", "sto-3g", "--xc", "hf",
+                             "--max-steps", "1")
+    assert code == 3 and "did not converge in 1 steps" in err
+    assert "NOT converged" in out and "Traceback" not in err
+    bad = tmp_path / "constraints.txt"
+    bad.write_text("$set\ndistance 1 2\nbananas\n")
+    code, _, err = run_cli(capsys, "optimize", "water", "--basis", "sto-3g", "--xc", "hf",
+                           "--constraints", str(bad))
+    assert code == 2 and "malformed constraints" in err
+    code, _, err = run_cli(capsys, "optimize", "water", "--constraints",
+                           str(tmp_path / "missing.txt"))
+    assert code == 2 and "cannot read the constraints file" in err
