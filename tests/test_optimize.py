@@ -3,6 +3,7 @@ minimum as PySCF + geomeTRIC from the same start, in no more steps; constraints,
 Hessian and the command's output and exit codes."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -77,6 +78,22 @@ def test_radical_minimum_and_final_hessian():
                                _distances_angstrom(coords_ref), atol=1e-3)
     assert opt.steps <= steps_ref
     assert opt.n_imaginary == 0
+
+
+def test_hcn_hnc_transition_state():
+    """HCN <-> HNC at RHF/3-21G from geomeTRIC's own start (its performance test
+    ``examples/0-performance-tests/hcn-hnc-ts``, converged there in 18 steps): a saddle with
+    exactly one imaginary frequency (the exact Hessian at the end), in at most 18 steps, at
+    PySCF + geomeTRIC's energy from the same start (1e-6 Ha)."""
+    mol = dftad.load(str(pathlib.Path(__file__).parent / "data" / "hcn_hnc_ts_guess.xyz"))
+    opt = dftad.optimize(mol, "3-21g", "hf", transition=True, hessian="first+last")
+    assert opt.converged and opt.steps <= 18, opt.steps
+    assert opt.n_imaginary == 1
+    e_ref, coords_ref, _ = _pyscf_geometric(mol, "3-21g", "hf", transition=True,
+                                            hessian="first")
+    assert abs(opt.e_tot - e_ref) < 1e-6
+    np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
+                               _distances_angstrom(coords_ref), atol=1e-3)
 
 
 def test_frozen_distance_constraint():
