@@ -66,18 +66,40 @@ def test_same_minimum_as_pyscf_geometric(name, basis, start):
     assert [s.step for s in opt.trajectory] == list(range(1, opt.steps + 1))
 
 
-@pytest.mark.slow  # UHF with the Hessian: ~2 min
-def test_radical_minimum_and_final_hessian():
-    """Methyl radical (UHF/STO-3G): PySCF + geomeTRIC's minimum; the exact final Hessian has no
-    imaginary mode."""
+@pytest.mark.slow  # UHF Hessians: ~3 min
+def test_radical_saddle_is_reported_and_the_minimum_found(capsys):
+    """Methyl radical at UHF/STO-3G: the planar start (G2) keeps its symmetry and converges to
+    the planar stationary point, which the exact final Hessian shows to be a saddle (umbrella
+    mode 430i cm-1, PySCF's UHF Hessian's frequencies to 0.01 cm-1; the command exits 4); from
+    a pyramidal start the optimization reaches the pyramidal minimum, PySCF + geomeTRIC's from
+    the same start, with no imaginary mode."""
+    from pyscf import gto, scf
+    from pyscf.hessian import thermo
+
     mol = dftad.load("methyl_radical")
-    opt = dftad.optimize(mol, "sto-3g", "hf", hessian="last")
-    e_ref, coords_ref, steps_ref = _pyscf_geometric(mol, "sto-3g", "hf")
-    assert opt.converged and abs(opt.e_tot - e_ref) < 1e-6
+    planar = dftad.optimize(mol, "sto-3g", "hf", hessian="last")
+    assert planar.converged and planar.n_imaginary == 1
+    pmol = gto.M(atom=planar.mol.to_pyscf_atom(), unit="bohr", basis="sto-3g", spin=1,
+                 verbose=0)
+    mf = scf.UHF(pmol).run(conv_tol=1e-12)
+    freqs = thermo.harmonic_analysis(pmol, mf.Hessian().kernel())["freq_wavenumber"]
+    ref = np.where(np.abs(freqs.imag) > 0, -np.abs(freqs.imag), freqs.real)
+    np.testing.assert_allclose(planar.vibrations.frequencies_cm1, np.sort(ref), atol=1e-2)
+
+    code, _, err = run_cli(capsys, "optimize", "methyl_radical", "--basis", "sto-3g",
+                           "--xc", "hf", "--hessian", "last")
+    assert code == 4 and "1 imaginary" in err
+
+    c = np.array(planar.mol.coords)
+    c[0, 2] += 0.3  # Bohr, out of the plane
+    pyramidal = planar.mol.with_coords(c)
+    opt = dftad.optimize(pyramidal, "sto-3g", "hf", hessian="last")
+    e_ref, coords_ref, steps_ref = _pyscf_geometric(pyramidal, "sto-3g", "hf")
+    assert opt.converged and opt.n_imaginary == 0
+    assert abs(opt.e_tot - e_ref) < 1e-6 and opt.e_tot < planar.e_tot - 1e-4
     np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
                                _distances_angstrom(coords_ref), atol=1e-3)
     assert opt.steps <= steps_ref
-    assert opt.n_imaginary == 0
 
 
 def test_hcn_hnc_transition_state():
