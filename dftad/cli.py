@@ -5,7 +5,8 @@
                  [--stability] [--json]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
-    dftad optimize GEOMETRY [same options] [--convergence gau] [--max-steps 300]
+    dftad optimize GEOMETRY [same options] [--optimizer geometric|ase-bfgs] [--convergence gau]
+                 [--max-steps 300]
                  [--constraints FILE] [--transition] [--hessian never|first|last|first+last]
                  [--trajectory traj.xyz] [--output final.xyz] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
@@ -79,11 +80,12 @@ def _frequencies_args(p):
 
 
 def _optimize_args(p):
-    from dftad.geomopt import CONVERGENCE_SETS, HESSIAN_CHOICES
+    from dftad.geomopt import CONVERGENCE_SETS, HESSIAN_CHOICES, OPTIMIZERS
 
     _calculation_args(p)
-    p.add_argument("--optimizer", choices=["geometric"], default="geometric",
-                   help="geomeTRIC (internal coordinates, as PySCF)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="geometric",
+                   help="geomeTRIC (internal coordinates, as PySCF) or ASE's Cartesian BFGS "
+                   "(converged on the largest atomic force alone)")
     p.add_argument("--convergence", choices=CONVERGENCE_SETS, default="gau",
                    help="geomeTRIC criteria set (gau: dE 1e-6 Ha, RMS/max gradient "
                    "3e-4/4.5e-4 Ha/Bohr, RMS/max step 1.2e-3/1.8e-3 A)")
@@ -348,7 +350,7 @@ def _optimize(args) -> int:
     quiet = args.json
     if not quiet:
         print(_describe(mol, setup, args), flush=True)
-        print(f"geomeTRIC, {args.convergence.upper()} criteria"
+        print(f"{args.optimizer}, {args.convergence.upper()} criteria"
               + (", transition state" if args.transition else ""))
         print(" step  energy (Eh)          dE (Eh)     max|F|     rms|F|  step (A)  SCF")
 
@@ -360,7 +362,8 @@ def _optimize(args) -> int:
 
     try:
         opt = clock("optimize", lambda: geomopt.run(
-            setup, mol, convergence=args.convergence, max_steps=args.max_steps,
+            setup, mol, optimizer=args.optimizer, convergence=args.convergence,
+            max_steps=args.max_steps,
             constraints=constraints, transition=args.transition, hessian=args.hessian,
             callback=show))
     except geomopt.SCFNotConverged as err:

@@ -16,7 +16,8 @@ energy change 1e-6 Ha, RMS/max gradient 3e-4/4.5e-4 Ha/Bohr, RMS/max displacemen
 geomeTRIC the AD Hessian (through the implicit SCF, :func:`dftad.properties.
 second_derivatives`) as its initial Hessian, ``"last"`` computes it at the end for the harmonic
 frequencies (``opt.vibrations``; :func:`dftad.properties.harmonic_analysis`), ``"first+last"``
-both. A transition-state search starts from the AD Hessian.
+both. A transition-state search starts from the AD Hessian. ``optimizer="ase-bfgs"`` runs ASE's
+Cartesian BFGS on the same evaluations instead (:mod:`dftad.ase` is the full ASE calculator).
 
 Needs the ``optimize`` extra (``pip install dftad[optimize]``: geomeTRIC).
 """
@@ -125,17 +126,12 @@ def _engine_class():
     class Engine(geometric.engine.Engine):
         """geomeTRIC's view of dftad: coordinates (flat, Bohr) -> energy and gradient."""
 
-        def __init__(self, gmol, setup, on_step):
+        def __init__(self, gmol, evaluate):
             super().__init__(gmol)
-            self.setup, self.on_step, self.dm = setup, on_step, None
-            self.results = []  # (coords (natm, 3) Bohr, Result) of every evaluation
+            self.evaluate = evaluate
 
         def calc_new(self, coords, dirname):
-            coords = np.reshape(np.array(coords, dtype=float), (-1, 3))
-            res = single_point(self.setup, coords, self.dm)
-            self.dm = res.scf.dm
-            self.results.append((coords, res))
-            self.on_step(coords, res)
+            res = self.evaluate(coords)
             return {"energy": float(res.e_tot),
                     "gradient": -np.asarray(res.forces, dtype=float).ravel()}
 
@@ -161,13 +157,54 @@ format=%(message)s
 """
 
 
-def run(setup: Setup, mol: Molecule, *, convergence: str = "gau", max_steps: int = 300,
-        constraints: str | None = None, transition: bool = False, hessian: str = "never",
-        callback: Callable[[Step], None] | None = None, workdir: str | None = None,
-        **geometric_options) -> OptResult:
+OPTIMIZERS = ("geometric", "ase-bfgs")
+
+
+class _Evaluations:
+    """Every energy and gradient of an optimization: the trajectory, the results, the density
+    the next SCF starts from."""
+
+    def __init__(self, setup: Setup, callback):
+        self.setup, self.callback, self.dm = setup, callback, None
+        self.trajectory: list[Step] = []
+        self.results: list[tuple[np.ndarray, Result]] = []
+
+    def __call__(self, coords) -> Result:
+        coords = np.reshape(np.array(coords, dtype=float), (-1, 3))
+        res = single_point(self.setup, coords, self.dm)
+        self.dm = res.scf.dm
+        self.results.append((coords, res))
+        self.record(coords, res)
+        return res
+
+    def record(self, coords, res: Result) -> None:
+        fmax, frms = force_stats(res.forces)
+        prev = self.trajectory[-1] if self.trajectory else None
+        step = Step(len(self.trajectory) + 1, np.array(coords), float(res.e_tot),
+                    0.0 if prev is None else float(res.e_tot) - prev.e_tot, fmax, frms,
+                    0.0 if prev is None else float(np.linalg.norm(coords - prev.coords,
+                                                                  axis=1).max()),
+                    int(res.scf.cycles))
+        self.trajectory.append(step)
+        if self.callback is not None:
+            self.callback(step)
+
+    def at(self, coords) -> tuple[np.ndarray, Result]:
+        """The evaluation nearest ``coords`` (an optimizer's final structure is one it
+        evaluated, after a rejected step not the last one)."""
+        return min(self.results, key=lambda cr: np.abs(cr[0] - coords).max())
+
+
+def run(setup: Setup, mol: Molecule, *, optimizer: str = "geometric", convergence: str = "gau",
+        max_steps: int = 300, constraints: str | None = None, transition: bool = False,
+        hessian: str = "never", callback: Callable[[Step], None] | None = None,
+        workdir: str | None = None, **geometric_options) -> OptResult:
     """Optimize ``mol`` (a minimum, or with ``transition`` a first-order saddle point) with
     the calculation ``setup`` (built for ``mol``: :func:`dftad.build`).
 
+    ``optimizer``: ``"geometric"`` (internal coordinates; everything below) or ``"ase-bfgs"``
+    (ASE's Cartesian BFGS, converged when the largest atomic force is below the set's max
+    gradient: ASE tests nothing else; no constraints, transition states or initial Hessian).
     ``constraints``: the text of a geomeTRIC constraints file; ``hessian``: one of
     :data:`HESSIAN_CHOICES`; ``callback(step)`` after each energy and gradient; ``workdir``:
     where geomeTRIC writes its log (``dftad_geometric.log``) and scratch (default a temporary
@@ -183,32 +220,41 @@ def run(setup: Setup, mol: Molecule, *, convergence: str = "gau", max_steps: int
                          f"choose one of {', '.join(CONVERGENCE_SETS)}")
     if hessian not in HESSIAN_CHOICES:
         raise ValueError(f"hessian must be one of {', '.join(HESSIAN_CHOICES)}, got {hessian!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     if transition and hessian in ("never", "last"):
         hessian = "first" if hessian == "never" else "first+last"
+    if optimizer != "geometric" and (transition or constraints is not None
+                                     or hessian in ("first", "first+last")):
+        raise ValueError(f"{optimizer} takes no constraints, transition states or initial "
+                         "Hessian: use optimizer='geometric'")
+    evals = _Evaluations(setup, callback)
+    if optimizer == "geometric":
+        final, converged = _run_geometric(evals, mol, convergence, max_steps, constraints,
+                                          transition, hessian, workdir, geometric_options)
+    else:
+        final, converged = _run_ase_bfgs(evals, mol, convergence, max_steps)
+    coords, res = evals.at(final)
+    hess = vib = None
+    if hessian in ("last", "first+last"):
+        hess = _hessian(setup, coords)
+        vib = properties.harmonic_analysis(hess, coords, mol.masses)
+    return OptResult(mol.with_coords(coords), res, converged, len(evals.trajectory),
+                     evals.trajectory, hess, vib)
+
+
+def _run_geometric(evals, mol, convergence, max_steps, constraints, transition, hessian,
+                   workdir, geometric_options):
+    """geomeTRIC's run_optimizer on :class:`_Evaluations`: (final coords in Bohr, converged)."""
     geometric = _geometric()
-
-    trajectory: list[Step] = []
-
-    def on_step(coords, res):
-        fmax, frms = force_stats(res.forces)
-        prev = trajectory[-1] if trajectory else None
-        step = Step(len(trajectory) + 1, np.array(coords), float(res.e_tot),
-                    0.0 if prev is None else float(res.e_tot) - prev.e_tot, fmax, frms,
-                    0.0 if prev is None else float(np.linalg.norm(coords - prev.coords,
-                                                                  axis=1).max()),
-                    int(res.scf.cycles))
-        trajectory.append(step)
-        if callback is not None:
-            callback(step)
-
     gmol = geometric.molecule.Molecule()
     gmol.elem = list(mol.symbols)
     gmol.xyzs = [np.asarray(mol.coords) * BOHR_ANGSTROM]
     if constraints is not None:
         _check_constraints(geometric, gmol, constraints)
-    engine = _engine_class()(gmol, setup, on_step)
+    engine = _engine_class()(gmol, evals)
 
     with tempfile.TemporaryDirectory(prefix="dftad-opt-") as tmp:
         where = workdir or tmp
@@ -226,25 +272,39 @@ def run(setup: Setup, mol: Molecule, *, convergence: str = "gau", max_steps: int
                 f.write(constraints)
         if hessian in ("first", "first+last"):
             kwargs["hessian"] = "file:" + os.path.join(where, "hessian_first.txt")
-            np.savetxt(kwargs["hessian"][5:], _hessian(setup, mol.coords).reshape(
+            np.savetxt(kwargs["hessian"][5:], _hessian(evals.setup, mol.coords).reshape(
                 3 * mol.natm, 3 * mol.natm))
         try:
             progress = geometric.optimize.run_optimizer(**kwargs)
-            final = np.asarray(progress.xyzs[-1]) * ANGSTROM_BOHR
-            converged = True
+            return np.asarray(progress.xyzs[-1]) * ANGSTROM_BOHR, True
         except geometric.errors.GeomOptNotConvergedError:
-            final, converged = engine.results[-1][0], False
+            return evals.results[-1][0], False
         finally:
             _quiet_geometric_logging()
 
-    # geomeTRIC's last structure is one it evaluated (after a rejected step, not the last one)
-    coords, res = min(engine.results, key=lambda cr: np.abs(cr[0] - final).max())
-    hess = vib = None
-    if hessian in ("last", "first+last"):
-        hess = _hessian(setup, coords)
-        vib = properties.harmonic_analysis(hess, coords, mol.masses)
-    return OptResult(mol.with_coords(coords), res, converged, len(trajectory), trajectory, hess,
-                     vib)
+
+def _run_ase_bfgs(evals, mol, convergence, max_steps):
+    """ASE's BFGS on :class:`_Evaluations`: (final coords in Bohr, converged)."""
+    import geometric.params
+    from ase import Atoms, units
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.optimize import BFGS
+
+    class _Calc(Calculator):
+        implemented_properties = ("energy", "forces")
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            res = evals(self.atoms.positions * ANGSTROM_BOHR)
+            self.results = {"energy": float(res.e_tot) * units.Hartree,
+                            "forces": np.asarray(res.forces) * units.Hartree / BOHR_ANGSTROM}
+
+    gmax = geometric.params.OptParams(convergence_set=convergence.upper()).Convergence_gmax
+    atoms = Atoms(mol.symbols, positions=mol.coords_angstrom)
+    atoms.calc = _Calc()
+    converged = BFGS(atoms, logfile=None).run(fmax=gmax * units.Hartree / BOHR_ANGSTROM,
+                                              steps=max_steps)
+    return atoms.positions * ANGSTROM_BOHR, bool(converged)
 
 
 def _check_constraints(geometric, gmol, text: str) -> None:
@@ -282,8 +342,8 @@ def optimize(mol: Molecule, basis="def2-svp", xc="b3lyp", **kwargs) -> OptResult
     """Build and optimize in one call: ``kwargs`` go to :func:`run` (``convergence``,
     ``max_steps``, ``constraints``, ``transition``, ``hessian``, ``callback``, ``workdir``) or
     else to :func:`dftad.build` (``grid_level``, ``density_fit``, ``disp``, ...)."""
-    run_keys = {"convergence", "max_steps", "constraints", "transition", "hessian", "callback",
-                "workdir"}
+    run_keys = {"optimizer", "convergence", "max_steps", "constraints", "transition", "hessian",
+                "callback", "workdir"}
     run_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in run_keys}
     return run(build(mol, basis, xc, **kwargs), mol, **run_kwargs)
 

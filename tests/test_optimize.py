@@ -118,6 +118,20 @@ def test_hcn_hnc_transition_state():
                                _distances_angstrom(coords_ref), atol=1e-3)
 
 
+def test_ase_bfgs_reaches_the_same_minimum():
+    """``optimizer="ase-bfgs"``: ASE's BFGS on the same evaluations reaches geomeTRIC's minimum
+    (it stops on the largest force alone, so to the energy that force bound allows)."""
+    mol = dftad.load("water")
+    opt = dftad.optimize(mol, "sto-3g", "hf", optimizer="ase-bfgs", convergence="gau_tight")
+    ref = dftad.optimize(mol, "sto-3g", "hf", convergence="gau_tight")
+    assert opt.converged and ref.converged
+    assert opt.trajectory[-1].max_force < 1.5e-5 and abs(opt.e_tot - ref.e_tot) < 1e-6
+    np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
+                               _distances_angstrom(ref.mol.coords), atol=1e-3)
+    with pytest.raises(ValueError, match="geometric"):
+        dftad.optimize(mol, "sto-3g", "hf", optimizer="ase-bfgs", transition=True)
+
+
 def test_frozen_distance_constraint():
     """``$set distance 1 2 1.05``: the O-H bond ends at 1.05 A (geomeTRIC's constraint), the
     other bond relaxes to a shorter length."""
