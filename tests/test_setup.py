@@ -24,6 +24,28 @@ def test_what_build_decides():
     assert d3.xc.name == dftad.parse_xc("b3lyp").name
 
 
+@pytest.mark.parametrize("basis,xc,opts", [
+    ("sto-3g", "hf", {}),
+    ("6-31g", "pbe", {"grid_level": 0, "density_fit": True}),
+])
+def test_a_setup_built_again_shares_the_compiled_programs(basis, xc, opts):
+    """Two setups built alike have equal static structure (the ERI plan's pair sets compare by
+    value), so a jitted function compiled for one serves the other: nothing compiles again."""
+    mol = dftad.load("water")
+    s1, s2 = (dftad.build(mol, basis, xc, **opts) for _ in range(2))
+    assert jax.tree_util.tree_structure(s1) == jax.tree_util.tree_structure(s2)
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, _, **kw: compiles.append(name)
+        if name == "/jax/core/compile/backend_compile_duration" else None)
+    kernel = jax.jit(dftad.kernel)
+    e1 = float(kernel(s1, mol.coords).e_tot)
+    assert compiles  # the first setup compiled
+    compiles.clear()
+    assert float(kernel(s2, mol.coords).e_tot) == e1
+    assert not compiles
+
+
 def test_setup_is_a_pytree_of_arrays():
     """Everything traced is an array (the layout, grid and options are static)."""
     setup = dftad.build(dftad.load("water"), "sto-3g", "b3lyp", grid_level=1)

@@ -63,10 +63,27 @@ _FLOAT64_BYTES = 8
 @dataclasses.dataclass(frozen=True, eq=False)
 class PairSet:
     """A pair class of one basis (``single=False``) or single shells of a basis paired with the
-    unit function (``single=True``, lb = 0), as used for auxiliary (density-fitting) functions."""
+    unit function (``single=True``, lb = 0), as used for auxiliary (density-fitting) functions.
+
+    Equal (and hashed) by value: it is static data of a plan, part of the key of every compiled
+    program that uses the plan, so two setups built alike (the same molecule built again, another
+    functional) share their compiled programs instead of compiling again."""
 
     cls: PairClass
     single: bool
+
+    @functools.cached_property
+    def _key(self) -> tuple:
+        h = hashlib.sha256()
+        for a in (self.cls.shells, self.cls.prims, self.cls.pair_of_prim):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        return self.cls.la, self.cls.lb, self.single, h.hexdigest()
+
+    def __eq__(self, other):
+        return isinstance(other, PairSet) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
 
     @property
     def la(self):
