@@ -1,0 +1,106 @@
+"""Geometry optimizations: dftad + geomeTRIC (and dftad + ASE BFGS) against PySCF + geomeTRIC,
+from the same start, with the same method and criteria (GAU).
+
+    python benchmarks/optimize.py [--basis sto-3g] [--xc hf] [--molecules water ammonia ...]
+
+Per molecule: the energy and gradient evaluations each optimizer took, the final energies and
+their difference, the largest difference of interatomic distances (A) between dftad's and
+PySCF's minimum, and the wall time of the whole optimization (dftad's compile included: each
+molecule is new to the process, so each compiles; ``compile`` is the first step's time, most
+of which is compiling). Cases: the shipped geometries, a water with one O-H bond stretched to
+1.5 A (far from the minimum) and a pyramidal methyl radical (UHF).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import dftad
+from dftad.constants import BOHR_ANGSTROM
+
+DEFAULT = ["water", "ammonia", "ethanol", "methyl_radical", "water_stretched"]
+
+
+def molecule(name):
+    if name == "water_stretched":
+        mol = dftad.load("water")
+        c = np.array(mol.coords)
+        d = c[1] - c[0]
+        c[1] = c[0] + d / np.linalg.norm(d) * 1.5 / BOHR_ANGSTROM
+        return mol.with_coords(c)
+    mol = dftad.load(name)
+    if name == "methyl_radical":  # planar in G2; pyramidal start (planar is a saddle at UHF)
+        c = np.array(mol.coords)
+        c[0, 2] += 0.3
+        mol = mol.with_coords(c)
+    return mol
+
+
+def distances(coords):
+    c = np.asarray(coords)
+    return np.linalg.norm(c[:, None] - c[None], axis=-1) * BOHR_ANGSTROM
+
+
+def run_pyscf(mol, basis, xc):
+    from pyscf import dft, gto, scf
+    from pyscf.geomopt.geometric_solver import optimize
+
+    pmol = gto.M(atom=mol.to_pyscf_atom(), unit="bohr", basis=basis, charge=mol.charge,
+                 spin=mol.spin, verbose=0)
+    if xc == "hf":
+        mf = scf.UHF(pmol) if mol.spin else scf.RHF(pmol)
+    else:
+        mf = dft.UKS(pmol) if mol.spin else dft.RKS(pmol)
+        mf.xc = xc
+    mf.conv_tol = 1e-10
+    steps = []
+    t0 = time.perf_counter()
+    popt = optimize(mf, callback=lambda env: steps.append(float(env["energy"])))
+    wall = time.perf_counter() - t0
+    final = mf.__class__(popt)  # the energy at the final structure (not the last evaluation's)
+    if xc != "hf":
+        final.xc = xc
+    return final.run(conv_tol=1e-10).e_tot, popt.atom_coords(), len(steps), wall
+
+
+def run_dftad(mol, basis, xc, optimizer):
+    times = []
+    t0 = time.perf_counter()
+    opt = dftad.optimize(mol, basis, xc, optimizer=optimizer,
+                         callback=lambda s: times.append(time.perf_counter() - t0))
+    return opt, time.perf_counter() - t0, times[0]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--basis", default="sto-3g")
+    p.add_argument("--xc", default="hf")
+    p.add_argument("--molecules", nargs="+", default=DEFAULT)
+    p.add_argument("--no-ase", action="store_true", help="skip dftad + ASE BFGS")
+    args = p.parse_args()
+    print(f"{args.xc}/{args.basis}, GAU criteria; steps = energy+gradient evaluations")
+    print(f"{'molecule':16s} {'dftad':>5s} {'ase':>4s} {'pyscf':>5s}  {'E dftad (Eh)':>16s} "
+          f"{'dE vs pyscf':>11s} {'max dR (A)':>10s}  {'dftad s':>7s} {'compile':>7s} "
+          f"{'ase s':>6s} {'pyscf s':>7s}")
+    for name in args.molecules:
+        mol = molecule(name)
+        opt, wall, first = run_dftad(mol, args.basis, args.xc, "geometric")
+        ase_steps, ase_wall = "-", float("nan")
+        if not args.no_ase:
+            t0 = time.perf_counter()
+            ase = dftad.optimize(mol, args.basis, args.xc, optimizer="ase-bfgs")
+            ase_wall = time.perf_counter() - t0
+            ase_steps = str(ase.steps) if ase.converged else f"{ase.steps}!"
+        e_ref, coords_ref, steps_ref, wall_ref = run_pyscf(mol, args.basis, args.xc)
+        dr = np.abs(distances(opt.mol.coords) - distances(coords_ref)).max()
+        flag = "" if opt.converged else " (not converged)"
+        print(f"{name:16s} {opt.steps:5d} {ase_steps:>4s} {steps_ref:5d}  {opt.e_tot:16.10f} "
+              f"{opt.e_tot - e_ref:11.2e} {dr:10.2e}  {wall:7.1f} {first:7.1f} "
+              f"{ase_wall:6.1f} {wall_ref:7.1f}{flag}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
