@@ -9,11 +9,16 @@ PySCF's minimum, and the wall time of the whole optimization (dftad's compile in
 molecule is new to the process, so each compiles; ``compile`` is the first step's time, most
 of which is compiling). Cases: the shipped geometries, a water with one O-H bond stretched to
 1.5 A (far from the minimum) and a pyramidal methyl radical (UHF).
+
+``--baker``: Baker's 30-molecule set (``molecules/baker/``, RHF/STO-3G) instead, with a count of
+the molecules whose dftad + geomeTRIC energy equals PySCF + geomeTRIC's to 1e-5 Ha and the wall
+time of the whole set for each optimizer.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import time
 
 import numpy as np
@@ -24,7 +29,13 @@ from dftad.constants import BOHR_ANGSTROM
 DEFAULT = ["water", "ammonia", "ethanol", "methyl_radical", "water_stretched"]
 
 
+BAKER = sorted((pathlib.Path(__file__).resolve().parents[1] / "molecules" / "baker")
+               .glob("*.xyz"))
+
+
 def molecule(name):
+    if name.endswith(".xyz"):
+        return dftad.load(name)
     if name == "water_stretched":
         mol = dftad.load("water")
         c = np.array(mol.coords)
@@ -80,13 +91,18 @@ def main():
     p.add_argument("--xc", default="hf")
     p.add_argument("--molecules", nargs="+", default=DEFAULT)
     p.add_argument("--no-ase", action="store_true", help="skip dftad + ASE BFGS")
+    p.add_argument("--baker", action="store_true", help="Baker's set (RHF/STO-3G)")
     args = p.parse_args()
+    if args.baker:
+        args.molecules, args.basis, args.xc = [str(f) for f in BAKER], "sto-3g", "hf"
+    agree, totals = 0, np.zeros(3)
     print(f"{args.xc}/{args.basis}, GAU criteria; steps = energy+gradient evaluations")
-    print(f"{'molecule':16s} {'dftad':>5s} {'ase':>4s} {'pyscf':>5s}  {'E dftad (Eh)':>16s} "
+    print(f"{'molecule':24s} {'dftad':>5s} {'ase':>4s} {'pyscf':>5s}  {'E dftad (Eh)':>16s} "
           f"{'dE vs pyscf':>11s} {'max dR (A)':>10s}  {'dftad s':>7s} {'compile':>7s} "
           f"{'ase s':>6s} {'pyscf s':>7s}")
     for name in args.molecules:
         mol = molecule(name)
+        name = pathlib.Path(name).stem
         opt, wall, first = run_dftad(mol, args.basis, args.xc, "geometric")
         ase_steps, ase_wall = "-", float("nan")
         if not args.no_ase:
@@ -97,9 +113,14 @@ def main():
         e_ref, coords_ref, steps_ref, wall_ref = run_pyscf(mol, args.basis, args.xc)
         dr = np.abs(distances(opt.mol.coords) - distances(coords_ref)).max()
         flag = "" if opt.converged else " (not converged)"
-        print(f"{name:16s} {opt.steps:5d} {ase_steps:>4s} {steps_ref:5d}  {opt.e_tot:16.10f} "
+        agree += opt.converged and abs(opt.e_tot - e_ref) < 1e-5
+        totals += (wall, ase_wall, wall_ref)
+        print(f"{name[:24]:24s} {opt.steps:5d} {ase_steps:>4s} {steps_ref:5d}  {opt.e_tot:16.10f} "
               f"{opt.e_tot - e_ref:11.2e} {dr:10.2e}  {wall:7.1f} {first:7.1f} "
               f"{ase_wall:6.1f} {wall_ref:7.1f}{flag}", flush=True)
+    print(f"{agree} of {len(args.molecules)} at PySCF + geomeTRIC's energy (1e-5 Ha); wall time "
+          f"of the set: dftad + geomeTRIC {totals[0]:.0f} s, dftad + ASE {totals[1]:.0f} s, "
+          f"PySCF + geomeTRIC {totals[2]:.0f} s")
 
 
 if __name__ == "__main__":

@@ -391,3 +391,15 @@ def test_constructor_copies_coordinates():
     mol = Molecule(("H", "H"), coords)
     coords[1, 2] = 0.0  # the caller's array stays the caller's
     assert mol.coords[1, 2] == 1.4
+
+
+def test_baker_set_is_shipped_whole():
+    """molecules/baker/: Baker's 30 starting geometries load as neutral singlets, each with the
+    RHF/STO-3G energy its source lists (scripts/make_baker.py writes them)."""
+    files = sorted((MOLDIR / "baker").glob("*.xyz"))
+    assert [f.name[:2] for f in files] == [f"{i:02d}" for i in range(1, 31)]
+    for f in files:
+        mol = load(str(f))
+        assert mol.charge == 0 and mol.spin == 0 and mol.nelectron % 2 == 0
+        assert -1000.0 < float(mol.comment.split()[-1]) < -39.0
+    assert "no licence" in (MOLDIR / "baker" / "README.md").read_text()
