@@ -10,7 +10,9 @@ forces and dipole (ASE's ``check_state`` caches them until the atoms move); each
 the last density. The calculation (:func:`dftad.build`) is set up for the first atoms and kept
 while the same elements move, so moving atoms compiles nothing new: every geometry runs the same
 compiled pieces (:func:`dftad.geomopt.single_point`). An SCF that does not converge raises
-ASE's ``SCFError``, never a silent number.
+ASE's ``SCFError``, never a silent number. :meth:`Calculator.get_hessian` is the exact Hessian
+(AD through the implicit SCF), e.g. for Sella's transition-state search
+(``Sella(atoms, order=1, hessian_function=calc.get_hessian)``).
 
 Needs ASE (``pip install 'dftad[optimize]'``).
 """
@@ -31,6 +33,7 @@ from .molecule import Molecule
 from .setup import build
 
 _dipole_jit = jax.jit(properties.dipole)
+_hessian_jit = jax.jit(properties.hessian)
 
 
 class Calculator(_ASECalculator):
@@ -81,3 +84,14 @@ class Calculator(_ASECalculator):
             "forces": np.asarray(res.forces) * (units.Hartree / BOHR_ANGSTROM),
             "dipole": mu * BOHR_ANGSTROM,
         }
+
+    def get_hessian(self, atoms=None) -> np.ndarray:
+        """The exact Hessian (3 natm, 3 natm) in eV/A^2 at ``atoms`` (default the last ones):
+        :func:`dftad.hessian`, AD through the implicit SCF."""
+        atoms = self.atoms if atoms is None else atoms
+        mol = self.molecule(atoms)
+        if self.setup is None or (mol.symbols, mol.charge, mol.spin) != self._key:
+            self.calculate(atoms, ("energy",))
+        n = 3 * mol.natm
+        hess = np.asarray(_hessian_jit(self.setup, jax.numpy.asarray(mol.coords)))
+        return hess.reshape(n, n) * (units.Hartree / BOHR_ANGSTROM**2)

@@ -2,6 +2,8 @@
 to finite differences, no recompilation as atoms move, ASE's optimizer reaching geomeTRIC's
 minimum, energy conservation in molecular dynamics, and a clear error for an SCF that fails."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -103,3 +105,27 @@ def test_scf_failure_is_an_ase_error():
     atoms.calc = Calculator(basis="sto-3g", xc="hf", max_cycle=1)
     with pytest.raises(SCFError, match="did not converge"):
         atoms.get_potential_energy()
+
+
+@pytest.mark.slow  # the AD Hessian compiles (~1 min)
+def test_sella_transition_state_with_the_exact_hessian():
+    """Sella (transition states through ASE) with ``hessian_function=calc.get_hessian`` finds
+    the HCN <-> HNC saddle (RHF/3-21G) that geomeTRIC finds (1e-6 Ha), one imaginary mode; the
+    calculator's Hessian equals dftad.hessian in eV/A^2."""
+    from sella import Sella
+
+    mol = dftad.load(str(Path(__file__).parent / "data" / "hcn_hnc_ts_guess.xyz"))
+    atoms = Atoms(mol.symbols, positions=mol.coords_angstrom)
+    atoms.calc = calc = Calculator(basis="3-21g", xc="hf")
+    dyn = Sella(atoms, order=1, internal=True, hessian_function=calc.get_hessian, logfile=None)
+    assert dyn.run(fmax=1e-3, steps=100)
+    final = calc.molecule(atoms)
+    hess = calc.get_hessian() / (units.Hartree / BOHR_ANGSTROM**2)
+    setup = dftad.build(final, "3-21g", "hf")
+    # the two SCFs start from different densities (|[F,D]| < 1e-7 each): ~1e-8 apart
+    np.testing.assert_allclose(hess.reshape(3, 3, 3, 3),
+                               np.asarray(dftad.hessian(setup, final.coords)), atol=1e-6)
+    vib = dftad.harmonic_analysis(hess.reshape(3, 3, 3, 3), final.coords, final.masses)
+    assert np.sum(vib.frequencies_cm1 < 0) == 1
+    ref = dftad.optimize(mol, "3-21g", "hf", transition=True)
+    assert abs(atoms.get_potential_energy() / units.Hartree - ref.e_tot) < 1e-6
