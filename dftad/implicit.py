@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from . import scf
-from .linalg import eigh, orthonormal_basis, projector
+from .linalg import eigh, gmres, orthonormal_basis, projector
 from .occupation import Occupation
 
 GMRES_TOL = 1e-10
@@ -88,10 +88,7 @@ def mo_energies(fock, s1e):
 
 
 def _gmres(matvec, b):
-    x, _ = jax.scipy.sparse.linalg.gmres(matvec, b, tol=GMRES_TOL, atol=0.0,
-                                        restart=GMRES_RESTART, maxiter=GMRES_MAXITER,
-                                        solve_method="batched")
-    return x
+    return gmres(matvec, b, GMRES_TOL, GMRES_RESTART, GMRES_MAXITER)
 
 
 def _tangent_solve(g, y):

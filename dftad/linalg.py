@@ -8,6 +8,8 @@
     orthonormal_basis(S)    X = L^-T, S = L L^T (Cholesky)   X^T S X = 1, smooth to any order
     eig(F, X)               F C = S C e through X (leading spin axis allowed)
     make_rdm1(C, n)         D = sum_i n_i C_i C_i^T
+    gmres(A, b, ...)        restarted GMRES whose small least-squares problem is solved by SVD,
+                            so a nearly singular A (a flat SCF direction) gives no NaN
 
 The spectral derivatives are the Daleckii-Krein formula: for f applied to the eigenvalues of a
 symmetric A = V diag(w) V^T, d f(A) = V [G o (V^T dA V)] V^T with G_ij = (f(w_i) - f(w_j)) /
@@ -133,3 +135,64 @@ def eig(fock, x):
 def make_rdm1(mo_coeff, mo_occ):
     """D_mn = sum_i n_i C_mi C_ni (leading spin axis allowed)."""
     return jnp.einsum("...mi,...i,...ni->...mn", mo_coeff, mo_occ, mo_coeff)
+
+
+def gmres(matvec, b, tol, restart, maxiter):
+    """Solve A x = b (``matvec(x) = A x``, ``b`` any array shape) by GMRES restarted every
+    ``restart`` Krylov vectors, at most ``maxiter`` cycles, stopping when
+    |b - A x| <= tol |b|.
+
+    Each cycle builds the Arnoldi basis V (classical Gram-Schmidt, twice) and the Hessenberg
+    matrix H of A V_k = V_k+1 H, then minimises |beta e_1 - H y| by SVD (``lstsq``) and updates
+    x += V_k y. jax.scipy's ``gmres(solve_method="batched")`` forms the normal equations
+    H^T H y = H^T beta e_1 instead, which squares cond(H): at a nearly flat SCF direction
+    (smallest singular value of H ~1e-6, cond(H^T H) ~1e14, e.g. the pi-hole rotation of NO) its
+    Cholesky factorisation breaks down to NaN on some machines' rounding. The matrix-vector
+    products are the same as its, one per Krylov vector; a breakdown (an invariant subspace
+    found) leaves zero columns, which the SVD ignores."""
+    shape, n = b.shape, b.size
+    dtype = b.dtype
+    eps = jnp.finfo(dtype).eps
+
+    def av(v):
+        return matvec(v.reshape(shape)).reshape(n)
+
+    b = b.reshape(n)
+    b_norm = jnp.linalg.norm(b)
+
+    def cycle(carry):
+        x, r, k = carry
+        beta = jnp.linalg.norm(r)
+        v = jnp.zeros((restart + 1, n), dtype).at[0].set(_unit(r, beta, beta > 0))
+
+        def arnoldi(j, vh):
+            v, h = vh
+            w = av(v[j])
+            w_norm0 = jnp.linalg.norm(w)
+            hj = v @ w  # rows beyond j are zero, so projecting on all of V is projecting on V_j
+            w = w - hj @ v
+            dh = v @ w
+            w = w - dh @ v
+            hj = hj + dh
+            w_norm = jnp.linalg.norm(w)
+            keep = w_norm > eps * w_norm0
+            hj = hj.at[j + 1].set(jnp.where(keep, w_norm, 0.0))
+            v = v.at[j + 1].set(_unit(w, w_norm, keep))
+            return v, h.at[:, j].set(hj)
+
+        v, h = jax.lax.fori_loop(0, restart, arnoldi, (v, jnp.zeros((restart + 1, restart), dtype)))
+        y = jnp.linalg.lstsq(h, jnp.zeros(restart + 1, dtype).at[0].set(beta))[0]
+        x = x + y @ v[:-1]
+        return x, b - av(x), k + 1
+
+    def not_done(carry):
+        _, r, k = carry
+        return (k < maxiter) & (jnp.linalg.norm(r) > tol * b_norm)
+
+    x, _, _ = jax.lax.while_loop(not_done, cycle, (jnp.zeros_like(b), b, 0))
+    return x.reshape(shape)
+
+
+def _unit(w, norm, keep):
+    """w / norm where ``keep``, else zeros (no division by a vanishing norm)."""
+    return jnp.where(keep, w / jnp.where(keep, norm, 1.0), 0.0)

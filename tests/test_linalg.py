@@ -59,3 +59,30 @@ def test_orthogonalisers_give_orthonormal_bases():
     s = jnp.asarray(a @ a.T + 6 * np.eye(6))
     for x in (linalg.orthogonalizer(s), linalg.orthonormal_basis(s)):
         np.testing.assert_allclose(np.asarray(x.T @ s @ x), np.eye(6), atol=1e-12)
+
+
+def test_gmres_solves_nearly_singular_systems_without_nan():
+    """GMRES on A x = b with one eigenvalue of A at 1e-10..1e-6 (an SCF response at a flat
+    direction) and b in its range: residual below the tolerance, no NaN (jax.scipy's batched
+    GMRES squares cond(H) in its normal equations and gives NaN at 1e-9 here), the solution equals
+    numpy's; also a block-shaped right-hand side, a Krylov space exhausted early (breakdown), a zero
+    right-hand side, and vmap over right-hand sides."""
+    rng = np.random.default_rng(1)
+    n = 30
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    for tiny in [1e-6, 1e-8, 1e-9, 1e-10]:
+        w = np.linspace(1.0, 2.0, n)
+        w[0] = tiny
+        a = (q * w) @ q.T
+        b = a @ rng.standard_normal(n)
+        x = np.asarray(linalg.gmres(lambda v, a=a: a @ v, jnp.asarray(b), 1e-10, 40, 20))
+        assert np.linalg.norm(a @ x - b) <= 1e-10 * np.linalg.norm(b)
+        np.testing.assert_allclose(x, np.linalg.solve(a, b), atol=1e-4 * tiny ** -0.5)
+    a = np.eye(24) + 0.3 * rng.standard_normal((24, 24)) / np.sqrt(24)
+    b = rng.standard_normal((2, 3, 4))
+    x = linalg.gmres(lambda v: (a @ v.ravel()).reshape(2, 3, 4), jnp.asarray(b), 1e-12, 40, 5)
+    np.testing.assert_allclose(np.asarray(x).ravel(), np.linalg.solve(a, b.ravel()), atol=1e-12)
+    d = jnp.diag(jnp.array([1.0, 2.0, 4.0]))
+    xs = jax.vmap(lambda b: linalg.gmres(lambda v: d @ v, b, 1e-12, 40, 5))(jnp.eye(3))
+    np.testing.assert_allclose(np.asarray(xs), np.diag([1.0, 0.5, 0.25]), atol=1e-14)
+    assert not np.asarray(linalg.gmres(lambda v: d @ v, jnp.zeros(3), 1e-12, 40, 5)).any()
