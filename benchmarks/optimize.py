@@ -1,5 +1,5 @@
-"""Geometry optimizations: dftad + geomeTRIC (and dftad + ASE BFGS) against PySCF + geomeTRIC,
-from the same start, with the same method and criteria (GAU).
+"""Geometry optimizations: dftad + geomeTRIC (and dftad + ASE BFGS, dftad's JAX BFGS) against
+PySCF + geomeTRIC, from the same start, with the same method and criteria (GAU).
 
     python benchmarks/optimize.py [--basis sto-3g] [--xc hf] [--molecules water ammonia ...]
 
@@ -85,42 +85,49 @@ def run_dftad(mol, basis, xc, optimizer):
     return opt, time.perf_counter() - t0, times[0]
 
 
+def cartesian(mol, args, optimizer, skip):
+    """(steps, wall time) of dftad with a Cartesian BFGS (``"ase-bfgs"`` or ``"jax"``); steps
+    marked ``!`` when it did not converge, ``-`` when skipped."""
+    if skip:
+        return "-", float("nan")
+    t0 = time.perf_counter()
+    opt = dftad.optimize(mol, args.basis, args.xc, optimizer=optimizer)
+    return (str(opt.steps) if opt.converged else f"{opt.steps}!"), time.perf_counter() - t0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--basis", default="sto-3g")
     p.add_argument("--xc", default="hf")
     p.add_argument("--molecules", nargs="+", default=DEFAULT)
     p.add_argument("--no-ase", action="store_true", help="skip dftad + ASE BFGS")
+    p.add_argument("--no-jax", action="store_true", help="skip dftad's JAX BFGS")
     p.add_argument("--baker", action="store_true", help="Baker's set (RHF/STO-3G)")
     args = p.parse_args()
     if args.baker:
         args.molecules, args.basis, args.xc = [str(f) for f in BAKER], "sto-3g", "hf"
-    agree, totals = 0, np.zeros(3)
+    agree, totals = 0, np.zeros(4)
     print(f"{args.xc}/{args.basis}, GAU criteria; steps = energy+gradient evaluations")
-    print(f"{'molecule':24s} {'dftad':>5s} {'ase':>4s} {'pyscf':>5s}  {'E dftad (Eh)':>16s} "
-          f"{'dE vs pyscf':>11s} {'max dR (A)':>10s}  {'dftad s':>7s} {'compile':>7s} "
-          f"{'ase s':>6s} {'pyscf s':>7s}")
+    print(f"{'molecule':24s} {'dftad':>5s} {'ase':>4s} {'jax':>4s} {'pyscf':>5s}  "
+          f"{'E dftad (Eh)':>16s} {'dE vs pyscf':>11s} {'max dR (A)':>10s}  {'dftad s':>7s} "
+          f"{'compile':>7s} {'ase s':>6s} {'jax s':>6s} {'pyscf s':>7s}")
     for name in args.molecules:
         mol = molecule(name)
         name = pathlib.Path(name).stem
         opt, wall, first = run_dftad(mol, args.basis, args.xc, "geometric")
-        ase_steps, ase_wall = "-", float("nan")
-        if not args.no_ase:
-            t0 = time.perf_counter()
-            ase = dftad.optimize(mol, args.basis, args.xc, optimizer="ase-bfgs")
-            ase_wall = time.perf_counter() - t0
-            ase_steps = str(ase.steps) if ase.converged else f"{ase.steps}!"
+        ase_steps, ase_wall = cartesian(mol, args, "ase-bfgs", args.no_ase)
+        jax_steps, jax_wall = cartesian(mol, args, "jax", args.no_jax)
         e_ref, coords_ref, steps_ref, wall_ref = run_pyscf(mol, args.basis, args.xc)
         dr = np.abs(distances(opt.mol.coords) - distances(coords_ref)).max()
         flag = "" if opt.converged else " (not converged)"
         agree += opt.converged and abs(opt.e_tot - e_ref) < 1e-5
-        totals += (wall, ase_wall, wall_ref)
-        print(f"{name[:24]:24s} {opt.steps:5d} {ase_steps:>4s} {steps_ref:5d}  {opt.e_tot:16.10f} "
-              f"{opt.e_tot - e_ref:11.2e} {dr:10.2e}  {wall:7.1f} {first:7.1f} "
-              f"{ase_wall:6.1f} {wall_ref:7.1f}{flag}", flush=True)
+        totals += (wall, ase_wall, jax_wall, wall_ref)
+        print(f"{name[:24]:24s} {opt.steps:5d} {ase_steps:>4s} {jax_steps:>4s} {steps_ref:5d}  "
+              f"{opt.e_tot:16.10f} {opt.e_tot - e_ref:11.2e} {dr:10.2e}  {wall:7.1f} {first:7.1f} "
+              f"{ase_wall:6.1f} {jax_wall:6.1f} {wall_ref:7.1f}{flag}", flush=True)
     print(f"{agree} of {len(args.molecules)} at PySCF + geomeTRIC's energy (1e-5 Ha); wall time "
           f"of the set: dftad + geomeTRIC {totals[0]:.0f} s, dftad + ASE {totals[1]:.0f} s, "
-          f"PySCF + geomeTRIC {totals[2]:.0f} s")
+          f"dftad JAX BFGS {totals[2]:.0f} s, PySCF + geomeTRIC {totals[3]:.0f} s")
 
 
 if __name__ == "__main__":

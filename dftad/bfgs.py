@@ -2,6 +2,8 @@
 
     res = bfgs.minimize(setup, coords0)                        # one geometry (natm, 3) Bohr
     res = bfgs.minimize_batch(setup, coords_batch)             # (nconf, natm, 3): one program
+    st = bfgs.advance(bfgs.start(setup, coords0, dm0=dm), e_tot, forces, dm, converged)
+                                    # driven from Python, evaluations by the caller (geomopt)
 
 Each evaluation is one SCF with its forces (:func:`dftad.forces.energy_and_forces`), started
 from the density of the last accepted geometry. The step is p = -H g (g = dE/dR, Hartree/Bohr,
@@ -60,7 +62,9 @@ class BFGSResult(NamedTuple):
     max_force: jax.Array  # max over atoms of |F_A|, Hartree/Bohr
 
 
-class _State(NamedTuple):
+class State(NamedTuple):
+    """The minimiser between evaluations (flat Cartesian vectors, Bohr and Hartree)."""
+
     x: jax.Array  # (3 natm,) accepted coordinates, Bohr
     e: jax.Array  # energy at x (inf before the first evaluation)
     g: jax.Array  # (3 natm,) dE/dR at x
@@ -102,12 +106,12 @@ def _bfgs_update(h, s, y, updated):
     return jnp.where(ok, new, h), updated | ok
 
 
-def _step(setup, st: _State) -> _State:
-    """Evaluate the trial point, accept or reject it, test convergence, propose the next one."""
-    res = energy_and_forces(setup, st.trial.reshape(-1, 3), dm0=st.dm)
-    e_new, g_new = res.e_tot, -res.forces.reshape(-1)
+def advance(st: State, e_new, forces, dm, scf_converged) -> State:
+    """Take the evaluation of ``st.trial`` (its energy, forces (natm, 3), SCF density and whether
+    the SCF converged): accept or reject the step, test convergence, propose the next trial."""
+    g_new = -forces.reshape(-1)
     first = st.steps == 0
-    accept = first | (res.converged & (e_new <= st.e + E_TOL))
+    accept = first | (scf_converged & (e_new <= st.e + E_TOL))
     s, de = st.trial - st.x, e_new - st.e
     h_upd, updated = _bfgs_update(st.h, s, g_new - st.g, st.updated)
     ratio = de / jnp.where(st.pred < 0, st.pred, -1.0)
@@ -120,14 +124,41 @@ def _step(setup, st: _State) -> _State:
     x = jnp.where(accept, st.trial, st.x)
     e = jnp.where(accept, e_new, st.e)
     g = jnp.where(accept, g_new, st.g)
-    dm = jnp.where(accept, res.scf.dm, st.dm)
+    dm = jnp.where(accept, dm, st.dm)
     g_max, g_rms = _atom_norms(g)
     d_max, d_rms = _atom_norms(s * BOHR_ANGSTROM)
     converged = (accept & ~first & (jnp.abs(de) < GAU[0]) & (g_rms < GAU[1]) & (g_max < GAU[2])
                  & (d_rms < GAU[3]) & (d_max < GAU[4]))
     trial, pred, clipped = _propose(x, g, h, trust)
-    return _State(x, e, g, dm, h, trial, pred, clipped, trust, updated, st.steps + 1,
+    return State(x, e, g, dm, h, trial, pred, clipped, trust, updated, st.steps + 1,
                   converged, st.energies.at[st.steps].set(e_new))
+
+
+def _step(setup, st: State) -> State:
+    """Evaluate the trial point (one SCF from the last accepted density, and its forces), then
+    :func:`advance`."""
+    res = energy_and_forces(setup, st.trial.reshape(-1, 3), dm0=st.dm)
+    return advance(st, res.e_tot, res.forces, res.scf.dm, res.converged)
+
+
+def start(setup, coords0, max_steps: int = 200, trust: float = 0.3, dm0=None) -> State:
+    """The state before the first evaluation: trial = ``coords0`` ((natm, 3) Bohr), H0 = I / B0,
+    the SCF's start ``dm0`` (default the initial guess at ``coords0``)."""
+    x0 = jnp.asarray(coords0, dtype=jnp.float64).reshape(-1)
+    n = x0.shape[0]
+    if dm0 is None:
+        dm0 = initial_guess(setup, integrals(setup, x0.reshape(-1, 3)))
+    zero = jnp.zeros(n)
+    return State(x0, jnp.asarray(jnp.inf), zero, dm0, jnp.eye(n) / B0, x0, jnp.zeros(()),
+                  jnp.asarray(False), jnp.asarray(trust, dtype=jnp.float64), jnp.asarray(False),
+                  jnp.asarray(0), jnp.asarray(False), jnp.full(max_steps + 1, jnp.nan))
+
+
+def result(st: State) -> BFGSResult:
+    """The :class:`BFGSResult` of a state."""
+    g_max, _ = _atom_norms(st.g)
+    return BFGSResult(st.x.reshape(-1, 3), st.e, -st.g.reshape(-1, 3), st.converged, st.steps,
+                      st.energies, g_max)
 
 
 def minimize(setup, coords0, max_steps: int = 200, trust: float = 0.3) -> BFGSResult:
@@ -135,13 +166,7 @@ def minimize(setup, coords0, max_steps: int = 200, trust: float = 0.3) -> BFGSRe
     coordinates, at most ``max_steps`` evaluations, initial trust radius ``trust`` (Bohr, on the
     norm of the whole step). Pure JAX (one ``lax.while_loop``): jit it, vmap it over
     ``coords0`` (see :func:`minimize_batch`); ``max_steps`` must be static."""
-    x0 = jnp.asarray(coords0, dtype=jnp.float64).reshape(-1)
-    n = x0.shape[0]
-    dm0 = initial_guess(setup, integrals(setup, x0.reshape(-1, 3)))
-    zero = jnp.zeros(n)
-    st = _State(x0, jnp.asarray(jnp.inf), zero, dm0, jnp.eye(n) / B0, x0, jnp.zeros(()),
-                jnp.asarray(False), jnp.asarray(trust, dtype=jnp.float64), jnp.asarray(False),
-                jnp.asarray(0), jnp.asarray(False), jnp.full(max_steps + 1, jnp.nan))
+    st = start(setup, coords0, max_steps, trust)
 
     def cond(st):
         return ~st.converged & (st.steps < max_steps)
@@ -151,10 +176,7 @@ def minimize(setup, coords0, max_steps: int = 200, trust: float = 0.3) -> BFGSRe
         done = ~cond(st)  # never true unbatched; under vmap it freezes finished conformers
         return jax.tree.map(lambda old, nw: jnp.where(done, old, nw), st, new)
 
-    st = jax.lax.while_loop(cond, body, st)
-    g_max, _ = _atom_norms(st.g)
-    return BFGSResult(st.x.reshape(-1, 3), st.e, -st.g.reshape(-1, 3), st.converged, st.steps,
-                      st.energies, g_max)
+    return result(jax.lax.while_loop(cond, body, st))
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps",))

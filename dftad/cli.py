@@ -5,7 +5,7 @@
                  [--stability] [--json]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
-    dftad optimize GEOMETRY [same options] [--optimizer geometric|ase-bfgs] [--convergence gau]
+    dftad optimize GEOMETRY [same options] [--optimizer geometric|jax|ase-bfgs] [--convergence gau]
                  [--max-steps 300]
                  [--constraints FILE] [--transition] [--hessian never|first|last|first+last]
                  [--trajectory traj.xyz] [--output final.xyz] [--json]
@@ -84,8 +84,9 @@ def _optimize_args(p):
 
     _calculation_args(p)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="geometric",
-                   help="geomeTRIC (internal coordinates, as PySCF) or ASE's Cartesian BFGS "
-                   "(converged on the largest atomic force alone)")
+                   help="geomeTRIC (internal coordinates, as PySCF), dftad's JAX Cartesian "
+                   "BFGS (gau criteria) or ASE's Cartesian BFGS (converged on the largest "
+                   "atomic force alone)")
     p.add_argument("--convergence", choices=CONVERGENCE_SETS, default="gau",
                    help="geomeTRIC criteria set (gau: dE 1e-6 Ha, RMS/max gradient "
                    "3e-4/4.5e-4 Ha/Bohr, RMS/max step 1.2e-3/1.8e-3 A)")

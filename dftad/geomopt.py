@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy, properties
+from . import bfgs, energy, properties
 from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 from .hamiltonian import Result
 from .molecule import Molecule
@@ -157,7 +157,9 @@ format=%(message)s
 """
 
 
-OPTIMIZERS = ("geometric", "ase-bfgs")
+OPTIMIZERS = ("geometric", "jax", "ase-bfgs")
+
+_bfgs_advance = jax.jit(bfgs.advance)
 
 
 class _Evaluations:
@@ -202,9 +204,11 @@ def run(setup: Setup, mol: Molecule, *, optimizer: str = "geometric", convergenc
     """Optimize ``mol`` (a minimum, or with ``transition`` a first-order saddle point) with
     the calculation ``setup`` (built for ``mol``: :func:`dftad.build`).
 
-    ``optimizer``: ``"geometric"`` (internal coordinates; everything below) or ``"ase-bfgs"``
-    (ASE's Cartesian BFGS, converged when the largest atomic force is below the set's max
-    gradient: ASE tests nothing else; no constraints, transition states or initial Hessian).
+    ``optimizer``: ``"geometric"`` (internal coordinates; everything below), ``"jax"``
+    (:mod:`dftad.bfgs`, Cartesian BFGS in JAX, the ``gau`` criteria) or ``"ase-bfgs"`` (ASE's
+    Cartesian BFGS, converged when the largest atomic force is below the set's max gradient: ASE
+    tests nothing else); the last two take no constraints, transition states or initial
+    Hessian.
     ``constraints``: the text of a geomeTRIC constraints file; ``hessian``: one of
     :data:`HESSIAN_CHOICES`; ``callback(step)`` after each energy and gradient; ``workdir``:
     where geomeTRIC writes its log (``dftad_geometric.log``) and scratch (default a temporary
@@ -226,6 +230,9 @@ def run(setup: Setup, mol: Molecule, *, optimizer: str = "geometric", convergenc
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     if transition and hessian in ("never", "last"):
         hessian = "first" if hessian == "never" else "first+last"
+    if optimizer == "jax" and convergence != "gau":
+        raise ValueError(f"optimizer 'jax' (dftad.bfgs) tests the gau criteria only, "
+                         f"got {convergence!r}")
     if optimizer != "geometric" and (transition or constraints is not None
                                      or hessian in ("first", "first+last")):
         raise ValueError(f"{optimizer} takes no constraints, transition states or initial "
@@ -234,6 +241,8 @@ def run(setup: Setup, mol: Molecule, *, optimizer: str = "geometric", convergenc
     if optimizer == "geometric":
         final, converged = _run_geometric(evals, mol, convergence, max_steps, constraints,
                                           transition, hessian, workdir, geometric_options)
+    elif optimizer == "jax":
+        final, converged = _run_jax_bfgs(evals, mol, max_steps)
     else:
         final, converged = _run_ase_bfgs(evals, mol, convergence, max_steps)
     coords, res = evals.at(final)
@@ -281,6 +290,18 @@ def _run_geometric(evals, mol, convergence, max_steps, constraints, transition, 
             return evals.results[-1][0], False
         finally:
             _quiet_geometric_logging()
+
+
+def _run_jax_bfgs(evals, mol, max_steps):
+    """dftad's JAX BFGS (:mod:`dftad.bfgs`) driven from Python on :class:`_Evaluations`: its
+    jitted update after each evaluation; (final coords in Bohr, converged)."""
+    res = evals(mol.coords)
+    st = bfgs.start(evals.setup, mol.coords, max_steps, dm0=res.scf.dm)
+    while True:
+        st = _bfgs_advance(st, res.e_tot, res.forces, res.scf.dm, res.converged)
+        if bool(st.converged) or int(st.steps) >= max_steps:
+            return np.asarray(st.x).reshape(-1, 3), bool(st.converged)
+        res = evals(np.asarray(st.trial).reshape(-1, 3))
 
 
 def _run_ase_bfgs(evals, mol, convergence, max_steps):

@@ -18,6 +18,14 @@ def _distances_angstrom(coords):
     return np.linalg.norm(c[:, None] - c[None], axis=-1) * BOHR_ANGSTROM
 
 
+def _stretched(mol, i, j, r):
+    """``mol`` with atom j moved along the i-j bond to r Angstrom from atom i."""
+    c = np.array(mol.coords)
+    d = c[j] - c[i]
+    c[j] = c[i] + d / np.linalg.norm(d) * r / BOHR_ANGSTROM
+    return mol.with_coords(c)
+
+
 def _pyscf_geometric(mol, basis, xc, **kwargs):
     """PySCF + geomeTRIC from the same start and criteria: (energy, coords in Bohr, steps)."""
     from pyscf import dft, gto, scf
@@ -48,11 +56,7 @@ def _pyscf_geometric(mol, basis, xc, **kwargs):
 def test_same_minimum_as_pyscf_geometric(name, basis, start):
     mol = dftad.load(name)
     if start is not None:
-        i, j, r = start
-        c = np.array(mol.coords)
-        d = c[j] - c[i]
-        c[j] = c[i] + d / np.linalg.norm(d) * r / BOHR_ANGSTROM
-        mol = mol.with_coords(c)
+        mol = _stretched(mol, *start)
     opt = dftad.optimize(mol, basis, "hf")
     assert opt.converged
     e_ref, coords_ref, steps_ref = _pyscf_geometric(mol, basis, "hf")
@@ -130,6 +134,27 @@ def test_ase_bfgs_reaches_the_same_minimum():
                                _distances_angstrom(ref.mol.coords), atol=1e-3)
     with pytest.raises(ValueError, match="geometric"):
         dftad.optimize(mol, "sto-3g", "hf", optimizer="ase-bfgs", transition=True)
+
+
+def test_jax_bfgs_reaches_the_same_minimum(capsys):
+    """``optimizer="jax"`` (``dftad.bfgs`` driven step by step on the same evaluations) from the
+    stretched water reaches geomeTRIC's minimum within the gau criteria (energy 1e-6 Ha,
+    interatomic distances within the 1.8e-3 A step bound) and ends at the gau gradients; the
+    command runs it; other criteria sets are refused clearly."""
+    mol = _stretched(dftad.load("water"), 0, 1, 1.5)
+    opt = dftad.optimize(mol, "sto-3g", "hf", optimizer="jax")
+    ref = dftad.optimize(mol, "sto-3g", "hf")
+    assert opt.converged and ref.converged
+    assert opt.trajectory[-1].max_force < 4.5e-4 and abs(opt.e_tot - ref.e_tot) < 1e-6
+    np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
+                               _distances_angstrom(ref.mol.coords), atol=1.8e-3)
+    with pytest.raises(ValueError, match="gau criteria only"):
+        dftad.optimize(mol, "sto-3g", "hf", optimizer="jax", convergence="gau_tight")
+    code, out, _ = run_cli(capsys, "optimize", "water", "--basis", "sto-3g", "--xc", "hf",
+                           "--optimizer", "jax", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["converged"] and data["max_force"] < 4.5e-4
+    assert len(data["trajectory"]) == data["steps"]
 
 
 def test_frozen_distance_constraint():
