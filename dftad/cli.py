@@ -353,13 +353,14 @@ def _optimize(args) -> int:
         print(_describe(mol, setup, args), flush=True)
         print(f"{args.optimizer}, {args.convergence.upper()} criteria"
               + (", transition state" if args.transition else ""))
-        print(" step  energy (Eh)          dE (Eh)     max|F|     rms|F|  step (A)  SCF")
+        print(" step  energy (Eh)          dE (Eh)     max|F|     rms|F|  step (A)  trust (A)  SCF")
 
     def show(st):
         if not quiet:
             print(f"{st.step:5d}  {st.e_tot:.10f}  {st.e_change:10.3e}  {st.max_force:9.2e}  "
                   f"{st.rms_force:9.2e}  {st.displacement * BOHR_ANGSTROM:8.2e}  "
-                  f"{st.scf_cycles:3d}", flush=True)
+                  f"{'-' if st.trust is None else f'{st.trust:.2e}':>9s}  {st.scf_cycles:3d}",
+                  flush=True)
 
     try:
         opt = clock("optimize", lambda: geomopt.run(

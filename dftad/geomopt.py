@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import NamedTuple
@@ -62,6 +63,8 @@ class Step(NamedTuple):
     rms_force: float  # sqrt(mean over atoms of |F_A|^2) (geomeTRIC's RMS gradient)
     displacement: float  # max over atoms of the move from the previous step, Bohr
     scf_cycles: int
+    trust: float | None = None  # the optimizer's trust radius that bounded this step, Angstrom
+    #                             (geomeTRIC: on the RMS atomic move; jax: on the step's norm)
 
 
 class OptResult(NamedTuple):
@@ -131,11 +134,26 @@ def _engine_class():
             self.evaluate = evaluate
 
         def calc_new(self, coords, dirname):
+            self.evaluate.trust = _geometric_trust()
             res = self.evaluate(coords)
             return {"energy": float(res.e_tot),
                     "gradient": -np.asarray(res.forces, dtype=float).ravel()}
 
     return Engine
+
+
+def _geometric_trust() -> float | None:
+    """The trust radius (Angstrom) of the geomeTRIC optimizer that asked for this evaluation:
+    its ``Optimizer`` is up the call stack (run_optimizer hands the engine no reference to it);
+    ``None`` where it is not found (another geomeTRIC version)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if type(obj).__name__ == "Optimizer" and isinstance(getattr(obj, "trust", None),
+                                                            (int, float)):
+            return float(obj.trust)
+        frame = frame.f_back
+    return None
 
 
 _LOG_INI = """[loggers]
@@ -168,6 +186,7 @@ class _Evaluations:
 
     def __init__(self, setup: Setup, callback):
         self.setup, self.callback, self.dm = setup, callback, None
+        self.trust = None  # set by the optimizer before each evaluation where it has one
         self.trajectory: list[Step] = []
         self.results: list[tuple[np.ndarray, Result]] = []
 
@@ -186,7 +205,7 @@ class _Evaluations:
                     0.0 if prev is None else float(res.e_tot) - prev.e_tot, fmax, frms,
                     0.0 if prev is None else float(np.linalg.norm(coords - prev.coords,
                                                                   axis=1).max()),
-                    int(res.scf.cycles))
+                    int(res.scf.cycles), None if prev is None else self.trust)
         self.trajectory.append(step)
         if self.callback is not None:
             self.callback(step)
@@ -301,6 +320,7 @@ def _run_jax_bfgs(evals, mol, max_steps):
         st = _bfgs_advance(st, res.e_tot, res.forces, res.scf.dm, res.converged)
         if bool(st.converged) or int(st.steps) >= max_steps:
             return np.asarray(st.x).reshape(-1, 3), bool(st.converged)
+        evals.trust = float(st.trust) * BOHR_ANGSTROM
         res = evals(np.asarray(st.trial).reshape(-1, 3))
 
 

@@ -148,6 +148,11 @@ def test_jax_bfgs_reaches_the_same_minimum(capsys):
     assert opt.trajectory[-1].max_force < 4.5e-4 and abs(opt.e_tot - ref.e_tot) < 1e-6
     np.testing.assert_allclose(_distances_angstrom(opt.mol.coords),
                                _distances_angstrom(ref.mol.coords), atol=1.8e-3)
+    # trust radii per step (Angstrom): the JAX BFGS's starts at 0.3 Bohr, geomeTRIC's at 0.1 A
+    assert opt.trajectory[0].trust is None and ref.trajectory[0].trust is None
+    assert opt.trajectory[1].trust == pytest.approx(0.3 * BOHR_ANGSTROM)
+    assert ref.trajectory[1].trust == pytest.approx(0.1)
+    assert all(0 < s.trust <= 1.0 for s in opt.trajectory[1:] + ref.trajectory[1:])
     with pytest.raises(ValueError, match="gau criteria only"):
         dftad.optimize(mol, "sto-3g", "hf", optimizer="jax", convergence="gau_tight")
     code, out, _ = run_cli(capsys, "optimize", "water", "--basis", "sto-3g", "--xc", "hf",
