@@ -93,8 +93,7 @@ def _gmres(matvec, b):
 
 def _tangent_solve(g, y):
     """Solve g(x) = y for the linearised residual g; transposable for reverse mode."""
-    return jax.lax.custom_linear_solve(g, y, solve=lambda f, b: _gmres(f, b),
-                                       transpose_solve=lambda f, b: _gmres(f, b))
+    return jax.lax.custom_linear_solve(g, y, solve=_gmres, transpose_solve=_gmres)
 
 
 def solve(energy_fn, s1e, start, occ: Occupation, options: scf.SCFOptions = scf.DEFAULT_OPTIONS,
