@@ -67,7 +67,7 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     except OSError:  # read-only home: run without the cache
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
 
 

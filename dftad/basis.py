@@ -177,8 +177,9 @@ def gto_norm(l, a):
     return jnp.sqrt(2.0 * (2.0 * a) ** (n + 0.5) / math.gamma(n + 0.5))
 
 
-def normalized_coefficients(basis: Basis) -> jax.Array:
-    """Coefficients c'_p with R(r) = sum_p c'_p exp(-a_p r^2) normalised (JAX, per primitive).
+def normalized_coefficients(basis: Basis, xp=jnp) -> jax.Array:
+    """Coefficients c'_p with R(r) = sum_p c'_p exp(-a_p r^2) normalised (JAX, per primitive;
+    NumPy with ``xp=numpy``).
 
     c'_p = c_p N_l(a_p) / sqrt(sum_pq c_p c_q N_l(a_p) N_l(a_q) I_l(a_p + a_q)) with
     I_l(b) = Gamma(l + 3/2) / (2 b^(l + 3/2)).
@@ -187,7 +188,9 @@ def normalized_coefficients(basis: Basis) -> jax.Array:
     shell_l = np.repeat(np.asarray(lay.shell_l), lay.shell_nprim)
     shell_id = np.repeat(np.arange(lay.nbas), lay.shell_nprim)
     a, c = basis.exponents, basis.coefficients
-    cn = c * _gto_norm_vec(shell_l, a)
+    if xp is np:  # setup-side NumPy (no op-by-op compiles of eager JAX)
+        a, c = np.asarray(a), np.asarray(c)
+    cn = c * _gto_norm_vec(shell_l, a, xp)
     # self-overlap of the contraction, shell by shell (pairs of primitives of the same shell)
     same = shell_id[:, None] == shell_id[None, :]
     pi, pj = np.nonzero(same)
@@ -195,11 +198,14 @@ def normalized_coefficients(basis: Basis) -> jax.Array:
     b = a[pi] + a[pj]
     gam = np.array([math.gamma(l + 1.5) for l in lpair])
     ovlp = cn[pi] * cn[pj] * gam / (2.0 * b ** (lpair + 1.5))
-    norm2 = jax.ops.segment_sum(ovlp, shell_id[pi], num_segments=lay.nbas)
-    return cn / jnp.sqrt(norm2)[shell_id]
+    if xp is np:
+        norm2 = np.bincount(shell_id[pi], weights=ovlp, minlength=lay.nbas)
+    else:
+        norm2 = jax.ops.segment_sum(ovlp, shell_id[pi], num_segments=lay.nbas)
+    return cn / xp.sqrt(norm2)[shell_id]
 
 
-def _gto_norm_vec(l: np.ndarray, a):
+def _gto_norm_vec(l: np.ndarray, a, xp=jnp):
     n = l + 1
     gam = np.array([math.gamma(k + 0.5) for k in n])
-    return jnp.sqrt(2.0 * (2.0 * a) ** (n + 0.5) / gam)
+    return xp.sqrt(2.0 * (2.0 * a) ** (n + 0.5) / gam)

@@ -219,8 +219,8 @@ def _energy(args) -> int:
     if args.stability and bool(res.converged):
         res, stab = clock("stability", stability.follow, setup, coords, res)
     if args.forces and bool(res.converged):
-        grad = _compile(clock, forces.gradient_at, setup, coords, res.scf)
-        res = res._replace(forces=-clock("forces", grad, setup, coords, res.scf))
+        res = res._replace(forces=-clock("forces", forces.gradient_stepwise, setup, coords,
+                                         res.scf))
     out = _summary(mol, setup, args, res)
     out["components"] = {k: float(v) for k, v in res.components._asdict().items()}
     if stab is not None:

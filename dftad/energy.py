@@ -17,7 +17,17 @@ import jax.numpy as jnp
 
 from . import forces as _forces
 from . import guess, implicit, newton, scf
-from .hamiltonian import Integrals, Result, hamiltonian, integrals
+from .hamiltonian import (
+    Integrals,
+    Result,
+    exchange_operators,
+    grid_ao,
+    hamiltonian,
+    integrals,
+    one_electron_part,
+)
+from .integrals import eri_pieces
+from .jk import IncoreJK
 from .linalg import orthogonalizer
 from .molecule import Molecule
 from .setup import Setup, build
@@ -54,6 +64,20 @@ def second_order(setup: Setup, ints: Integrals, result: Result, xc_params=None) 
 
 
 _integrals_jit = jax.jit(integrals)
+_one_electron_jit = jax.jit(one_electron_part)
+_grid_ao_jit = jax.jit(grid_ao)
+
+
+def integrals_stepwise(setup: Setup, coords) -> Integrals:
+    """:func:`~dftad.hamiltonian.integrals` driven from Python: the ERIs through the compiled
+    pieces every molecule shares (:mod:`dftad.integrals.eri_pieces`), the one-electron part and
+    the grid's AO values as jitted programs. Same numbers; not differentiable."""
+    if not isinstance(setup.jk, IncoreJK):
+        return _integrals_jit(setup, coords)
+    omegas, _ = exchange_operators(setup, setup.xc.params)
+    tensors = tuple(eri_pieces.eri(setup.jk.plan, setup.basis, coords, w) for w in omegas)
+    ao = _grid_ao_jit(setup, coords) if setup.semilocal else None
+    return Integrals(*_one_electron_jit(setup, coords), jk=tensors, grid_ao=ao)
 _second_order_jit = jax.jit(second_order)
 _orthogonalizer_jit = jax.jit(orthogonalizer)
 
@@ -84,10 +108,10 @@ def kernel_stepwise(setup: Setup, coords, callback=None, dm0=None) -> Result:
     """:func:`kernel`'s DIIS SCF driven from Python one cycle at a time, ``callback(state)``
     (a :class:`dftad.scf.State`) after each cycle, e.g. to print it (the CLI does); ``dm0``: the
     starting density (default the setup's initial guess), e.g. the previous geometry's. Each piece
-    (integrals, first state, one cycle, result) is a jitted program without host callbacks, so
-    JAX's on-disk cache keeps it. Same numbers as :func:`kernel`; not differentiable (use
-    :func:`kernel` under ``jax.grad``)."""
-    ints = _integrals_jit(setup, jnp.asarray(coords))
+    (integrals, :func:`integrals_stepwise`; first state, one cycle, result) is a jitted program
+    without host callbacks, so JAX's on-disk cache keeps it. Same numbers as :func:`kernel`; not
+    differentiable (use :func:`kernel` under ``jax.grad``)."""
+    ints = integrals_stepwise(setup, jnp.asarray(coords))
     x = _orthogonalizer_jit(ints.s1e)
     if dm0 is None:
         dm0 = _initial_guess_jit(setup, ints)
@@ -113,19 +137,17 @@ def converge(setup: Setup, coords, result: Result, xc_params=None,
     return _second_order_jit(setup, ints, result, xc_params)
 
 
-_kernel_jit = jax.jit(kernel)
-_forces_jit = jax.jit(_forces.energy_and_forces)
-_gradient_jit = jax.jit(_forces.gradient_at)
 
 
 def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwargs) -> Result:
-    """Build and run in one call; ``forces=True`` adds ``result.forces`` (Hartree/Bohr). An SCF
-    that DIIS does not converge goes on with second-order steps (:func:`converge`; its forces
-    then come from the converged density, no SCF is rerun); warns when it still did not
+    """Build and run in one call; ``forces=True`` adds ``result.forces`` (Hartree/Bohr). The SCF
+    and the forces are driven from Python through compiled pieces shared across molecules
+    (:func:`kernel_stepwise`, :func:`dftad.forces.gradient_stepwise`); an SCF that DIIS does not
+    converge goes on with second-order steps (:func:`converge`); warns when it still did not
     converge. ``kwargs`` go to :func:`~dftad.setup.build`."""
     setup = build(mol, basis, xc, **kwargs)
     coords = jnp.asarray(mol.coords)
-    return finish(setup, coords, (_forces_jit if forces else _kernel_jit)(setup, coords), forces)
+    return finish(setup, coords, kernel_stepwise(setup, coords), forces)
 
 
 def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool = True) -> Result:
@@ -135,9 +157,9 @@ def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool =
     if not bool(res.converged):
         res = converge(setup, coords, res)
         if forces and bool(res.converged):
-            res = res._replace(forces=-_gradient_jit(setup, coords, res.scf))
+            res = res._replace(forces=-_forces.gradient_stepwise(setup, coords, res.scf))
     elif forces and res.forces is None:
-        res = res._replace(forces=-_gradient_jit(setup, coords, res.scf))
+        res = res._replace(forces=-_forces.gradient_stepwise(setup, coords, res.scf))
     if warn and not bool(res.converged):
         warnings.warn(
             f"SCF did not converge in {int(res.scf.cycles)} cycles "

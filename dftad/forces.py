@@ -27,6 +27,8 @@ from .hamiltonian import (
     one_electron_part,
     xc_params_of,
 )
+from .integrals import eri_pieces
+from .jk import IncoreJK
 from .setup import Setup
 
 
@@ -106,3 +108,41 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
             + jax.grad(exc_direct, argnums=1)(setup, coords, res.dm, params))
     return Result(res, components(res.dm), -grad)
 
+
+
+def _gradient_without_eris(setup: Setup, coords, scf_result: scf.SCFResult, xc_params=None):
+    """:func:`gradient_at` without the ERI term, and what that term needs: ``(grad, terms)``
+    with ``terms`` (omega, dm_coul, dm_exch, c_exch) per operator of
+    :func:`~dftad.integrals.eri_pieces.gradient`."""
+    params = xc_params_of(setup, xc_params)
+    omegas, weights = exchange_operators(setup, params)
+    occ = setup.occupation
+    dm = scf_result.dm
+    w = energy_weighted_dm(dm, scf_result.fock, occ)
+    dm_tot = occ.total(dm)
+
+    def rest(c):
+        return (_one_electron_lagrangian(one_electron_part(setup, c), dm_tot, w)
+                + exc_direct(setup, c, dm, params))
+
+    kf = 1.0 / occ.per_orbital
+    terms = tuple((omega, dm_tot if op == 0 else None, dm if op < len(weights) else None,
+                   0.5 * kf * weights[op] if op < len(weights) else 0.0)
+                  for op, omega in enumerate(omegas))
+    return jax.grad(rest)(coords), terms
+
+
+_gradient_without_eris_jit = jax.jit(_gradient_without_eris)
+_gradient_at_jit = jax.jit(gradient_at)
+
+
+def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
+    """:func:`gradient_at` (Hartree/Bohr) driven from Python: the ERI term through the compiled
+    pieces every molecule shares (:func:`dftad.integrals.eri_pieces.gradient`), the rest as one
+    jitted program. Same numbers; not differentiable (use :func:`gradient_at` under
+    ``jax.grad``)."""
+    coords = jnp.asarray(coords)
+    if not isinstance(setup.jk, IncoreJK):
+        return _gradient_at_jit(setup, coords, scf_result)
+    grad, terms = _gradient_without_eris_jit(setup, coords, scf_result)
+    return grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords, terms)

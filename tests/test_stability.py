@@ -1,6 +1,7 @@
 """Internal stability: the AD orbital Hessian against PySCF's, the Davidson solver, and following an
 instability to a minimum (:mod:`dftad.stability`)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ def _converged(name, basis, xc):
     mol = dftad.load(name)
     setup = dftad.build(mol, basis, xc)
     coords = jnp.asarray(mol.coords)
-    res = energy._kernel_jit(setup, coords)
+    res = jax.jit(energy.kernel)(setup, coords)
     assert bool(res.converged)
     return mol, setup, coords, res
 

@@ -61,12 +61,34 @@ def _r_index(lab: int, lcd: int) -> np.ndarray:
 def hermite_pairs(basis: Basis, coords, ps, ket: bool):
     """Per primitive pair of the pair set ``ps``: p, P and G = c K E^{ab}_{tuv}, shape
     (npp, ncart_a * ncart_b, nherm); ``ket`` multiplies G by (-1)^(t+u+v)."""
-    pp = _prim_data(basis, coords, ps)
-    e3 = hermite.hermite_3d(hermite.cartesian_e(pp, ps.la, ps.lb), ps.la, ps.lb)
+    return hermite_of(_prim_data(basis, coords, ps), ps.la, ps.lb, ket)
+
+
+def hermite_of(pp: PrimPairs, la: int, lb: int, ket: bool):
+    """:func:`hermite_pairs` of given primitive-pair data ``pp`` (shells la, lb)."""
+    e3 = hermite.hermite_3d(hermite.cartesian_e(pp, la, lb), la, lb)
     g = e3 * pp.coef[:, None, None]
     if ket:
-        g = g * _sign(ps.la + ps.lb)
+        g = g * _sign(la + lb)
     return pp.p, pp.P, jnp.swapaxes(g, 1, 2)
+
+
+def primitive_quartets(bra, ket, lab, lcd, omega=None):
+    """Cartesian integrals of a batch of primitive quartets, (c, nab, ncd): ``bra`` and ``ket``
+    are (p, P, G) of each quartet's bra and ket pair (from :func:`hermite_pairs`, gathered per
+    quartet), ``omega`` as in :func:`class_integrals`."""
+    p, Pb, Gb = bra
+    qq, Pk, Gk = ket
+    alpha = p * qq / (p + qq)
+    pref = 2.0 * math.pi**2.5 / (p * qq * jnp.sqrt(p + qq))
+    if omega is not None:
+        w2 = omega * omega
+        pref = pref * omega / jnp.sqrt(alpha + w2)
+        alpha = alpha * w2 / (alpha + w2)
+    r = hermite.hermite_r_cube(lab + lcd, alpha, Pb - Pk).reshape(alpha.shape[0], -1)
+    rm = r[:, _r_index(lab, lcd)] * pref[:, None, None]  # (c, hab, hcd)
+    tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk)  # (c, hab, ncd)
+    return jnp.einsum("cta,ctk->cak", Gb, tmp)  # (c, nab, ncd)
 
 
 def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
@@ -79,26 +101,12 @@ def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
     (nchunk, chunk) primitive-pair indices and contracted-quartet ids (``nq`` marks padding,
     whose sums land in a discarded extra row).
     """
-    pb, Pb, Gb = bra
-    pk, Pk, Gk = ket
-    ridx = _r_index(lab, lcd)
-    L = lab + lcd
-    nab, ncd = Gb.shape[2], Gk.shape[2]
+    nab, ncd = bra[2].shape[2], ket[2].shape[2]
 
     @jax.checkpoint
     def chunk(acc, idx):
         i, j, q = idx
-        p, qq = pb[i], pk[j]
-        alpha = p * qq / (p + qq)
-        pref = 2.0 * math.pi**2.5 / (p * qq * jnp.sqrt(p + qq))
-        if omega is not None:
-            w2 = omega * omega
-            pref = pref * omega / jnp.sqrt(alpha + w2)
-            alpha = alpha * w2 / (alpha + w2)
-        r = hermite.hermite_r_cube(L, alpha, Pb[i] - Pk[j]).reshape(alpha.shape[0], -1)
-        rm = r[:, ridx] * pref[:, None, None]  # (c, hab, hcd)
-        tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk[j])  # (c, hab, ncd)
-        out = jnp.einsum("cta,ctk->cak", Gb[i], tmp)  # (c, nab, ncd)
+        out = primitive_quartets([x[i] for x in bra], [x[j] for x in ket], lab, lcd, omega)
         return acc.at[q].add(out), None
 
     acc = jnp.zeros((nq + 1, nab, ncd), dtype=jnp.float64)

@@ -10,8 +10,8 @@ Python side, pure JAX for the numbers):
 * Primitive pairs whose (ss|ss)-type bound is below :data:`PRIM_THRESHOLD` are dropped.
 * Only unique quartets are kept (8-fold symmetry: i >= j, k >= l, ij >= kl), and quartets whose
   Schwarz bound sqrt((ij|ij)(kl|kl)) is below ``threshold`` (:data:`SCHWARZ_THRESHOLD`) at the
-  setup geometry are dropped. The bounds come from one jitted pass of the class kernel
-  (:mod:`.eri_kernel`) and are remembered by value.
+  setup geometry are dropped. The bounds come from the class pieces every molecule shares
+  (:func:`.eri_pieces.schwarz`) and are remembered by value.
 * Each class's primitive quartets are laid out in fixed-size chunks (index arrays padded to a
   whole number of chunks), sized so that one chunk's working set stays near
   :data:`CHUNK_BYTES`.
@@ -34,7 +34,6 @@ import numpy as np
 
 from ..basis import Basis, BasisLayout, ncart, normalized_coefficients
 from . import hermite
-from .eri_kernel import class_integrals, hermite_pairs
 from .hermite import PairClass
 
 CHUNK_BYTES = 48 * 2**20
@@ -245,24 +244,9 @@ def _schwarz(basis, coords, sets):
 
 
 def _schwarz_uncached(basis, coords, sets):
-    plans = []
-    for ps in sets:
-        n = ps.cls.npair
-        plans.append(_make_class(0, 0, ps, ps, np.stack([np.arange(n), np.arange(n)], axis=1)))
+    from .eri_pieces import schwarz  # the class pieces every molecule shares (no per-layout jit)
 
-    @jax.jit
-    def diagonals(basis, coords, index):
-        out = []
-        for ps, (cls, _, _), idx in zip(sets, plans, index):
-            h = hermite_pairs(basis, coords, ps, ket=False)
-            hk = hermite_pairs(basis, coords, ps, ket=True)
-            lab = ps.la + ps.lb
-            v = class_integrals(h, hk, lab, lab, *idx, cls.nq)
-            out.append(jnp.abs(jnp.diagonal(v, axis1=1, axis2=2)).max(axis=1))
-        return out
-
-    diag = diagonals(basis, coords, [p[1] for p in plans])
-    return [np.sqrt(np.asarray(d)) for d in diag]
+    return schwarz(basis, coords, sets)
 
 
 # ---------------------------------------------------------------------- the plan

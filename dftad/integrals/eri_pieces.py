@@ -1,0 +1,376 @@
+"""Electron-repulsion integrals from compiled pieces that every molecule shares.
+
+:mod:`.two_electron` evaluates a whole :class:`~.eri_plan.EriPlan` as one JAX function: under
+``jax.jit`` that is one program per molecule, with the plan's shapes baked in. Here the same
+integrals are driven from Python, chunk by chunk, through small jitted *pieces* whose shapes do
+not depend on the molecule:
+
+* :func:`_quartets` (and its reverse-mode derivative :func:`_quartets_vjp`): the integrals of
+  one chunk of B primitive quartets of a class (la, lb | lc, ld), from the raw data of each
+  quartet's bra and ket primitive pair (exponents, centres, contraction coefficients). B is
+  fixed per class (:func:`chunk_size`), so this is compiled once per class and serves every
+  molecule and geometry, from memory within a process and from JAX's on-disk cache across
+  processes. These are the expensive pieces (the Hermite expansion and the Boys function).
+* cheap gathers and scatter-adds that move chunks between the molecule's arrays and the pieces
+  (keyed by power-of-two buckets of those arrays' sizes), and the assembly of a class's blocks
+  into PySCF's s8 packing (keyed by the class and the bucketed sizes).
+
+Same formulas as :mod:`.eri_kernel` (:func:`~.eri_kernel.primitive_quartets`), the same plans,
+the same numbers (``tests/test_eri_pieces.py`` compares them to 1e-12). The whole-program path
+stays for what differentiates through the integrals (implicit SCF derivatives, Hessians); this
+one serves energies and forces driven from Python (:func:`dftad.energy.kernel_stepwise`,
+:func:`dftad.forces.gradient_stepwise`): the first answer for a new molecule then compiles only
+what it has not seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..basis import Basis, ao_transform, ncart, normalized_coefficients
+from . import hermite
+from .eri_kernel import hermite_of, primitive_quartets
+from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
+
+RAW = 9
+"""Columns of raw primitive-pair data: a, b, A (3), B (3), c'_a c'_b."""
+
+
+def bucket(n: int, least: int = 8) -> int:
+    """The power of two >= max(n, least): sizes padded to it share compiled pieces."""
+    return max(least, 1 << max(0, int(n - 1).bit_length()))
+
+
+# ---------------------------------------------------------------------- the pieces
+def _pairs(raw, la: int, lb: int, ket: bool):
+    """(p, P, G) of raw primitive-pair rows (:data:`RAW` columns)."""
+    a, b, A, B, cc = raw[:, 0], raw[:, 1], raw[:, 2:5], raw[:, 5:8], raw[:, 8]
+    ab = A - B
+    k = jnp.exp(-a * b / (a + b) * jnp.sum(ab * ab, axis=-1))
+    return hermite_of(hermite.PrimPairs(a, b, A, B, cc * k), la, lb, ket)
+
+
+def _chunk_integrals(ls, bra, ket, omega):
+    la, lb, lc, ld = (max(l, 0) for l in ls)
+    return primitive_quartets(_pairs(bra, la, lb, False), _pairs(ket, lc, ld, True), la + lb,
+                              lc + ld, omega)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _quartets(ls, bra, ket, omega):
+    """Cartesian integrals (B, nab, ncd) of B primitive quartets with raw bra and ket pair rows
+    ``bra``, ``ket`` (B, RAW); ``omega`` None (1/r12) or the erf attenuation."""
+    return _chunk_integrals(ls, bra, ket, omega)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _quartets_grad(ls, bra, ket, ct, atoms, omega, natm):
+    """sum ct . d(integrals)/dR: the gradient (natm, 3) with respect to the nuclei for the
+    cotangent ``ct`` (B, nab, ncd) of :func:`_quartets`; ``atoms`` (B, 4): the atoms of the
+    centres A, B of each bra and of each ket pair."""
+
+    def f(xb, xk):
+        return _chunk_integrals(ls, bra.at[:, 2:8].set(xb), ket.at[:, 2:8].set(xk), omega)
+
+    db, dk = jax.vjp(f, bra[:, 2:8], ket[:, 2:8])[1](ct)
+    d = jnp.concatenate([db, dk], axis=1).reshape(-1, 3)  # (B * 4, 3) per centre
+    return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
+
+
+@jax.jit
+def _take(x, idx):
+    return x[idx]
+
+
+@jax.jit
+def _add_rows(acc, idx, v):
+    return acc.at[idx].add(v)
+
+
+def _transforms(ls, cart):
+    return [ao_transform(l, cart) if l >= 0 else np.ones((1, 1)) for l in ls]
+
+
+def _to_ao(acc, ls, cart):
+    """Cartesian class blocks (n, nab, ncd) to AO blocks (n, na, nb, nc, nd)."""
+    t = _transforms(ls, cart)
+    v = acc.reshape((acc.shape[0],) + tuple(x.shape[0] for x in t))
+    return jnp.einsum("qabcd,ai,bj,ck,dl->qijkl", v, *t)
+
+
+def _from_ao(g, ls, cart):
+    """The transpose of :func:`_to_ao`: AO cotangents to cartesian ones (n, nab, ncd)."""
+    t = _transforms(ls, cart)
+    v = jnp.einsum("qijkl,ai,bj,ck,dl->qabcd", g, *t)
+    return v.reshape(g.shape[0], v.shape[1] * v.shape[2], v.shape[3] * v.shape[4])
+
+
+def _tri(i, j):
+    hi, lo = jnp.maximum(i, j), jnp.minimum(i, j)
+    return hi * (hi + 1) // 2 + lo
+
+
+def _indices(meta, shape):
+    """AO indices (i, j, k, l) of every element of blocks of ``shape`` (n, na, nb, nc, nd)."""
+    grids = jnp.meshgrid(*[jnp.arange(n) for n in shape[1:]], indexing="ij")
+    return [meta[c][:, None, None, None, None] + g[None] for c, g in enumerate(grids)]
+
+
+@functools.partial(jax.jit, static_argnames=("ls", "cart", "same_set"))
+def _pack(s8, acc, meta, *, ls, cart, same_set):
+    """Add one class's blocks to PySCF's s8 packing ``s8`` (only the canonical image of each
+    element, as :func:`.two_electron.pack_s8`). ``meta`` (8, n): the four AO offsets, bra pair
+    diagonal, ket pair diagonal, bra pair == ket pair, row valid."""
+    v = _to_ao(acc, ls, cart)
+    i, j, k, l = _indices(meta, v.shape)
+    col = [m[:, None, None, None, None] != 0 for m in meta[4:]]
+    ij, kl = _tri(i, j), _tri(k, l)
+    keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
+    if same_set:
+        keep &= ~col[2] | (ij >= kl)
+    dest = jnp.where(keep, _tri(ij, kl), s8.shape[0])
+    return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
+
+
+@functools.partial(jax.jit, static_argnames=("ls", "cart", "same_set"))
+def _gamma(meta, dm_coul, dm_exch, c_exch, *, ls, cart, same_set):
+    """The cotangent of one class's cartesian blocks for
+    E2 = 1/2 sum (ij|kl) Dc_ij Dc_kl - c_exch sum_s (ij|kl) Dx_il Dx_jk (summed over all index
+    orders, as :func:`.two_electron.blocks_energy`): the symmetrised two-particle density times
+    each block's number of images, transformed back to cartesian functions."""
+    shape = (meta.shape[1],) + tuple(x.shape[1] for x in _transforms(ls, cart))
+    i, j, k, l = _indices(meta, shape)
+    gamma = jnp.zeros(shape)
+    if dm_coul is not None:
+        gamma = gamma + 0.5 * dm_coul[i, j] * dm_coul[k, l]
+    if dm_exch is not None:
+        dx = dm_exch.reshape((-1,) + dm_exch.shape[-2:])
+        pair = dx[:, i, l] * dx[:, j, k] + dx[:, i, k] * dx[:, j, l]
+        gamma = gamma - 0.5 * c_exch * jnp.sum(pair, axis=0)
+    bdiag, kdiag, qdiag, valid = (m != 0 for m in meta[4:])
+    deg = jnp.where(bdiag, 1.0, 2.0) * jnp.where(kdiag, 1.0, 2.0)
+    deg = deg * (jnp.where(qdiag, 1.0, 2.0) if same_set else 2.0) * valid
+    return _from_ao(gamma * deg[:, None, None, None, None], ls, cart)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _unpack_s8(eri8, nao):
+    from .two_electron import unpack_s8
+
+    return unpack_s8(eri8, nao)
+
+
+# ---------------------------------------------------------------------- host-side layout
+@dataclasses.dataclass
+class _Class:
+    """One quartet class laid out for the pieces: chunks of the fixed size B."""
+
+    ls: tuple  # (la, lb, lc, ld); -1 for the unit function of an auxiliary "pair"
+    bra: int  # pair-set indices
+    ket: int
+    ip: np.ndarray  # (nchunk, B) bra primitive-pair rows
+    iq: np.ndarray
+    qid: np.ndarray  # (nchunk, B) contracted-quartet rows (padding: nq)
+    nrow: int  # bucketed rows of the class's accumulator (> nq)
+    meta: jax.Array  # (8, nrow) int32, see _pack
+
+
+@dataclasses.dataclass
+class _Layout:
+    classes: list
+    bra_sets: tuple
+    ket_sets: tuple
+
+
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _ls(ps: PairSet) -> tuple:
+    return (ps.la, -1) if ps.single else (ps.la, ps.lb)
+
+
+def chunk_size(ls) -> int:
+    """Primitive quartets per chunk of the class ``ls``: the plan's chunk size for an unbounded
+    class, so that it depends on the class alone."""
+    from .hermite import hermite_indices
+
+    lab, lcd = max(ls[0], 0) + max(ls[1], 0), max(ls[2], 0) + max(ls[3], 0)
+    nab = ncart(ls[0]) * ncart(max(ls[1], 0))
+    ncd = ncart(ls[2]) * ncart(max(ls[3], 0))
+    hab, hcd = len(hermite_indices(lab)), len(hermite_indices(lcd))
+    return min(_chunk_size(nab, ncd, hab, hcd, lab + lcd, 1 << 62), MAX_CHUNK)
+
+
+def _chunked(x, fill, b: int) -> np.ndarray:
+    """``x`` padded with ``fill`` to a whole number (at least one) of chunks of ``b``:
+    (nchunk, b) int32."""
+    pad = -len(x) % b if len(x) else b
+    return np.concatenate([x, np.full(pad, fill)]).reshape(-1, b).astype(np.int32)
+
+
+def _layout(plan: EriPlan, bra_basis: Basis, ket_basis: Basis) -> _Layout:
+    """The plan's classes re-chunked at :func:`chunk_size` and their per-quartet metadata
+    (NumPy, once per plan)."""
+    if plan in _LAYOUTS:
+        return _LAYOUTS[plan]
+    bloc = np.append(bra_basis.layout.ao_loc, 0)
+    kloc = np.append(ket_basis.layout.ao_loc, 0)
+    classes = []
+    for cls, idx, quartets in zip(plan.classes, plan.index, plan.quartets):
+        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+        ls = _ls(bs) + _ls(ks)
+        ip, iq, qid = (np.asarray(x).ravel() for x in idx)
+        real = qid < cls.nq
+        ip, iq, qid = ip[real], iq[real], qid[real]
+        b = chunk_size(ls)
+        nrow = bucket(cls.nq + 1, 64)
+        q = np.asarray(quartets)
+        bsh, ksh = bs.cls.shells[q[:, 0]], ks.cls.shells[q[:, 1]]
+        meta = np.zeros((8, nrow), np.int32)
+        meta[0, :cls.nq], meta[1, :cls.nq] = bloc[bsh[:, 0]], bloc[bsh[:, 1]]
+        meta[2, :cls.nq], meta[3, :cls.nq] = kloc[ksh[:, 0]], kloc[ksh[:, 1]]
+        meta[4, :cls.nq] = bsh[:, 0] == bsh[:, 1]
+        meta[5, :cls.nq] = ksh[:, 0] == ksh[:, 1]
+        meta[6, :cls.nq] = (q[:, 0] == q[:, 1]) & (cls.bra == cls.ket)
+        meta[7, :cls.nq] = 1
+        classes.append(_Class(ls, cls.bra, cls.ket, _chunked(ip, -1, b), _chunked(iq, -1, b),
+                              _chunked(qid, cls.nq, b), nrow, jnp.asarray(meta)))
+    out = _Layout(classes, plan.bra_sets, plan.ket_sets)
+    _LAYOUTS[plan] = out
+    return out
+
+
+def raw_pairs(basis: Basis, coords, ps: PairSet) -> tuple[np.ndarray, np.ndarray]:
+    """Raw rows (a, b, A, B, c'_a c'_b) of the pair set's primitive pairs (NumPy, Bohr) and the
+    atoms (n, 2) of their centres; a single shell paired with the unit function has b = 0,
+    B = A."""
+    lay = basis.layout
+    atom = np.repeat(np.asarray(lay.shell_atom), lay.shell_nprim)
+    exps = np.asarray(basis.exponents)
+    coef = normalized_coefficients(basis, np)
+    r = np.asarray(coords, dtype=np.float64)
+    ia, ib = ps.cls.prims[:, 0], ps.cls.prims[:, 1]
+    out = np.empty((len(ia), RAW))
+    out[:, 0] = exps[ia]
+    out[:, 2:5] = r[atom[ia]]
+    if ps.single:
+        ib = ia
+        out[:, 1] = 0.0
+        out[:, 8] = coef[ia]
+    else:
+        out[:, 1] = exps[ib]
+        out[:, 8] = coef[ia] * coef[ib]
+    out[:, 5:8] = r[atom[ib]]
+    return out, np.stack([atom[ia], atom[ib]], axis=1).astype(np.int32)
+
+
+def _rows(raw, idx):
+    """The raw rows ``idx`` of a pair set (host gather); index -1 is a harmless padding row
+    (a = b = 1, c = 0)."""
+    out = raw[idx]
+    out[idx < 0] = (1.0, 1.0) + (0.0,) * (RAW - 2)
+    return out
+
+
+def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
+    bra = aux if plan.kind == "2c" and aux is not None else basis
+    ket = aux if plan.kind in ("3c", "2c") and aux is not None else basis
+    return bra, ket
+
+
+# ---------------------------------------------------------------------- drivers
+def class_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | None = None):
+    """Yield (class, cartesian accumulator (nrow, nab, ncd)) for every class of ``plan``; rows
+    past the class's quartet count are padding."""
+    bra_basis, ket_basis = _bases(plan, basis, aux)
+    lay = _layout(plan, bra_basis, ket_basis)
+    raw_b = [raw_pairs(bra_basis, coords, ps)[0] for ps in lay.bra_sets]
+    raw_k = [raw_pairs(ket_basis, coords, ps)[0] for ps in lay.ket_sets]
+    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    for c in lay.classes:
+        acc = jnp.asarray(np.zeros((c.nrow,) + _cart_shape(c.ls)))
+        for ip, iq, qid in zip(c.ip, c.iq, c.qid):
+            v = _quartets(c.ls, _rows(raw_b[c.bra], ip), _rows(raw_k[c.ket], iq), omega)
+            acc = _add_rows(acc, qid, v)
+        yield c, acc
+
+
+def _cart_shape(ls) -> tuple:
+    return (ncart(ls[0]) * ncart(max(ls[1], 0)), ncart(ls[2]) * ncart(max(ls[3], 0)))
+
+
+def eri(plan: EriPlan, basis: Basis, coords, omega=None) -> jax.Array:
+    """The full (nao,)*4 tensor (ij|kl) of a 4-centre ``plan`` (as
+    :func:`.two_electron.eri`)."""
+    n = basis.nao
+    npair = n * (n + 1) // 2
+    s8 = jnp.asarray(np.zeros(bucket(npair * (npair + 1) // 2, 1024)))
+    cart = basis.layout.cart
+    for c, acc in class_blocks(plan, basis, coords, omega):
+        s8 = _pack(s8, acc, c.meta, ls=c.ls, cart=cart, same_set=c.bra == c.ket)
+    return _unpack_s8(s8, n)
+
+
+def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
+    """d E2 / d coords (natm, 3) (Hartree/Bohr) of the two-electron energy
+    E2 = sum over ``terms`` (omega, dm_coul, dm_exch, c_exch) of
+    :func:`.two_electron.eri_energy`, at fixed densities: the reverse pass through the class
+    pieces (:func:`_quartets_grad`), chunk by chunk."""
+    lay = _layout(plan, basis, basis)
+    raw = [raw_pairs(basis, coords, ps) for ps in lay.bra_sets]
+    natm = len(np.asarray(coords))
+    natm_b = bucket(natm, 16)
+    nao_b = bucket(basis.nao, 32)
+    cart = basis.layout.cart
+    grad = jnp.zeros((natm_b, 3))
+
+    def padded(dm):
+        if dm is None:
+            return None
+        pad = [(0, 0)] * (dm.ndim - 2) + [(0, nao_b - basis.nao)] * 2
+        return jnp.asarray(np.pad(np.asarray(dm), pad))
+
+    for omega, dm_coul, dm_exch, c_exch in terms:
+        omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+        dm_coul, dm_exch = padded(dm_coul), padded(dm_exch)
+        for c in lay.classes:
+            ct = _gamma(c.meta, dm_coul, dm_exch, jnp.asarray(c_exch, dtype=jnp.float64),
+                        ls=c.ls, cart=cart, same_set=c.bra == c.ket)
+            (rb, ab), (rk, ak) = raw[c.bra], raw[c.ket]
+            for ip, iq, qid in zip(c.ip, c.iq, c.qid):
+                atoms = np.concatenate([ab[ip], ak[iq]], axis=1)
+                grad = grad + _quartets_grad(c.ls, _rows(rb, ip), _rows(rk, iq),
+                                             _take(ct, qid), atoms, omega, natm_b)
+    return grad[:natm]
+
+
+def schwarz(basis: Basis, coords, sets) -> list:
+    """sqrt(max |(ab|ab)|) over the cartesian functions of every pair of every pair set
+    (NumPy), by the class pieces on the diagonal quartets (ab|ab)."""
+    out = []
+    coords = np.asarray(coords, dtype=np.float64)
+    for ps in sets:
+        raw = raw_pairs(basis, coords, ps)[0]
+        ls = _ls(ps) * 2
+        n = ps.cls.npair
+        start = np.searchsorted(ps.cls.pair_of_prim, np.arange(n + 1))
+        counts = np.diff(start) ** 2
+        qid = np.repeat(np.arange(n), counts)
+        offset = np.arange(len(qid)) - np.repeat(np.cumsum(counts) - counts, counts)
+        nk = np.repeat(np.diff(start), counts)
+        ip = start[qid] + offset // nk
+        iq = start[qid] + offset % nk
+        b = chunk_size(ls)
+        ip, iq, qid = _chunked(ip, -1, b), _chunked(iq, -1, b), _chunked(qid, n, b)
+        acc = jnp.asarray(np.zeros((bucket(n + 1, 64),) + _cart_shape(ls)))
+        for i, j, q in zip(ip, iq, qid):
+            acc = _add_rows(acc, q, _quartets(ls, _rows(raw, i), _rows(raw, j), None))
+        diag = np.abs(np.diagonal(np.asarray(acc)[:n], axis1=1, axis2=2)).max(axis=1)
+        out.append(np.sqrt(diag))
+    return out
