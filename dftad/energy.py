@@ -14,19 +14,21 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import forces as _forces
 from . import guess, implicit, newton, scf
 from .hamiltonian import (
     Integrals,
+    OneElectron,
     Result,
+    energy_nuc,
     exchange_operators,
     grid_ao,
     hamiltonian,
     integrals,
-    one_electron_part,
 )
-from .integrals import eri_pieces
+from .integrals import eri_pieces, one_electron_pieces
 from .jk import IncoreJK
 from .linalg import orthogonalizer
 from .molecule import Molecule
@@ -64,20 +66,42 @@ def second_order(setup: Setup, ints: Integrals, result: Result, xc_params=None) 
 
 
 _integrals_jit = jax.jit(integrals)
-_one_electron_jit = jax.jit(one_electron_part)
 _grid_ao_jit = jax.jit(grid_ao)
 
 
 def integrals_stepwise(setup: Setup, coords) -> Integrals:
-    """:func:`~dftad.hamiltonian.integrals` driven from Python: the ERIs through the compiled
-    pieces every molecule shares (:mod:`dftad.integrals.eri_pieces`), the one-electron part and
-    the grid's AO values as jitted programs. Same numbers; not differentiable."""
-    if not isinstance(setup.jk, IncoreJK):
-        return _integrals_jit(setup, coords)
+    """:func:`~dftad.hamiltonian.integrals` driven from Python: the one-electron integrals and
+    the incore ERIs through the compiled pieces every molecule shares
+    (:mod:`dftad.integrals.one_electron_pieces`, :mod:`dftad.integrals.eri_pieces`), density
+    fitting and the grid's AO values as jitted programs. Same numbers; not differentiable."""
     omegas, _ = exchange_operators(setup, setup.xc.params)
-    tensors = tuple(eri_pieces.eri(setup.jk.plan, setup.basis, coords, w) for w in omegas)
+    if isinstance(setup.jk, IncoreJK):
+        tensors = tuple(eri_pieces.eri(setup.jk.plan, setup.basis, coords, w) for w in omegas)
+    else:
+        tensors = _jk_tensors_jit(setup, coords, omegas)
     ao = _grid_ao_jit(setup, coords) if setup.semilocal else None
-    return Integrals(*_one_electron_jit(setup, coords), jk=tensors, grid_ao=ao)
+    return Integrals(*one_electron_stepwise(setup, coords), jk=tensors, grid_ao=ao)
+
+
+def one_electron_stepwise(setup: Setup, coords) -> OneElectron:
+    """:func:`~dftad.hamiltonian.one_electron_part` (no field) from the shared pieces."""
+    s1e, kin, v_per_nucleus = one_electron_pieces.matrices(setup.basis, coords, setup.charges)
+    e_nuc = energy_nuc(np.asarray(coords), np.asarray(setup.charges), np)
+    e_disp = jnp.zeros(()) if setup.disp is None else _disp_jit(setup.disp, coords)
+    return OneElectron(s1e, kin + jnp.sum(v_per_nucleus, axis=0), kin, v_per_nucleus,
+                       jnp.asarray(e_nuc), e_disp)
+
+
+@jax.jit
+def _jk_tensors_jit(setup: Setup, coords, omegas):
+    return setup.jk.tensors(setup.basis, setup.jk.factors(setup.basis, coords, omegas))
+
+
+@jax.jit
+def _disp_jit(disp, coords):
+    return disp.energy(coords)
+
+
 _second_order_jit = jax.jit(second_order)
 _orthogonalizer_jit = jax.jit(orthogonalizer)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import guess, scf
 from .hamiltonian import (
@@ -27,7 +28,7 @@ from .hamiltonian import (
     one_electron_part,
     xc_params_of,
 )
-from .integrals import eri_pieces
+from .integrals import eri_pieces, one_electron_pieces
 from .jk import IncoreJK
 from .setup import Setup
 
@@ -110,39 +111,55 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
 
 
 
-def _gradient_without_eris(setup: Setup, coords, scf_result: scf.SCFResult, xc_params=None):
-    """:func:`gradient_at` without the ERI term, and what that term needs: ``(grad, terms)``
-    with ``terms`` (omega, dm_coul, dm_exch, c_exch) per operator of
-    :func:`~dftad.integrals.eri_pieces.gradient`."""
-    params = xc_params_of(setup, xc_params)
-    omegas, weights = exchange_operators(setup, params)
+def nuclear_repulsion_gradient(coords, charges) -> np.ndarray:
+    """d E_nuc / dR_A = -sum_B Z_A Z_B (R_A - R_B) / R_AB^3 (NumPy, Hartree/Bohr)."""
+    r = np.asarray(coords, dtype=np.float64)
+    z = np.asarray(charges, dtype=np.float64)
+    d = r[:, None, :] - r[None, :, :]
+    dist = np.linalg.norm(d, axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    return -np.einsum("ab,abx->ax", z[:, None] * z[None, :] / dist**3, d)
+
+
+def _eri_terms(setup: Setup, dm, xc_params=None):
+    """(omega, dm_coul, dm_exch, c_exch) per two-electron operator: what
+    :func:`dftad.integrals.eri_pieces.gradient` contracts (as :func:`_two_electron_energy`)."""
+    omegas, weights = exchange_operators(setup, xc_params_of(setup, xc_params))
     occ = setup.occupation
-    dm = scf_result.dm
-    w = energy_weighted_dm(dm, scf_result.fock, occ)
-    dm_tot = occ.total(dm)
-
-    def rest(c):
-        return (_one_electron_lagrangian(one_electron_part(setup, c), dm_tot, w)
-                + exc_direct(setup, c, dm, params))
-
     kf = 1.0 / occ.per_orbital
-    terms = tuple((omega, dm_tot if op == 0 else None, dm if op < len(weights) else None,
-                   0.5 * kf * weights[op] if op < len(weights) else 0.0)
-                  for op, omega in enumerate(omegas))
-    return jax.grad(rest)(coords), terms
+    return tuple((omega, occ.total(dm) if op == 0 else None, dm if op < len(weights) else None,
+                  0.5 * kf * weights[op] if op < len(weights) else 0.0)
+                 for op, omega in enumerate(omegas))
 
 
-_gradient_without_eris_jit = jax.jit(_gradient_without_eris)
+@jax.jit
+def _stepwise_inputs(setup: Setup, scf_result: scf.SCFResult):
+    """(D_tot, W) of a converged result."""
+    occ = setup.occupation
+    return occ.total(scf_result.dm), energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
+
+
+_exc_gradient_jit = jax.jit(jax.grad(exc_direct, argnums=1))
+_disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 _gradient_at_jit = jax.jit(gradient_at)
 
 
 def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
-    """:func:`gradient_at` (Hartree/Bohr) driven from Python: the ERI term through the compiled
-    pieces every molecule shares (:func:`dftad.integrals.eri_pieces.gradient`), the rest as one
-    jitted program. Same numbers; not differentiable (use :func:`gradient_at` under
-    ``jax.grad``)."""
+    """:func:`gradient_at` (Hartree/Bohr) driven from Python: the one-electron and ERI terms
+    through the compiled pieces every molecule shares (:mod:`dftad.integrals.one_electron_pieces`,
+    :mod:`dftad.integrals.eri_pieces`), E_xc's as one jitted program, E_nuc's on the host. Same
+    numbers; not differentiable (use :func:`gradient_at` under ``jax.grad``). Density fitting:
+    :func:`gradient_at` jitted."""
     coords = jnp.asarray(coords)
     if not isinstance(setup.jk, IncoreJK):
         return _gradient_at_jit(setup, coords, scf_result)
-    grad, terms = _gradient_without_eris_jit(setup, coords, scf_result)
-    return grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords, terms)
+    dm_tot, w = _stepwise_inputs(setup, scf_result)
+    grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w)
+    grad = grad + nuclear_repulsion_gradient(coords, setup.charges)
+    grad = grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords,
+                                      _eri_terms(setup, scf_result.dm))
+    if setup.semilocal:
+        grad = grad + _exc_gradient_jit(setup, coords, scf_result.dm)
+    if setup.disp is not None:
+        grad = grad + _disp_gradient_jit(setup.disp, coords)
+    return grad

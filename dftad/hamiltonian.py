@@ -27,13 +27,14 @@ from .integrals import one_electron
 from .setup import Setup
 
 
-def energy_nuc(coords, charges):
-    """Nuclear repulsion sum_{A<B} Z_A Z_B / R_AB (Hartree), differentiable (no NaN at i == j)."""
+def energy_nuc(coords, charges, xp=jnp):
+    """Nuclear repulsion sum_{A<B} Z_A Z_B / R_AB (Hartree), differentiable (no NaN at i == j);
+    ``xp=numpy`` evaluates it on the host."""
     n = coords.shape[0]
     d = coords[:, None, :] - coords[None, :, :]
     off = ~np.eye(n, dtype=bool)
-    r = jnp.sqrt(jnp.where(off[..., None], d, 1.0).__pow__(2).sum(-1))
-    return 0.5 * jnp.sum(jnp.where(off, charges[:, None] * charges[None, :] / r, 0.0))
+    r = xp.sqrt(xp.where(off[..., None], d, 1.0).__pow__(2).sum(-1))
+    return 0.5 * xp.sum(xp.where(off, charges[:, None] * charges[None, :] / r, 0.0))
 
 
 def xc_params_of(setup: Setup, xc_params=None):

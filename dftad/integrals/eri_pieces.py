@@ -16,7 +16,7 @@ not depend on the molecule:
   into PySCF's s8 packing (keyed by the class and the bucketed sizes).
 
 Same formulas as :mod:`.eri_kernel` (:func:`~.eri_kernel.primitive_quartets`), the same plans,
-the same numbers (``tests/test_eri_pieces.py`` compares them to 1e-12). The whole-program path
+the same numbers (``tests/test_pieces.py`` compares them to 1e-12). The whole-program path
 stays for what differentiates through the integrals (implicit SCF derivatives, Hessians); this
 one serves energies and forces driven from Python (:func:`dftad.energy.kernel_stepwise`,
 :func:`dftad.forces.gradient_stepwise`): the first answer for a new molecule then compiles only

@@ -88,35 +88,56 @@ def _overlap_1d(pp, la, lb, extra_b=0):
     return e[..., 0] * s
 
 
+# ---------------------------------------------------------------------- primitive blocks
+def overlap_block(pp, la: int, lb: int):
+    """Cartesian overlaps (npp, ncart_a, ncart_b) of primitive pairs, without coefficients."""
+    return _combine(_overlap_1d(pp, la, lb), la, lb)
+
+
+def kinetic_block(pp, la: int, lb: int):
+    """Cartesian kinetic-energy integrals (npp, ncart_a, ncart_b), without coefficients."""
+    s = _overlap_1d(pp, la, lb, extra_b=2)  # j up to lb + 2
+    b = pp.b[:, None, None, None]
+    j = jnp.arange(lb + 1, dtype=jnp.float64)
+    t = -2.0 * b * b * s[..., 2 : lb + 3] + b * (2 * j + 1) * s[..., : lb + 1]
+    if lb >= 2:
+        jm = j[2:] * (j[2:] - 1) / 2
+        t = t.at[..., 2:].add(-jm * s[..., : lb - 1])
+    s = s[..., : lb + 1]
+    tx = _combine([t[:, 0], s[:, 1], s[:, 2]], la, lb)
+    ty = _combine([s[:, 0], t[:, 1], s[:, 2]], la, lb)
+    tz = _combine([s[:, 0], s[:, 1], t[:, 2]], la, lb)
+    return tx + ty + tz
+
+
+def nuclear_block(pp, la: int, lb: int, coords, charges, per_nucleus: bool = False):
+    """Cartesian nuclear-attraction integrals (npp, ncart_a, ncart_b) of the point charges
+    ``charges`` at ``coords``, without coefficients; ``per_nucleus``: each charge's share,
+    (npp, natm, ncart_a, ncart_b)."""
+    e3 = hermite.hermite_3d(hermite.cartesian_e(pp, la, lb), la, lb)  # (npp, nab, nh)
+    P = pp.P
+    pc_vec = P[:, None, :] - coords[None, :, :]  # (npp, natm, 3)
+    n, natm = P.shape[0], coords.shape[0]
+    alpha = jnp.broadcast_to(pp.p[:, None], (n, natm)).reshape(-1)
+    r = hermite.hermite_r(la + lb, alpha, pc_vec.reshape(-1, 3)).reshape(n, natm, -1)
+    shape = (hermite.cart_powers(la).shape[0], hermite.cart_powers(lb).shape[0])
+    if per_nucleus:
+        v = jnp.einsum("pah,pch,c->pca", e3, r, charges)
+        return (-2.0 * jnp.pi / pp.p[:, None, None] * v).reshape((n, natm) + shape)
+    rz = jnp.einsum("pch,c->ph", r, charges)
+    v = -2.0 * jnp.pi / pp.p[:, None] * jnp.einsum("pah,ph->pa", e3, rz)
+    return v.reshape((n,) + shape)
+
+
 # ---------------------------------------------------------------------- the integrals
 def overlap(basis: Basis, coords) -> jax.Array:
     """Overlap matrix S_mn = <m|n> (PySCF ``int1e_ovlp``)."""
-
-    def block(pp, pc: PairClass):
-        return _combine(_overlap_1d(pp, pc.la, pc.lb), pc.la, pc.lb)
-
-    return _assemble(basis, coords, block)
+    return _assemble(basis, coords, lambda pp, pc: overlap_block(pp, pc.la, pc.lb))
 
 
 def kinetic(basis: Basis, coords) -> jax.Array:
     """Kinetic energy matrix T_mn = <m| -nabla^2 / 2 |n> (Hartree; PySCF ``int1e_kin``)."""
-
-    def block(pp, pc: PairClass):
-        la, lb = pc.la, pc.lb
-        s = _overlap_1d(pp, la, lb, extra_b=2)  # j up to lb + 2
-        b = pp.b[:, None, None, None]
-        j = jnp.arange(lb + 1, dtype=jnp.float64)
-        t = -2.0 * b * b * s[..., 2 : lb + 3] + b * (2 * j + 1) * s[..., : lb + 1]
-        if lb >= 2:
-            jm = j[2:] * (j[2:] - 1) / 2
-            t = t.at[..., 2:].add(-jm * s[..., : lb - 1])
-        s = s[..., : lb + 1]
-        tx = _combine([t[:, 0], s[:, 1], s[:, 2]], la, lb)
-        ty = _combine([s[:, 0], t[:, 1], s[:, 2]], la, lb)
-        tz = _combine([s[:, 0], s[:, 1], t[:, 2]], la, lb)
-        return tx + ty + tz
-
-    return _assemble(basis, coords, block)
+    return _assemble(basis, coords, lambda pp, pc: kinetic_block(pp, pc.la, pc.lb))
 
 
 def nuclear(basis: Basis, coords, charges) -> jax.Array:
@@ -125,20 +146,8 @@ def nuclear(basis: Basis, coords, charges) -> jax.Array:
     ``charges`` (natm,) are the point charges Z_C at ``coords``.
     """
     charges = jnp.asarray(charges, dtype=jnp.float64)
-
-    def block(pp, pc: PairClass):
-        la, lb = pc.la, pc.lb
-        e3 = hermite.hermite_3d(hermite.cartesian_e(pp, la, lb), la, lb)  # (npp, nab, nh)
-        P = pp.P
-        pc_vec = P[:, None, :] - coords[None, :, :]  # (npp, natm, 3)
-        n, natm = P.shape[0], coords.shape[0]
-        alpha = jnp.broadcast_to(pp.p[:, None], (n, natm)).reshape(-1)
-        r = hermite.hermite_r(la + lb, alpha, pc_vec.reshape(-1, 3)).reshape(n, natm, -1)
-        rz = jnp.einsum("pch,c->ph", r, charges)
-        v = -2.0 * jnp.pi / pp.p[:, None] * jnp.einsum("pah,ph->pa", e3, rz)
-        return v.reshape(n, hermite.cart_powers(la).shape[0], hermite.cart_powers(lb).shape[0])
-
-    return _assemble(basis, coords, block)
+    return _assemble(basis, coords,
+                     lambda pp, pc: nuclear_block(pp, pc.la, pc.lb, coords, charges))
 
 
 def multipole(basis: Basis, coords, order: int = 1, origin=(0.0, 0.0, 0.0)) -> jax.Array:

@@ -1,5 +1,6 @@
-"""ERIs from the compiled pieces every molecule shares (dftad.integrals.eri_pieces) against the
-whole-program evaluation (dftad.integrals.two_electron), and that two molecules share them."""
+"""Integrals from the compiled pieces every molecule shares (dftad.integrals.eri_pieces,
+one_electron_pieces) against the whole-program evaluation (two_electron, one_electron), and
+that two molecules share them."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +8,14 @@ import numpy as np
 import pytest
 
 import dftad
-from dftad import energy, forces
-from dftad.integrals import eri_pieces, eri_plan, two_electron
+from dftad import energy, forces, hamiltonian
+from dftad.integrals import (
+    eri_pieces,
+    eri_plan,
+    one_electron,
+    one_electron_pieces,
+    two_electron,
+)
 from dftad.integrals.eri_kernel import class_integrals, hermite_pairs
 
 
@@ -60,18 +67,47 @@ def test_schwarz_bounds_from_the_pieces():
         assert np.abs(got - ref).max() < 1e-12 * ref.max()
 
 
+def _piece_counts():
+    return tuple(f._cache_size() for f in (eri_pieces._quartets, eri_pieces._quartets_grad,
+                                           one_electron_pieces._chunk,
+                                           one_electron_pieces._chunk_grad))
+
+
 def test_two_molecules_share_the_compiled_pieces():
     """Energies and forces of water, then of methanol (same elements and basis, twice the atoms,
-    never seen): methanol compiles no new class piece, and its results equal the whole program's
-    (energy to 1e-10 Ha, forces to 1e-8 Ha/Bohr)."""
+    never seen): methanol compiles no new integral piece; its energy equals the whole program's
+    to 1e-10 Ha and its forces equal the whole-program gradient of the same SCF to 1e-10."""
     water, cw = _setup("water")
     res = energy.kernel_stepwise(water, cw)
     forces.gradient_stepwise(water, cw, res.scf)
-    counts = (eri_pieces._quartets._cache_size(), eri_pieces._quartets_grad._cache_size())
+    counts = _piece_counts()
     methanol, cm = _setup("methanol")
     res = energy.kernel_stepwise(methanol, cm)
     grad = forces.gradient_stepwise(methanol, cm, res.scf)
-    assert (eri_pieces._quartets._cache_size(), eri_pieces._quartets_grad._cache_size()) == counts
-    ref = jax.jit(forces.energy_and_forces)(methanol, cm)
-    assert abs(float(res.e_tot - ref.e_tot)) < 1e-10
-    assert float(jnp.abs(grad + ref.forces).max()) < 1e-8
+    assert _piece_counts() == counts
+    assert abs(float(res.e_tot - jax.jit(energy.kernel)(methanol, cm).e_tot)) < 1e-10
+    ref = jax.jit(forces.gradient_at)(methanol, cm, res.scf)
+    assert float(jnp.abs(grad - ref).max()) < 1e-10
+
+
+@pytest.mark.parametrize("basis", ["def2-svp", "def2-tzvp"])
+def test_one_electron_pieces_equal_the_whole_program(basis):
+    """S, T, V per nucleus and the gradient of sum D (T + V) - sum W S (padded chunks, nuclei,
+    nao) equal dftad.integrals.one_electron to 1e-12 (d and f functions included)."""
+    setup, coords = _setup("water", basis)
+    basis_, charges = setup.basis, setup.charges
+    s1e, kin, v = one_electron_pieces.matrices(basis_, coords, charges)
+    one = jax.jit(hamiltonian.one_electron_part)(setup, coords)
+    for got, ref in ((s1e, one.s1e), (kin, one.kin), (v, one.v_per_nucleus)):
+        assert got.shape == ref.shape
+        assert float(jnp.abs(got - ref).max()) < 1e-12 * max(1.0, float(jnp.abs(ref).max()))
+    dm, w = _densities(setup.nao)
+
+    def lagr(c):
+        return (jnp.sum(dm * (one_electron.kinetic(basis_, c)
+                              + one_electron.nuclear(basis_, c, charges)))
+                - jnp.sum(w * one_electron.overlap(basis_, c)))
+
+    g_ref = jax.jit(jax.grad(lagr))(coords)
+    g = one_electron_pieces.gradient(basis_, coords, charges, dm, w)
+    assert float(jnp.abs(g - g_ref).max()) < 1e-12 * float(jnp.abs(g_ref).max())

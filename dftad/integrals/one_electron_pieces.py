@@ -1,0 +1,182 @@
+"""One-electron integrals and their nuclear gradient from compiled pieces every molecule shares.
+
+The counterpart of :mod:`.eri_pieces` for :mod:`.one_electron`: the overlap, kinetic and
+nuclear-attraction integrals (each nucleus' share too, for the SAD guess) of one chunk of
+primitive pairs of a class (la, lb) are one jitted piece (:func:`_chunk`), keyed by the class,
+the fixed chunk size :data:`CHUNK` and the bucketed number of nuclei, so a new molecule with
+the same angular momenta and up to as many atoms compiles nothing new; the reverse pass of
+sum D (T + V) - sum W S is another (:func:`_chunk_grad`). Cheap pieces contract primitive pairs
+into shell pairs and place the blocks in (nao, nao) matrices (keyed by bucketed sizes). Same
+formulas and numbers as :mod:`.one_electron` (``tests/test_pieces.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..basis import Basis, ao_transform, ncart
+from . import hermite
+from .eri_pieces import PairSet, _add_rows, _chunked, _rows, _take, bucket, raw_pairs
+from .one_electron import kinetic_block, nuclear_block, overlap_block
+
+CHUNK = 256
+"""Primitive pairs per chunk."""
+
+
+def _pairs(rows):
+    a, b, A, B, cc = rows[:, 0], rows[:, 1], rows[:, 2:5], rows[:, 5:8], rows[:, 8]
+    ab = A - B
+    k = jnp.exp(-a * b / (a + b) * jnp.sum(ab * ab, axis=-1))
+    return hermite.PrimPairs(a, b, A, B, cc * k)
+
+
+def _blocks(ls, rows, nuclei, charges, per_nucleus):
+    """(B, 2 + natm or 3, ncart_a * ncart_b): S, T and V (per nucleus, or summed) with the
+    contraction coefficients."""
+    la, lb = ls
+    pp = _pairs(rows)
+    v = nuclear_block(pp, la, lb, nuclei, charges, per_nucleus)
+    v = v if per_nucleus else v[:, None]
+    out = jnp.concatenate([overlap_block(pp, la, lb)[:, None], kinetic_block(pp, la, lb)[:, None],
+                           v], axis=1) * pp.coef[:, None, None, None]
+    return out.reshape(out.shape[:2] + (-1,))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _chunk(ls, rows, nuclei, charges):
+    """S, T and each nucleus' V for a chunk of primitive pairs: (B, 2 + natm, nab)."""
+    return _blocks(ls, rows, nuclei, charges, True)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _chunk_grad(ls, rows, nuclei, charges, ct, atoms, natm):
+    """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, nab)); ``atoms`` (B, 2):
+    the atoms of each pair's centres."""
+
+    def f(centres, nuc):
+        return jnp.sum(_blocks(ls, rows.at[:, 2:8].set(centres), nuc, charges, False) * ct)
+
+    d_centres, d_nuc = jax.grad(f, argnums=(0, 1))(rows[:, 2:8], nuclei)
+    return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
+
+
+def _transforms(ls, cart):
+    return ao_transform(ls[0], cart), ao_transform(ls[1], cart)
+
+
+def _ao_indices(meta, na, nb):
+    rows = meta[0][:, None, None] + jnp.arange(na)[None, :, None]
+    cols = meta[1][:, None, None] + jnp.arange(nb)[None, None, :]
+    return jnp.broadcast_arrays(rows, cols)
+
+
+@functools.partial(jax.jit, static_argnames=("ls", "cart"))
+def _place(mats, acc, meta, *, ls, cart):
+    """Add one class's shell-pair blocks ``acc`` (npair, ncomp, nab) to the symmetric matrices
+    ``mats`` (ncomp, n, n). ``meta`` (4, npair): row and column offsets, off-diagonal, valid."""
+    ta, tb = _transforms(ls, cart)
+    blk = acc.reshape(acc.shape[:2] + (ta.shape[0], tb.shape[0]))
+    blk = jnp.einsum("pcab,ai,bj->cpij", blk, ta, tb) * meta[3][None, :, None, None]
+    rows, cols = _ao_indices(meta, ta.shape[1], tb.shape[1])
+    mirror = (meta[2] != 0)[None, :, None, None]
+    return mats.at[:, rows, cols].add(blk).at[:, cols, rows].add(jnp.where(mirror, blk, 0.0))
+
+
+@functools.partial(jax.jit, static_argnames=("ls", "cart"))
+def _cotangent(meta, dm, w, *, ls, cart):
+    """The cotangent (npair, 3, nab) of a class's cartesian (S, T, V) blocks for
+    sum D (T + V) - sum W S (D, W symmetric; an off-diagonal pair's block enters twice)."""
+    ta, tb = _transforms(ls, cart)
+    rows, cols = _ao_indices(meta, ta.shape[1], tb.shape[1])
+    mult = (jnp.where(meta[2] != 0, 2.0, 1.0) * meta[3])[:, None, None]
+    d, ws = dm[rows, cols] * mult, w[rows, cols] * mult
+    ct = jnp.stack([-ws, d, d], axis=1)  # (npair, 3, na, nb)
+    ct = jnp.einsum("pcij,ai,bj->pcab", ct, ta, tb)
+    return ct.reshape(ct.shape[:2] + (-1,))
+
+
+# ---------------------------------------------------------------------- host-side layout
+@dataclasses.dataclass
+class _Class:
+    ls: tuple
+    pairs: PairSet
+    idx: np.ndarray  # (nchunk, CHUNK) primitive-pair rows (padding -1)
+    pair: np.ndarray  # (nchunk, CHUNK) shell pair of each (padding: npair)
+    nrow: int
+    meta: jax.Array  # (4, nrow)
+
+
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _layout(basis: Basis) -> list:
+    lay = basis.layout
+    if lay in _LAYOUTS:
+        return _LAYOUTS[lay]
+    loc = lay.ao_loc
+    out = []
+    for pc in hermite.pair_classes(lay):
+        n = pc.npair
+        nrow = bucket(n + 1, 64)
+        meta = np.zeros((4, nrow), np.int32)
+        meta[0, :n], meta[1, :n] = loc[pc.shells[:, 0]], loc[pc.shells[:, 1]]
+        meta[2, :n] = pc.shells[:, 0] != pc.shells[:, 1]
+        meta[3, :n] = 1
+        idx = np.arange(len(pc.prims))
+        out.append(_Class((pc.la, pc.lb), PairSet(pc, False), _chunked(idx, -1, CHUNK),
+                          _chunked(pc.pair_of_prim, n, CHUNK), nrow, jnp.asarray(meta)))
+    _LAYOUTS[lay] = out
+    return out
+
+
+def _nuclei(coords, charges):
+    """Nuclei padded to a bucket (the extra ones at the origin with charge 0)."""
+    r = np.asarray(coords, dtype=np.float64)
+    natm_b = bucket(len(r), 16)
+    nuc = np.zeros((natm_b, 3))
+    nuc[: len(r)] = r
+    z = np.zeros(natm_b)
+    z[: len(r)] = np.asarray(charges)
+    return jnp.asarray(nuc), jnp.asarray(z), natm_b
+
+
+def matrices(basis: Basis, coords, charges):
+    """(S, T, V per nucleus (natm, nao, nao)) at ``coords`` (Bohr) for nuclear ``charges``."""
+    nuc, z, natm_b = _nuclei(coords, charges)
+    n, nao_b = basis.nao, bucket(basis.nao, 32)
+    cart = basis.layout.cart
+    mats = jnp.asarray(np.zeros((2 + natm_b, nao_b, nao_b)))
+    for c in _layout(basis):
+        raw = raw_pairs(basis, coords, c.pairs)[0]
+        nab = ncart(c.ls[0]) * ncart(c.ls[1])
+        acc = jnp.asarray(np.zeros((c.nrow, 2 + natm_b, nab)))
+        for idx, pair in zip(c.idx, c.pair):
+            acc = _add_rows(acc, pair, _chunk(c.ls, _rows(raw, idx), nuc, z))
+        mats = _place(mats, acc, c.meta, ls=c.ls, cart=cart)
+    mats = np.asarray(mats)[:, :n, :n]
+    natm = len(np.asarray(coords))
+    return jnp.asarray(mats[0]), jnp.asarray(mats[1]), jnp.asarray(mats[2:2 + natm])
+
+
+def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
+    """d/dR (natm, 3) of sum D (T + V) - sum W S at fixed symmetric ``dm`` and ``w``
+    (Hartree/Bohr): the reverse pass through :func:`_chunk_grad`."""
+    nuc, z, natm_b = _nuclei(coords, charges)
+    nao_b = bucket(basis.nao, 32)
+    pad = [(0, nao_b - basis.nao)] * 2
+    dm, w = (jnp.asarray(np.pad(np.asarray(x), pad)) for x in (dm, w))
+    cart = basis.layout.cart
+    grad = jnp.zeros((natm_b, 3))
+    for c in _layout(basis):
+        raw, atoms = raw_pairs(basis, coords, c.pairs)
+        ct = _cotangent(c.meta, dm, w, ls=c.ls, cart=cart)
+        for idx, pair in zip(c.idx, c.pair):
+            grad = grad + _chunk_grad(c.ls, _rows(raw, idx), nuc, z, _take(ct, pair), atoms[idx],
+                                      natm_b)
+    return grad[: len(np.asarray(coords))]
