@@ -1,14 +1,14 @@
 """Time to first answer: whole ``dftad`` commands in fresh processes, against PySCF's time for
 the same job (also a fresh process).
 
-    python benchmarks/startup.py [--new formaldehyde]
+    python benchmarks/startup.py [--new methanol]
 
 Cases, one after another, each a new Python process:
 
 1. the README's main job, ``dftad energy molecules/water.xyz --forces`` (B3LYP/def2-SVP), with
    an empty compile cache;
 2. the same again, with the cache the first run wrote;
-3. ``dftad energy NEW --forces`` for a molecule never run before (default formaldehyde), with
+3. ``dftad energy NEW --forces`` for a molecule never run before (default methanol), with
    only the water run's cache;
 4. PySCF: the same energy and forces (RKS B3LYP/def2-SVP, grid level 3, gradient with grid
    response), one process per molecule.
@@ -60,7 +60,7 @@ def dftad_line(stdout: str) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--new", default="formaldehyde", help="the molecule never run before")
+    ap.add_argument("--new", default="methanol", help="the molecule never run before")
     args = ap.parse_args()
     dftad_cmd = [sys.executable, "-m", "dftad.cli", "energy"]
     with tempfile.TemporaryDirectory() as cache:

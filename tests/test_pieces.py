@@ -68,7 +68,7 @@ def test_schwarz_bounds_from_the_pieces():
 
 
 def _piece_counts():
-    return tuple(f._cache_size() for f in (eri_pieces._quartets, eri_pieces._quartets_grad,
+    return tuple(f.cache_size() for f in (eri_pieces._quartets, eri_pieces._quartets_grad,
                                            one_electron_pieces._chunk,
                                            one_electron_pieces._chunk_grad))
 

@@ -5,15 +5,19 @@
 integrals are driven from Python, chunk by chunk, through small jitted *pieces* whose shapes do
 not depend on the molecule:
 
-* :func:`_quartets` (and its reverse-mode derivative :func:`_quartets_vjp`): the integrals of
-  one chunk of B primitive quartets of a class (la, lb | lc, ld), from the raw data of each
-  quartet's bra and ket primitive pair (exponents, centres, contraction coefficients). B is
-  fixed per class (:func:`chunk_size`), so this is compiled once per class and serves every
-  molecule and geometry, from memory within a process and from JAX's on-disk cache across
-  processes. These are the expensive pieces (the Hermite expansion and the Boys function).
-* cheap gathers and scatter-adds that move chunks between the molecule's arrays and the pieces
-  (keyed by power-of-two buckets of those arrays' sizes), and the assembly of a class's blocks
-  into PySCF's s8 packing (keyed by the class and the bucketed sizes).
+* :func:`_quartets` (and its reverse pass :func:`_quartets_grad`): the contracted integrals of
+  one chunk of primitive quartets of a class (la, lb | lc, ld), from the raw data of each
+  quartet's bra and ket primitive pair (exponents, centres, contraction coefficients, gathered
+  on the host). A chunk holds B primitive quartets (fixed per class, :func:`chunk_size`) and
+  whole contracted quartets only, so it is contracted inside the piece. These are the expensive
+  pieces (the Hermite expansion and the Boys function), compiled once per class (and bucketed
+  number of atoms) for every molecule and geometry.
+* cheap pieces per chunk: the scatter of its AO blocks into PySCF's s8 packing
+  (:func:`_pack`) and the two-particle density the gradient contracts (:func:`_gamma`), keyed by
+  the class and the power-of-two bucket of nao.
+
+Pieces are :class:`dftad.pieces.Piece` objects: kept in memory and, with the on-disk cache on,
+as serialized executables that a later process loads without tracing or compiling.
 
 Same formulas as :mod:`.eri_kernel` (:func:`~.eri_kernel.primitive_quartets`), the same plans,
 the same numbers (``tests/test_pieces.py`` compares them to 1e-12). The whole-program path
@@ -26,7 +30,6 @@ what it has not seen.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import weakref
 
 import jax
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
+from ..pieces import piece
 from . import hermite
 from .eri_kernel import hermite_of, primitive_quartets
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
@@ -62,15 +66,18 @@ def _chunk_integrals(ls, bra, ket, omega):
                               lc + ld, omega)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _quartets(ls, bra, ket, omega):
-    """Cartesian integrals (B, nab, ncd) of B primitive quartets with raw bra and ket pair rows
-    ``bra``, ``ket`` (B, RAW); ``omega`` None (1/r12) or the erf attenuation."""
-    return _chunk_integrals(ls, bra, ket, omega)
+@piece((0,))
+def _quartets(ls, bra, ket, local, omega):
+    """Contracted cartesian integrals (B, nab, ncd) of a chunk: B primitive quartets with raw
+    bra and ket pair rows ``bra``, ``ket`` (B, RAW), summed into the chunk's contracted quartets
+    ``local`` (B,) (row r of the result: the chunk's r-th quartet); ``omega`` None (1/r12) or
+    the erf attenuation."""
+    v = _chunk_integrals(ls, bra, ket, omega)
+    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
-def _quartets_grad(ls, bra, ket, ct, atoms, omega, natm):
+@piece((0, 7))
+def _quartets_grad(ls, bra, ket, local, ct, atoms, omega, natm):
     """sum ct . d(integrals)/dR: the gradient (natm, 3) with respect to the nuclei for the
     cotangent ``ct`` (B, nab, ncd) of :func:`_quartets`; ``atoms`` (B, 4): the atoms of the
     centres A, B of each bra and of each ket pair."""
@@ -78,19 +85,9 @@ def _quartets_grad(ls, bra, ket, ct, atoms, omega, natm):
     def f(xb, xk):
         return _chunk_integrals(ls, bra.at[:, 2:8].set(xb), ket.at[:, 2:8].set(xk), omega)
 
-    db, dk = jax.vjp(f, bra[:, 2:8], ket[:, 2:8])[1](ct)
+    db, dk = jax.vjp(f, bra[:, 2:8], ket[:, 2:8])[1](ct[local])
     d = jnp.concatenate([db, dk], axis=1).reshape(-1, 3)  # (B * 4, 3) per centre
     return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
-
-
-@jax.jit
-def _take(x, idx):
-    return x[idx]
-
-
-@jax.jit
-def _add_rows(acc, idx, v):
-    return acc.at[idx].add(v)
 
 
 def _transforms(ls, cart):
@@ -122,12 +119,12 @@ def _indices(meta, shape):
     return [meta[c][:, None, None, None, None] + g[None] for c, g in enumerate(grids)]
 
 
-@functools.partial(jax.jit, static_argnames=("ls", "cart", "same_set"))
-def _pack(s8, acc, meta, *, ls, cart, same_set):
-    """Add one class's blocks to PySCF's s8 packing ``s8`` (only the canonical image of each
-    element, as :func:`.two_electron.pack_s8`). ``meta`` (8, n): the four AO offsets, bra pair
-    diagonal, ket pair diagonal, bra pair == ket pair, row valid."""
-    v = _to_ao(acc, ls, cart)
+@piece((3, 4, 5))
+def _pack(s8, blocks, meta, ls, cart, same_set):
+    """Add a chunk's contracted blocks (B, nab, ncd) to PySCF's s8 packing ``s8`` (only the
+    canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta`` (8, B): the
+    four AO offsets, bra pair diagonal, ket pair diagonal, bra pair == ket pair, row valid."""
+    v = _to_ao(blocks, ls, cart)
     i, j, k, l = _indices(meta, v.shape)
     col = [m[:, None, None, None, None] != 0 for m in meta[4:]]
     ij, kl = _tri(i, j), _tri(k, l)
@@ -138,9 +135,9 @@ def _pack(s8, acc, meta, *, ls, cart, same_set):
     return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
 
 
-@functools.partial(jax.jit, static_argnames=("ls", "cart", "same_set"))
-def _gamma(meta, dm_coul, dm_exch, c_exch, *, ls, cart, same_set):
-    """The cotangent of one class's cartesian blocks for
+@piece((4, 5, 6))
+def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
+    """The cotangent (B, nab, ncd) of a chunk's cartesian blocks for
     E2 = 1/2 sum (ij|kl) Dc_ij Dc_kl - c_exch sum_s (ij|kl) Dx_il Dx_jk (summed over all index
     orders, as :func:`.two_electron.blocks_energy`): the symmetrised two-particle density times
     each block's number of images, transformed back to cartesian functions."""
@@ -159,7 +156,7 @@ def _gamma(meta, dm_coul, dm_exch, c_exch, *, ls, cart, same_set):
     return _from_ao(gamma * deg[:, None, None, None, None], ls, cart)
 
 
-@functools.partial(jax.jit, static_argnums=1)
+@piece((1,))
 def _unpack_s8(eri8, nao):
     from .two_electron import unpack_s8
 
@@ -168,17 +165,23 @@ def _unpack_s8(eri8, nao):
 
 # ---------------------------------------------------------------------- host-side layout
 @dataclasses.dataclass
-class _Class:
-    """One quartet class laid out for the pieces: chunks of the fixed size B."""
+class Chunk:
+    """One chunk of a class: primitive-pair rows of its quartets' bra and ket (B,) (padding -1),
+    each one's contracted quartet within the chunk (B,), and ``meta`` (rows per contracted
+    quartet, see :func:`_pack`)."""
 
+    ip: np.ndarray
+    iq: np.ndarray
+    local: np.ndarray
+    meta: np.ndarray
+
+
+@dataclasses.dataclass
+class _Class:
     ls: tuple  # (la, lb, lc, ld); -1 for the unit function of an auxiliary "pair"
     bra: int  # pair-set indices
     ket: int
-    ip: np.ndarray  # (nchunk, B) bra primitive-pair rows
-    iq: np.ndarray
-    qid: np.ndarray  # (nchunk, B) contracted-quartet rows (padding: nq)
-    nrow: int  # bucketed rows of the class's accumulator (> nq)
-    meta: jax.Array  # (8, nrow) int32, see _pack
+    chunks: list
 
 
 @dataclasses.dataclass
@@ -207,16 +210,33 @@ def chunk_size(ls) -> int:
     return min(_chunk_size(nab, ncd, hab, hcd, lab + lcd, 1 << 62), MAX_CHUNK)
 
 
-def _chunked(x, fill, b: int) -> np.ndarray:
-    """``x`` padded with ``fill`` to a whole number (at least one) of chunks of ``b``:
-    (nchunk, b) int32."""
-    pad = -len(x) % b if len(x) else b
-    return np.concatenate([x, np.full(pad, fill)]).reshape(-1, b).astype(np.int32)
+def split(ip, iq, qid, meta, b: int) -> list[Chunk]:
+    """Chunks of ``b`` primitive items (``ip``, ``iq``, sorted by their contracted item ``qid``)
+    that never split a contracted item (``b`` is raised to a power of two holding the largest
+    one); ``meta`` (m, nq): per contracted item, cut per chunk and padded with zeros."""
+    nq = meta.shape[1]
+    counts = np.bincount(qid, minlength=nq)
+    b = max(b, bucket(int(counts.max(initial=1)), 1))
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    q = 0
+    while q < nq:
+        end = int(np.searchsorted(cum, cum[q] + b, side="right")) - 1
+        lo, hi = cum[q], cum[end]
+
+        def pad(x, fill, n=b):
+            return np.concatenate([x, np.full(n - len(x), fill)]).astype(np.int32)
+
+        m = np.zeros((meta.shape[0], b), np.int32)
+        m[:, : end - q] = meta[:, q:end]
+        out.append(Chunk(pad(ip[lo:hi], -1), pad(iq[lo:hi], -1), pad(qid[lo:hi] - q, 0), m))
+        q = end
+    return out
 
 
 def _layout(plan: EriPlan, bra_basis: Basis, ket_basis: Basis) -> _Layout:
-    """The plan's classes re-chunked at :func:`chunk_size` and their per-quartet metadata
-    (NumPy, once per plan)."""
+    """The plan's classes cut into :func:`split` chunks of :func:`chunk_size` (NumPy, once per
+    plan)."""
     if plan in _LAYOUTS:
         return _LAYOUTS[plan]
     bloc = np.append(bra_basis.layout.ao_loc, 0)
@@ -224,23 +244,16 @@ def _layout(plan: EriPlan, bra_basis: Basis, ket_basis: Basis) -> _Layout:
     classes = []
     for cls, idx, quartets in zip(plan.classes, plan.index, plan.quartets):
         bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
-        ls = _ls(bs) + _ls(ks)
         ip, iq, qid = (np.asarray(x).ravel() for x in idx)
         real = qid < cls.nq
-        ip, iq, qid = ip[real], iq[real], qid[real]
-        b = chunk_size(ls)
-        nrow = bucket(cls.nq + 1, 64)
         q = np.asarray(quartets)
         bsh, ksh = bs.cls.shells[q[:, 0]], ks.cls.shells[q[:, 1]]
-        meta = np.zeros((8, nrow), np.int32)
-        meta[0, :cls.nq], meta[1, :cls.nq] = bloc[bsh[:, 0]], bloc[bsh[:, 1]]
-        meta[2, :cls.nq], meta[3, :cls.nq] = kloc[ksh[:, 0]], kloc[ksh[:, 1]]
-        meta[4, :cls.nq] = bsh[:, 0] == bsh[:, 1]
-        meta[5, :cls.nq] = ksh[:, 0] == ksh[:, 1]
-        meta[6, :cls.nq] = (q[:, 0] == q[:, 1]) & (cls.bra == cls.ket)
-        meta[7, :cls.nq] = 1
-        classes.append(_Class(ls, cls.bra, cls.ket, _chunked(ip, -1, b), _chunked(iq, -1, b),
-                              _chunked(qid, cls.nq, b), nrow, jnp.asarray(meta)))
+        meta = np.stack([bloc[bsh[:, 0]], bloc[bsh[:, 1]], kloc[ksh[:, 0]], kloc[ksh[:, 1]],
+                         bsh[:, 0] == bsh[:, 1], ksh[:, 0] == ksh[:, 1],
+                         (q[:, 0] == q[:, 1]) & (cls.bra == cls.ket), np.ones(cls.nq)])
+        ls = _ls(bs) + _ls(ks)
+        chunks = split(ip[real], iq[real], qid[real], meta.astype(np.int32), chunk_size(ls))
+        classes.append(_Class(ls, cls.bra, cls.ket, chunks))
     out = _Layout(classes, plan.bra_sets, plan.ket_sets)
     _LAYOUTS[plan] = out
     return out
@@ -285,36 +298,42 @@ def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
 
 
 # ---------------------------------------------------------------------- drivers
-def class_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | None = None):
-    """Yield (class, cartesian accumulator (nrow, nab, ncd)) for every class of ``plan``; rows
-    past the class's quartet count are padding."""
+def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
+    bra = aux if plan.kind == "2c" and aux is not None else basis
+    ket = aux if plan.kind in ("3c", "2c") and aux is not None else basis
+    return bra, ket
+
+
+def nao_bucket(nao: int) -> int:
+    """The padded nao of the pieces that take AO-indexed arrays (at least 64, so that small
+    molecules share them)."""
+    return bucket(nao, 64)
+
+
+# ---------------------------------------------------------------------- drivers
+def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | None = None):
+    """Yield (class, chunk, contracted cartesian blocks (B, nab, ncd)) for every chunk of
+    ``plan``; rows past the chunk's quartets are zero."""
     bra_basis, ket_basis = _bases(plan, basis, aux)
     lay = _layout(plan, bra_basis, ket_basis)
     raw_b = [raw_pairs(bra_basis, coords, ps)[0] for ps in lay.bra_sets]
     raw_k = [raw_pairs(ket_basis, coords, ps)[0] for ps in lay.ket_sets]
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
-        acc = jnp.asarray(np.zeros((c.nrow,) + _cart_shape(c.ls)))
-        for ip, iq, qid in zip(c.ip, c.iq, c.qid):
-            v = _quartets(c.ls, _rows(raw_b[c.bra], ip), _rows(raw_k[c.ket], iq), omega)
-            acc = _add_rows(acc, qid, v)
-        yield c, acc
-
-
-def _cart_shape(ls) -> tuple:
-    return (ncart(ls[0]) * ncart(max(ls[1], 0)), ncart(ls[2]) * ncart(max(ls[3], 0)))
+        for ch in c.chunks:
+            yield c, ch, _quartets(c.ls, _rows(raw_b[c.bra], ch.ip), _rows(raw_k[c.ket], ch.iq),
+                                   ch.local, omega)
 
 
 def eri(plan: EriPlan, basis: Basis, coords, omega=None) -> jax.Array:
     """The full (nao,)*4 tensor (ij|kl) of a 4-centre ``plan`` (as
     :func:`.two_electron.eri`)."""
-    n = basis.nao
-    npair = n * (n + 1) // 2
-    s8 = jnp.asarray(np.zeros(bucket(npair * (npair + 1) // 2, 1024)))
+    npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
+    s8 = jnp.asarray(np.zeros(npair * (npair + 1) // 2))
     cart = basis.layout.cart
-    for c, acc in class_blocks(plan, basis, coords, omega):
-        s8 = _pack(s8, acc, c.meta, ls=c.ls, cart=cart, same_set=c.bra == c.ket)
-    return _unpack_s8(s8, n)
+    for c, ch, blocks in chunk_blocks(plan, basis, coords, omega):
+        s8 = _pack(s8, blocks, ch.meta, c.ls, cart, c.bra == c.ket)
+    return _unpack_s8(s8, basis.nao)
 
 
 def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
@@ -326,7 +345,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
     raw = [raw_pairs(basis, coords, ps) for ps in lay.bra_sets]
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
-    nao_b = bucket(basis.nao, 32)
+    nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
     grad = jnp.zeros((natm_b, 3))
 
@@ -339,14 +358,14 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
     for omega, dm_coul, dm_exch, c_exch in terms:
         omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
         dm_coul, dm_exch = padded(dm_coul), padded(dm_exch)
+        c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
-            ct = _gamma(c.meta, dm_coul, dm_exch, jnp.asarray(c_exch, dtype=jnp.float64),
-                        ls=c.ls, cart=cart, same_set=c.bra == c.ket)
             (rb, ab), (rk, ak) = raw[c.bra], raw[c.ket]
-            for ip, iq, qid in zip(c.ip, c.iq, c.qid):
-                atoms = np.concatenate([ab[ip], ak[iq]], axis=1)
-                grad = grad + _quartets_grad(c.ls, _rows(rb, ip), _rows(rk, iq),
-                                             _take(ct, qid), atoms, omega, natm_b)
+            for ch in c.chunks:
+                ct = _gamma(ch.meta, dm_coul, dm_exch, c_exch, c.ls, cart, c.bra == c.ket)
+                atoms = np.concatenate([ab[ch.ip], ak[ch.iq]], axis=1)
+                grad = grad + _quartets_grad(c.ls, _rows(rb, ch.ip), _rows(rk, ch.iq), ch.local,
+                                             ct, atoms, omega, natm_b)
     return grad[:natm]
 
 
@@ -364,13 +383,12 @@ def schwarz(basis: Basis, coords, sets) -> list:
         qid = np.repeat(np.arange(n), counts)
         offset = np.arange(len(qid)) - np.repeat(np.cumsum(counts) - counts, counts)
         nk = np.repeat(np.diff(start), counts)
-        ip = start[qid] + offset // nk
-        iq = start[qid] + offset % nk
-        b = chunk_size(ls)
-        ip, iq, qid = _chunked(ip, -1, b), _chunked(iq, -1, b), _chunked(qid, n, b)
-        acc = jnp.asarray(np.zeros((bucket(n + 1, 64),) + _cart_shape(ls)))
-        for i, j, q in zip(ip, iq, qid):
-            acc = _add_rows(acc, q, _quartets(ls, _rows(raw, i), _rows(raw, j), None))
-        diag = np.abs(np.diagonal(np.asarray(acc)[:n], axis1=1, axis2=2)).max(axis=1)
+        ip, iq = start[qid] + offset // nk, start[qid] + offset % nk
+        chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls))
+        diag = np.zeros(n)
+        for ch in chunks:
+            v = np.asarray(_quartets(ls, _rows(raw, ch.ip), _rows(raw, ch.iq), ch.local, None))
+            rows = ch.meta[0, : ch.local.max() + 1]
+            diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))
     return out

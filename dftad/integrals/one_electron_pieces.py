@@ -2,27 +2,28 @@
 
 The counterpart of :mod:`.eri_pieces` for :mod:`.one_electron`: the overlap, kinetic and
 nuclear-attraction integrals (each nucleus' share too, for the SAD guess) of one chunk of
-primitive pairs of a class (la, lb) are one jitted piece (:func:`_chunk`), keyed by the class,
-the fixed chunk size :data:`CHUNK` and the bucketed number of nuclei, so a new molecule with
-the same angular momenta and up to as many atoms compiles nothing new; the reverse pass of
-sum D (T + V) - sum W S is another (:func:`_chunk_grad`). Cheap pieces contract primitive pairs
-into shell pairs and place the blocks in (nao, nao) matrices (keyed by bucketed sizes). Same
-formulas and numbers as :mod:`.one_electron` (``tests/test_pieces.py``).
+primitive pairs of a class (la, lb), contracted into the chunk's shell pairs, are one piece
+(:func:`_chunk`), keyed by the class, the chunk size :data:`CHUNK` and the bucketed number of
+nuclei, so a new molecule with the same angular momenta and up to as many atoms compiles
+nothing new; the reverse pass of sum D (T + V) - sum W S is another (:func:`_chunk_grad`).
+Cheap pieces place a chunk's blocks in (nao, nao) matrices and cut its cotangent from D and W
+(keyed by the bucketed nao). Same formulas and numbers as :mod:`.one_electron`
+(``tests/test_pieces.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, ao_transform, ncart
+from ..basis import Basis, ao_transform
+from ..pieces import piece
 from . import hermite
-from .eri_pieces import PairSet, _add_rows, _chunked, _rows, _take, bucket, raw_pairs
+from .eri_pieces import PairSet, _rows, bucket, nao_bucket, raw_pairs, split
 from .one_electron import kinetic_block, nuclear_block, overlap_block
 
 CHUNK = 256
@@ -48,19 +49,22 @@ def _blocks(ls, rows, nuclei, charges, per_nucleus):
     return out.reshape(out.shape[:2] + (-1,))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _chunk(ls, rows, nuclei, charges):
-    """S, T and each nucleus' V for a chunk of primitive pairs: (B, 2 + natm, nab)."""
-    return _blocks(ls, rows, nuclei, charges, True)
+@piece((0,))
+def _chunk(ls, rows, local, nuclei, charges):
+    """S, T and each nucleus' V of a chunk of primitive pairs, summed into the chunk's shell
+    pairs ``local`` (B,): (B, 2 + natm, nab)."""
+    v = _blocks(ls, rows, nuclei, charges, True)
+    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
-def _chunk_grad(ls, rows, nuclei, charges, ct, atoms, natm):
-    """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, nab)); ``atoms`` (B, 2):
-    the atoms of each pair's centres."""
+@piece((0, 7))
+def _chunk_grad(ls, rows, local, nuclei, charges, ct, atoms, natm):
+    """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, nab) per shell pair of
+    the chunk); ``atoms`` (B, 2): the atoms of each primitive pair's centres."""
 
     def f(centres, nuc):
-        return jnp.sum(_blocks(ls, rows.at[:, 2:8].set(centres), nuc, charges, False) * ct)
+        v = _blocks(ls, rows.at[:, 2:8].set(centres), nuc, charges, False)
+        return jnp.sum(v * ct[local])
 
     d_centres, d_nuc = jax.grad(f, argnums=(0, 1))(rows[:, 2:8], nuclei)
     return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
@@ -76,10 +80,10 @@ def _ao_indices(meta, na, nb):
     return jnp.broadcast_arrays(rows, cols)
 
 
-@functools.partial(jax.jit, static_argnames=("ls", "cart"))
-def _place(mats, acc, meta, *, ls, cart):
-    """Add one class's shell-pair blocks ``acc`` (npair, ncomp, nab) to the symmetric matrices
-    ``mats`` (ncomp, n, n). ``meta`` (4, npair): row and column offsets, off-diagonal, valid."""
+@piece((3, 4))
+def _place(mats, acc, meta, ls, cart):
+    """Add a chunk's shell-pair blocks ``acc`` (B, ncomp, nab) to the symmetric matrices
+    ``mats`` (ncomp, n, n). ``meta`` (4, B): row and column offsets, off-diagonal, valid."""
     ta, tb = _transforms(ls, cart)
     blk = acc.reshape(acc.shape[:2] + (ta.shape[0], tb.shape[0]))
     blk = jnp.einsum("pcab,ai,bj->cpij", blk, ta, tb) * meta[3][None, :, None, None]
@@ -88,9 +92,9 @@ def _place(mats, acc, meta, *, ls, cart):
     return mats.at[:, rows, cols].add(blk).at[:, cols, rows].add(jnp.where(mirror, blk, 0.0))
 
 
-@functools.partial(jax.jit, static_argnames=("ls", "cart"))
-def _cotangent(meta, dm, w, *, ls, cart):
-    """The cotangent (npair, 3, nab) of a class's cartesian (S, T, V) blocks for
+@piece((3, 4))
+def _cotangent(meta, dm, w, ls, cart):
+    """The cotangent (B, 3, nab) of a chunk's cartesian (S, T, V) blocks for
     sum D (T + V) - sum W S (D, W symmetric; an off-diagonal pair's block enters twice)."""
     ta, tb = _transforms(ls, cart)
     rows, cols = _ao_indices(meta, ta.shape[1], tb.shape[1])
@@ -106,10 +110,7 @@ def _cotangent(meta, dm, w, *, ls, cart):
 class _Class:
     ls: tuple
     pairs: PairSet
-    idx: np.ndarray  # (nchunk, CHUNK) primitive-pair rows (padding -1)
-    pair: np.ndarray  # (nchunk, CHUNK) shell pair of each (padding: npair)
-    nrow: int
-    meta: jax.Array  # (4, nrow)
+    chunks: list  # of eri_pieces.Chunk (ip: primitive pairs, local: shell pair in the chunk)
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -122,15 +123,11 @@ def _layout(basis: Basis) -> list:
     loc = lay.ao_loc
     out = []
     for pc in hermite.pair_classes(lay):
-        n = pc.npair
-        nrow = bucket(n + 1, 64)
-        meta = np.zeros((4, nrow), np.int32)
-        meta[0, :n], meta[1, :n] = loc[pc.shells[:, 0]], loc[pc.shells[:, 1]]
-        meta[2, :n] = pc.shells[:, 0] != pc.shells[:, 1]
-        meta[3, :n] = 1
+        meta = np.stack([loc[pc.shells[:, 0]], loc[pc.shells[:, 1]],
+                         pc.shells[:, 0] != pc.shells[:, 1], np.ones(pc.npair)]).astype(np.int32)
         idx = np.arange(len(pc.prims))
-        out.append(_Class((pc.la, pc.lb), PairSet(pc, False), _chunked(idx, -1, CHUNK),
-                          _chunked(pc.pair_of_prim, n, CHUNK), nrow, jnp.asarray(meta)))
+        out.append(_Class((pc.la, pc.lb), PairSet(pc, False),
+                          split(idx, idx, pc.pair_of_prim, meta, CHUNK)))
     _LAYOUTS[lay] = out
     return out
 
@@ -149,16 +146,14 @@ def _nuclei(coords, charges):
 def matrices(basis: Basis, coords, charges):
     """(S, T, V per nucleus (natm, nao, nao)) at ``coords`` (Bohr) for nuclear ``charges``."""
     nuc, z, natm_b = _nuclei(coords, charges)
-    n, nao_b = basis.nao, bucket(basis.nao, 32)
+    n, nao_b = basis.nao, nao_bucket(basis.nao)
     cart = basis.layout.cart
     mats = jnp.asarray(np.zeros((2 + natm_b, nao_b, nao_b)))
     for c in _layout(basis):
         raw = raw_pairs(basis, coords, c.pairs)[0]
-        nab = ncart(c.ls[0]) * ncart(c.ls[1])
-        acc = jnp.asarray(np.zeros((c.nrow, 2 + natm_b, nab)))
-        for idx, pair in zip(c.idx, c.pair):
-            acc = _add_rows(acc, pair, _chunk(c.ls, _rows(raw, idx), nuc, z))
-        mats = _place(mats, acc, c.meta, ls=c.ls, cart=cart)
+        for ch in c.chunks:
+            blocks = _chunk(c.ls, _rows(raw, ch.ip), ch.local, nuc, z)
+            mats = _place(mats, blocks, ch.meta, c.ls, cart)
     mats = np.asarray(mats)[:, :n, :n]
     natm = len(np.asarray(coords))
     return jnp.asarray(mats[0]), jnp.asarray(mats[1]), jnp.asarray(mats[2:2 + natm])
@@ -168,15 +163,15 @@ def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
     """d/dR (natm, 3) of sum D (T + V) - sum W S at fixed symmetric ``dm`` and ``w``
     (Hartree/Bohr): the reverse pass through :func:`_chunk_grad`."""
     nuc, z, natm_b = _nuclei(coords, charges)
-    nao_b = bucket(basis.nao, 32)
+    nao_b = nao_bucket(basis.nao)
     pad = [(0, nao_b - basis.nao)] * 2
     dm, w = (jnp.asarray(np.pad(np.asarray(x), pad)) for x in (dm, w))
     cart = basis.layout.cart
     grad = jnp.zeros((natm_b, 3))
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
-        ct = _cotangent(c.meta, dm, w, ls=c.ls, cart=cart)
-        for idx, pair in zip(c.idx, c.pair):
-            grad = grad + _chunk_grad(c.ls, _rows(raw, idx), nuc, z, _take(ct, pair), atoms[idx],
-                                      natm_b)
+        for ch in c.chunks:
+            ct = _cotangent(ch.meta, dm, w, c.ls, cart)
+            grad = grad + _chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
+                                      atoms[ch.ip], natm_b)
     return grad[: len(np.asarray(coords))]

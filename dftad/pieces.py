@@ -1,0 +1,146 @@
+"""Compiled pieces: jitted functions kept as executables, in memory and on disk.
+
+A :class:`Piece` wraps a function like ``jax.jit`` does, and keeps one compiled executable per
+*key*: the function, its static arguments and the shapes and dtypes of its array arguments.
+Pieces are small functions whose keys recur across molecules (the integral class kernels of
+:mod:`dftad.integrals.eri_pieces` and :mod:`dftad.integrals.one_electron_pieces`), so a new
+molecule mostly finds what it needs already compiled.
+
+With the on-disk cache on (:func:`dftad.enable_compilation_cache`), each executable is also
+written, serialized, next to JAX's compilation cache (``<cache dir>-pieces``), and a later
+process loads it without tracing, lowering or compiling (``jax.jit``'s own persistent cache
+still traces and lowers every program to find it: most of a cached run's time). The file name
+hashes the key with the versions of jax and jaxlib, the device kind and dftad's own source, so
+a changed dftad or JAX never loads a stale executable; a file that does not load is compiled
+again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import threading
+
+import jax
+import numpy as np
+
+
+@functools.cache
+def _salt() -> str:
+    """What every executable depends on besides its key: JAX, the device, dftad's source."""
+    import jaxlib
+
+    h = hashlib.sha256()
+    dev = jax.devices()[0]
+    h.update(f"{jax.__version__} {jaxlib.__version__} {dev.platform} {dev.device_kind}".encode())
+    h.update(repr(jax.config.jax_enable_x64).encode())
+    root = os.path.dirname(os.path.abspath(__file__))
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    h.update(name.encode() + f.read())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> str | None:
+    """Where serialized pieces live: beside JAX's compilation cache, None when that is off."""
+    path = jax.config.jax_compilation_cache_dir
+    return None if not path else os.path.abspath(path).rstrip(os.sep) + "-pieces"
+
+
+def _spec(x):
+    if x is None:
+        return None
+    a = x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x)
+    return (tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False)))
+
+
+class Piece:
+    """``jax.jit(fun, static_argnums=static_argnums)`` with its executables kept by key (see
+    the module docstring). Call it with positional arguments only."""
+
+    def __init__(self, fun, static_argnums=()):
+        self.fun = fun
+        self.static_argnums = tuple(static_argnums)
+        self.jitted = jax.jit(fun, static_argnums=self.static_argnums)
+        self.name = f"{fun.__module__}.{fun.__qualname__}"
+        self._compiled: dict = {}
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, fun)
+
+    def _split(self, args):
+        static = tuple(a for i, a in enumerate(args) if i in self.static_argnums)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
+        return static, dynamic
+
+    def _key(self, static, dynamic):
+        leaves, tree = jax.tree_util.tree_flatten(dynamic)
+        return static, str(tree), tuple(_spec(x) for x in leaves)
+
+    def cache_size(self) -> int:
+        """Executables compiled or loaded in this process."""
+        return len(self._compiled)
+
+    def __call__(self, *args):
+        static, dynamic = self._split(args)
+        key = self._key(static, dynamic)
+        exe = self._compiled.get(key)
+        if exe is None:
+            exe = self._get(key, args)
+        return exe(*dynamic)
+
+    def _get(self, key, args):
+        with self._lock:
+            if key in self._compiled:
+                return self._compiled[key]
+            path = self._path(key)
+            exe = _load(path) if path is not None else None
+            if exe is None:
+                exe = self.jitted.lower(*args).compile()
+                if path is not None:
+                    _save(path, exe)
+            self._compiled[key] = exe
+            return exe
+
+    def _path(self, key):
+        base = cache_dir()
+        if base is None:
+            return None
+        digest = hashlib.sha256(repr((self.name, key, _salt())).encode()).hexdigest()[:32]
+        return os.path.join(base, f"{self.fun.__name__}-{digest}.bin")
+
+
+def _load(path):
+    from jax.experimental import serialize_executable
+
+    try:
+        with open(path, "rb") as f:
+            payload, in_tree, out_tree = pickle.load(f)
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a stale or truncated file: compile again
+        return None
+
+
+def _save(path, exe) -> None:
+    from jax.experimental import serialize_executable
+
+    try:
+        blob = pickle.dumps(serialize_executable.serialize(exe))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - a read-only or full disk: keep it in memory only
+        pass
+
+
+def piece(static_argnums=()):
+    """Decorator form of :class:`Piece`."""
+    return lambda fun: Piece(fun, static_argnums)
