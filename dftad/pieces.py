@@ -9,10 +9,10 @@ molecule mostly finds what it needs already compiled.
 With the on-disk cache on (:func:`dftad.enable_compilation_cache`), each executable is also
 written, serialized, next to JAX's compilation cache (``<cache dir>-pieces``), and a later
 process loads it without tracing, lowering or compiling (``jax.jit``'s own persistent cache
-still traces and lowers every program to find it: most of a cached run's time). The file name
-hashes the key with the versions of jax and jaxlib, the device kind and dftad's own source, so
-a changed dftad or JAX never loads a stale executable; a file that does not load is compiled
-again.
+still traces and lowers every program to find it: most of a cached run's time). The files live
+in a folder named by a hash of the versions of jax and jaxlib, the device kind and dftad's own
+source, so a changed dftad or JAX never loads a stale executable (older folders can be
+deleted); a file that does not load is compiled again.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class Piece:
         base = cache_dir()
         if base is None:
             return None
-        digest = hashlib.sha256(repr((self.name, key, _salt())).encode()).hexdigest()[:32]
-        return os.path.join(base, f"{self.fun.__name__}-{digest}.bin")
+        digest = hashlib.sha256(repr((self.name, key)).encode()).hexdigest()[:32]
+        return os.path.join(base, _salt(), f"{self.fun.__name__}-{digest}.bin")
 
 
 def _load(path):

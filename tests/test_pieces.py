@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dftad
-from dftad import energy, forces, hamiltonian
+from dftad import energy, forces, hamiltonian, pieces
 from dftad.integrals import (
     eri_pieces,
     eri_plan,
@@ -111,3 +111,26 @@ def test_one_electron_pieces_equal_the_whole_program(basis):
     g_ref = jax.jit(jax.grad(lagr))(coords)
     g = one_electron_pieces.gradient(basis_, coords, charges, dm, w)
     assert float(jnp.abs(g - g_ref).max()) < 1e-12 * float(jnp.abs(g_ref).max())
+
+
+def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
+    """An executable is written once and a fresh Piece (a new process) loads it without tracing
+    or compiling; a damaged file is compiled again; another static argument is another file."""
+    monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
+
+    def f(x, n):
+        return jnp.sin(x) * n
+
+    x = jnp.arange(5.0)
+    ref = np.sin(np.arange(5.0)) * 3
+    assert np.allclose(pieces.Piece(f, (1,))(x, 3), ref, rtol=0, atol=1e-15)
+    files = list(tmp_path.rglob("*.bin"))
+    assert len(files) == 1
+    loaded = pieces.Piece(f, (1,))
+    loaded.jitted = None  # loading must not trace or compile
+    assert np.allclose(loaded(x, 3), ref, rtol=0, atol=1e-15)
+    assert loaded.cache_size() == 1
+    files[0].write_bytes(b"not an executable")
+    assert np.allclose(pieces.Piece(f, (1,))(x, 3), ref, rtol=0, atol=1e-15)
+    pieces.Piece(f, (1,))(x, 4)
+    assert len(list(tmp_path.rglob("*.bin"))) == 2
