@@ -47,6 +47,7 @@ G2 = [
     ("formaldehyde", "H2CO", 0, 0, "formaldehyde"),
     ("ethylene", "C2H4", 0, 0, "ethylene"),
     ("acetylene", "C2H2", 0, 0, "acetylene"),
+    ("methanol", "CH3OH", 0, 0, "methanol"),
     ("ethanol", "CH3CH2OH", 0, 0, "ethanol"),
     ("formic_acid", "HCOOH", 0, 0, "formic acid"),
     ("acetone", "CH3COCH3", 0, 0, "acetone"),
