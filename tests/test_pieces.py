@@ -90,7 +90,7 @@ def test_two_molecules_share_the_compiled_pieces():
     assert float(jnp.abs(grad - ref).max()) < 1e-10
 
 
-@pytest.mark.parametrize("basis", ["def2-svp", "def2-tzvp"])
+@pytest.mark.parametrize("basis", ["def2-svp", pytest.param("def2-tzvp", marks=pytest.mark.slow)])
 def test_one_electron_pieces_equal_the_whole_program(basis):
     """S, T, V per nucleus and the gradient of sum D (T + V) - sum W S (padded chunks, nuclei,
     nao) equal dftad.integrals.one_electron to 1e-12 (d and f functions included)."""
