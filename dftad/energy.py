@@ -161,8 +161,6 @@ def converge(setup: Setup, coords, result: Result, xc_params=None,
     return _second_order_jit(setup, ints, result, xc_params)
 
 
-
-
 def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwargs) -> Result:
     """Build and run in one call; ``forces=True`` adds ``result.forces`` (Hartree/Bohr). The SCF
     and the forces are driven from Python through compiled pieces shared across molecules

@@ -29,7 +29,7 @@ from .hamiltonian import (
     xc_params_of,
 )
 from .integrals import eri_pieces, one_electron_pieces
-from .jk import IncoreJK
+from .jk import IncoreJK, eri_terms
 from .setup import Setup
 
 
@@ -110,7 +110,6 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     return Result(res, components(res.dm), -grad)
 
 
-
 def nuclear_repulsion_gradient(coords, charges) -> np.ndarray:
     """d E_nuc / dR_A = -sum_B Z_A Z_B (R_A - R_B) / R_AB^3 (NumPy, Hartree/Bohr)."""
     r = np.asarray(coords, dtype=np.float64)
@@ -126,10 +125,8 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
     :func:`dftad.integrals.eri_pieces.gradient` contracts (as :func:`_two_electron_energy`)."""
     omegas, weights = exchange_operators(setup, xc_params_of(setup, xc_params))
     occ = setup.occupation
-    kf = 1.0 / occ.per_orbital
-    return tuple((omega, occ.total(dm) if op == 0 else None, dm if op < len(weights) else None,
-                  0.5 * kf * weights[op] if op < len(weights) else 0.0)
-                 for op, omega in enumerate(omegas))
+    terms = eri_terms(len(omegas), dm, occ.total(dm), weights, 1.0 / occ.per_orbital)
+    return tuple((omega, *term) for omega, term in zip(omegas, terms))
 
 
 @jax.jit

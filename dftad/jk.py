@@ -130,6 +130,14 @@ def coulomb_exchange(jk, tensors, dm, dm_tot, weights):
     return vj, vk
 
 
+def eri_terms(nops: int, dm, dm_tot, weights, kf) -> tuple:
+    """(dm_coul, dm_exch, c_exch) per two-electron operator, such that E_coul + E_exx =
+    sum over operators of :func:`~dftad.integrals.two_electron.eri_energy` with them: Coulomb
+    from the first operator (1/r12) only, exchange from each operator with a weight."""
+    return tuple((dm_tot if op == 0 else None, dm if op < len(weights) else None,
+                  0.5 * kf * weights[op] if op < len(weights) else 0.0) for op in range(nops))
+
+
 def energy_terms(dm, dm_tot, vj, vk, kf):
     """(E_coul, E_exx) = (1/2 sum D_tot J, -kf/2 sum D K_tot); ``kf`` is the exchange weight per
     spin channel (1/2 restricted, 1 unrestricted)."""
@@ -167,11 +175,8 @@ class IncoreJK:
         (:func:`~dftad.integrals.two_electron.blocks_energy`): no (nao,)*4 array, in the
         forward or the reverse pass."""
         e = 0.0
-        for op, blocks in enumerate(factors):
-            dm_exch = dm if op < len(weights) else None
-            c_exch = 0.5 * kf * weights[op] if op < len(weights) else 0.0
-            e = e + two_electron.blocks_energy(self.plan, basis, blocks,
-                                               dm_tot if op == 0 else None, dm_exch, c_exch)
+        for blocks, term in zip(factors, eri_terms(len(factors), dm, dm_tot, weights, kf)):
+            e = e + two_electron.blocks_energy(self.plan, basis, blocks, *term)
         return e
 
     def eri_block(self, tensors, idx):

@@ -41,6 +41,7 @@ from ..pieces import piece
 from . import hermite
 from .eri_kernel import hermite_of, primitive_quartets
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
+from .two_electron import _bases, _block_indices, _tri, unpack_s8
 
 RAW = 9
 """Columns of raw primitive-pair data: a, b, A (3), B (3), c'_a c'_b."""
@@ -52,12 +53,18 @@ def bucket(n: int, least: int = 8) -> int:
 
 
 # ---------------------------------------------------------------------- the pieces
-def _pairs(raw, la: int, lb: int, ket: bool):
-    """(p, P, G) of raw primitive-pair rows (:data:`RAW` columns)."""
-    a, b, A, B, cc = raw[:, 0], raw[:, 1], raw[:, 2:5], raw[:, 5:8], raw[:, 8]
+def prim_pairs_of(rows) -> hermite.PrimPairs:
+    """Gaussian product data of raw primitive-pair rows (:data:`RAW` columns), the coefficient
+    times K_AB = exp(-ab/p |A - B|^2) (as :func:`.hermite.prim_pairs`)."""
+    a, b, A, B, cc = rows[:, 0], rows[:, 1], rows[:, 2:5], rows[:, 5:8], rows[:, 8]
     ab = A - B
     k = jnp.exp(-a * b / (a + b) * jnp.sum(ab * ab, axis=-1))
-    return hermite_of(hermite.PrimPairs(a, b, A, B, cc * k), la, lb, ket)
+    return hermite.PrimPairs(a, b, A, B, cc * k)
+
+
+def _pairs(raw, la: int, lb: int, ket: bool):
+    """(p, P, G) of raw primitive-pair rows."""
+    return hermite_of(prim_pairs_of(raw), la, lb, ket)
 
 
 def _chunk_integrals(ls, bra, ket, omega):
@@ -108,24 +115,13 @@ def _from_ao(g, ls, cart):
     return v.reshape(g.shape[0], v.shape[1] * v.shape[2], v.shape[3] * v.shape[4])
 
 
-def _tri(i, j):
-    hi, lo = jnp.maximum(i, j), jnp.minimum(i, j)
-    return hi * (hi + 1) // 2 + lo
-
-
-def _indices(meta, shape):
-    """AO indices (i, j, k, l) of every element of blocks of ``shape`` (n, na, nb, nc, nd)."""
-    grids = jnp.meshgrid(*[jnp.arange(n) for n in shape[1:]], indexing="ij")
-    return [meta[c][:, None, None, None, None] + g[None] for c, g in enumerate(grids)]
-
-
 @piece((3, 4, 5))
 def _pack(s8, blocks, meta, ls, cart, same_set):
     """Add a chunk's contracted blocks (B, nab, ncd) to PySCF's s8 packing ``s8`` (only the
     canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta`` (8, B): the
     four AO offsets, bra pair diagonal, ket pair diagonal, bra pair == ket pair, row valid."""
     v = _to_ao(blocks, ls, cart)
-    i, j, k, l = _indices(meta, v.shape)
+    i, j, k, l = _block_indices(meta[:4], v.shape)
     col = [m[:, None, None, None, None] != 0 for m in meta[4:]]
     ij, kl = _tri(i, j), _tri(k, l)
     keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
@@ -142,7 +138,7 @@ def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
     orders, as :func:`.two_electron.blocks_energy`): the symmetrised two-particle density times
     each block's number of images, transformed back to cartesian functions."""
     shape = (meta.shape[1],) + tuple(x.shape[1] for x in _transforms(ls, cart))
-    i, j, k, l = _indices(meta, shape)
+    i, j, k, l = _block_indices(meta[:4], shape)
     gamma = jnp.zeros(shape)
     if dm_coul is not None:
         gamma = gamma + 0.5 * dm_coul[i, j] * dm_coul[k, l]
@@ -156,11 +152,7 @@ def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
     return _from_ao(gamma * deg[:, None, None, None, None], ls, cart)
 
 
-@piece((1,))
-def _unpack_s8(eri8, nao):
-    from .two_electron import unpack_s8
-
-    return unpack_s8(eri8, nao)
+_unpack_s8 = piece((1,))(unpack_s8)
 
 
 # ---------------------------------------------------------------------- host-side layout
@@ -291,19 +283,7 @@ def _rows(raw, idx):
     return out
 
 
-def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
-    bra = aux if plan.kind == "2c" and aux is not None else basis
-    ket = aux if plan.kind in ("3c", "2c") and aux is not None else basis
-    return bra, ket
-
-
 # ---------------------------------------------------------------------- drivers
-def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
-    bra = aux if plan.kind == "2c" and aux is not None else basis
-    ket = aux if plan.kind in ("3c", "2c") and aux is not None else basis
-    return bra, ket
-
-
 def nao_bucket(nao: int) -> int:
     """The padded nao of the pieces that take AO-indexed arrays (at least 64, so that small
     molecules share them)."""

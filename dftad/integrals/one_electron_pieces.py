@@ -23,25 +23,18 @@ import numpy as np
 from ..basis import Basis, ao_transform
 from ..pieces import piece
 from . import hermite
-from .eri_pieces import PairSet, _rows, bucket, nao_bucket, raw_pairs, split
+from .eri_pieces import PairSet, _rows, bucket, nao_bucket, prim_pairs_of, raw_pairs, split
 from .one_electron import kinetic_block, nuclear_block, overlap_block
 
 CHUNK = 256
 """Primitive pairs per chunk."""
 
 
-def _pairs(rows):
-    a, b, A, B, cc = rows[:, 0], rows[:, 1], rows[:, 2:5], rows[:, 5:8], rows[:, 8]
-    ab = A - B
-    k = jnp.exp(-a * b / (a + b) * jnp.sum(ab * ab, axis=-1))
-    return hermite.PrimPairs(a, b, A, B, cc * k)
-
-
 def _blocks(ls, rows, nuclei, charges, per_nucleus):
     """(B, 2 + natm or 3, ncart_a * ncart_b): S, T and V (per nucleus, or summed) with the
     contraction coefficients."""
     la, lb = ls
-    pp = _pairs(rows)
+    pp = prim_pairs_of(rows)
     v = nuclear_block(pp, la, lb, nuclei, charges, per_nucleus)
     v = v if per_nucleus else v[:, None]
     out = jnp.concatenate([overlap_block(pp, la, lb)[:, None], kinetic_block(pp, la, lb)[:, None],
