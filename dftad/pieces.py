@@ -60,13 +60,15 @@ def _spec(x):
 
 
 class Piece:
-    """``jax.jit(fun, static_argnums=static_argnums)`` with its executables kept by key (see
-    the module docstring). Call it with positional arguments only."""
+    """``jax.jit(fun, static_argnums=..., donate_argnums=...)`` with its executables kept by key
+    (see the module docstring). Call it with positional arguments only. ``donate_argnums``: an
+    accumulator updated in place (``acc = piece(acc, ...)``), not copied on every call."""
 
-    def __init__(self, fun, static_argnums=()):
+    def __init__(self, fun, static_argnums=(), donate_argnums=()):
         self.fun = fun
         self.static_argnums = tuple(static_argnums)
-        self.jitted = jax.jit(fun, static_argnums=self.static_argnums)
+        self.jitted = jax.jit(fun, static_argnums=self.static_argnums,
+                              donate_argnums=tuple(donate_argnums))
         self.name = f"{fun.__module__}.{fun.__qualname__}"
         self._compiled: dict = {}
         self._lock = threading.Lock()
@@ -141,6 +143,6 @@ def _save(path, exe) -> None:
         pass
 
 
-def piece(static_argnums=()):
+def piece(static_argnums=(), donate_argnums=()):
     """Decorator form of :class:`Piece`."""
-    return lambda fun: Piece(fun, static_argnums)
+    return lambda fun: Piece(fun, static_argnums, donate_argnums)

@@ -115,7 +115,7 @@ def _from_ao(g, ls, cart):
     return v.reshape(g.shape[0], v.shape[1] * v.shape[2], v.shape[3] * v.shape[4])
 
 
-@piece((3, 4, 5))
+@piece((3, 4, 5), donate_argnums=(0,))
 def _pack(s8, blocks, meta, ls, cart, same_set):
     """Add a chunk's contracted blocks (B, nab, ncd) to PySCF's s8 packing ``s8`` (only the
     canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta`` (8, B): the

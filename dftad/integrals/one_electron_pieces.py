@@ -73,7 +73,7 @@ def _ao_indices(meta, na, nb):
     return jnp.broadcast_arrays(rows, cols)
 
 
-@piece((3, 4))
+@piece((3, 4), donate_argnums=(0,))
 def _place(mats, acc, meta, ls, cart):
     """Add a chunk's shell-pair blocks ``acc`` (B, ncomp, nab) to the symmetric matrices
     ``mats`` (ncomp, n, n). ``meta`` (4, B): row and column offsets, off-diagonal, valid."""
