@@ -159,6 +159,17 @@ class Result(NamedTuple):
         return self.scf.converged
 
 
+def assemble(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc, kf):
+    """``(Components, fock)`` of ``dm`` from its Coulomb ``vj`` (of the total density),
+    exchange ``vk`` (K_tot, per spin channel), E_xc ``exc`` and V_xc ``vxc``; ``kf`` is the
+    exchange weight per channel (1/2 restricted, 1 unrestricted)."""
+    dm_tot = dm if dm.ndim == 2 else dm[0] + dm[1]
+    e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
+    parts = Components(jnp.sum(dm_tot * h1e), e_coul, jnp.asarray(exc, dtype=jnp.float64), e_exx,
+                       e_nuc, e_disp)
+    return parts, h1e + vj + vxc - kf * vk
+
+
 def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     """``energy_fn(dm) -> (e_tot, fock)`` and ``components(dm) -> Components``.
 
@@ -169,25 +180,17 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     _, weights = exchange_operators(setup, params)
     kf = 1.0 / occ.per_orbital  # exchange weight in the Fock matrix
 
-    def two_electron(dm):
-        dm_tot = occ.total(dm)
-        vj, vk = jk.coulomb_exchange(setup.jk, ints.jk, dm, dm_tot, weights)
-        return dm_tot, vj, vk
-
-    def assemble(dm, dm_tot, vj, vk, exc):
-        e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
-        return Components(jnp.sum(dm_tot * ints.h1e), e_coul, jnp.asarray(exc, dtype=jnp.float64),
-                          e_exx, ints.e_nuc, ints.e_disp)
+    def parts(dm, exc, vxc):
+        vj, vk = jk.coulomb_exchange(setup.jk, ints.jk, dm, occ.total(dm), weights)
+        return assemble(ints.h1e, ints.e_nuc, ints.e_disp, dm, vj, vk, exc, vxc, kf)
 
     def components(dm):
-        dm_tot, vj, vk = two_electron(dm)
         exc = numint.exc_only(f, params, ints.grid_ao, dm) if setup.semilocal else 0.0
-        return assemble(dm, dm_tot, vj, vk, exc)
+        return parts(dm, exc, 0.0)[0]
 
     def energy_fn(dm):
-        dm_tot, vj, vk = two_electron(dm)
         exc, vxc = numint.exc_vxc(f, params, ints.grid_ao, dm) if setup.semilocal else (0.0, 0.0)
-        fock = ints.h1e + vj + vxc - kf * vk
-        return sum(assemble(dm, dm_tot, vj, vk, exc)), fock
+        comps, fock = parts(dm, exc, vxc)
+        return sum(comps), fock
 
     return energy_fn, components

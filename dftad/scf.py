@@ -147,7 +147,11 @@ class State(NamedTuple):
 def start(energy_fn: Callable, s1e, x, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
     """The loop state before the first cycle: ``dm0``, its energy and Fock matrix, empty DIIS
     history. ``x``: the orthogonaliser S^-1/2 (:func:`orthogonalizer`)."""
-    e0, f0 = energy_fn(dm0)
+    return initial_state(s1e, x, options, dm0, *energy_fn(dm0))
+
+
+def initial_state(s1e, x, options: SCFOptions, dm0, e0, f0) -> State:
+    """:func:`start` given the energy ``e0`` and Fock matrix ``f0`` of ``dm0``."""
     err0 = commutator(f0, dm0, s1e, x)
     space = options.diis_space
     return State(
@@ -166,11 +170,19 @@ def start(energy_fn: Callable, s1e, x, dm0, options: SCFOptions = DEFAULT_OPTION
 
 def step(energy_fn: Callable, s1e, x, occ: Occupation, options: SCFOptions, st: State) -> State:
     """One cycle: DIIS extrapolation of the Fock matrix (with the level shift and, after
-    ``rescue_cycle``, the rescue shift), its density, and that density's energy, Fock matrix
-    and convergence test. ``x``: the orthogonaliser S^-1/2 (:func:`orthogonalizer`)."""
+    ``rescue_cycle``, the rescue shift), its density (:func:`next_density`), and that density's
+    energy, Fock matrix and convergence test (:func:`advance`). ``x``: the orthogonaliser
+    S^-1/2 (:func:`orthogonalizer`)."""
+    dm, focks, errors = next_density(s1e, x, occ.occupations(s1e.shape[-1]), options, st)
+    return advance(s1e, x, options, st, dm, focks, errors, *energy_fn(dm))
+
+
+def next_density(s1e, x, mo_occ, options: SCFOptions, st: State):
+    """The first half of :func:`step`: ``(dm, focks, errors)``, the density of the extrapolated
+    (and shifted) Fock matrix with occupations ``mo_occ`` (occupied first, as
+    :meth:`~dftad.occupation.Occupation.occupations`) and the updated DIIS history."""
     opts = options
-    mo_occ = occ.occupations(s1e.shape[-1])
-    factor = 1.0 / occ.per_orbital  # 1 / occupation per orbital, in the level shift
+    factor = 0.5 if st.dm.ndim == 2 else 1.0  # 1 / occupation per orbital, in the level shift
     space = opts.diis_space
     err = commutator(st.fock, st.dm, s1e, x)
     # ring buffer: one entry per cycle, the oldest overwritten once ``space`` are held;
@@ -190,10 +202,15 @@ def step(energy_fn: Callable, s1e, x, occ: Occupation, options: SCFOptions, st: 
     dm = make_rdm1(c, mo_occ)
     if opts.damp:
         dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
-    e_tot, f_new = energy_fn(dm)
+    return dm, focks, errors
+
+
+def advance(s1e, x, options: SCFOptions, st: State, dm, focks, errors, e_tot, f_new) -> State:
+    """The second half of :func:`step`: the next state from :func:`next_density`'s output and
+    the energy ``e_tot`` and Fock matrix ``f_new`` of its density."""
     gnorm = jnp.linalg.norm(commutator(f_new, dm, s1e, x))
     de = e_tot - st.e_tot
-    conv = (jnp.abs(de) < opts.conv_tol) & (gnorm < opts.conv_tol_grad)
+    conv = (jnp.abs(de) < options.conv_tol) & (gnorm < options.conv_tol_grad)
     return State(st.cycle + 1, dm, f_new, e_tot, de, gnorm, focks, errors, conv)
 
 
