@@ -138,6 +138,17 @@ class Basis:
     def nbas(self) -> int:
         return self.layout.nbas
 
+    def on_atom(self, atom: int) -> Basis:
+        """The shells of ``atom`` alone, as the basis of a one-atom molecule (atom 0), in the
+        molecule's AO order."""
+        lay = self.layout
+        shells = [i for i, a in enumerate(lay.shell_atom) if a == atom]
+        prims = np.concatenate([np.arange(lay.prim_loc[i], lay.prim_loc[i + 1]) for i in shells])
+        sub = BasisLayout(tuple(lay.shell_l[i] for i in shells), (0,) * len(shells),
+                          tuple(lay.shell_nprim[i] for i in shells), lay.cart, lay.name)
+        return Basis(sub, jnp.asarray(np.asarray(self.exponents)[prims]),
+                     jnp.asarray(np.asarray(self.coefficients)[prims]))
+
     @classmethod
     def build(cls, mol: Molecule, basis="def2-svp", cart: bool = False) -> Basis:
         """Load ``basis`` (a name in PySCF's library, or a mapping element -> name) for ``mol``.

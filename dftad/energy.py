@@ -14,23 +14,15 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import forces as _forces
-from . import guess, implicit, newton, scf
+from . import guess, implicit, newton, scf, scf_pieces
 from .hamiltonian import (
     Integrals,
-    OneElectron,
     Result,
-    energy_nuc,
-    exchange_operators,
-    grid_ao,
     hamiltonian,
     integrals,
 )
-from .integrals import eri_pieces, one_electron_pieces
-from .jk import IncoreJK
-from .linalg import orthogonalizer
 from .molecule import Molecule
 from .setup import Setup, build
 
@@ -66,85 +58,16 @@ def second_order(setup: Setup, ints: Integrals, result: Result, xc_params=None) 
 
 
 _integrals_jit = jax.jit(integrals)
-_grid_ao_jit = jax.jit(grid_ao)
-
-
-def integrals_stepwise(setup: Setup, coords) -> Integrals:
-    """:func:`~dftad.hamiltonian.integrals` driven from Python: the one-electron integrals and
-    the incore ERIs through the compiled pieces every molecule shares
-    (:mod:`dftad.integrals.one_electron_pieces`, :mod:`dftad.integrals.eri_pieces`), density
-    fitting and the grid's AO values as jitted programs. Same numbers; not differentiable."""
-    omegas, _ = exchange_operators(setup, setup.xc.params)
-    if isinstance(setup.jk, IncoreJK):
-        tensors = tuple(eri_pieces.eri(setup.jk.plan, setup.basis, coords, w) for w in omegas)
-    else:
-        tensors = _jk_tensors_jit(setup, coords, omegas)
-    ao = _grid_ao_jit(setup, coords) if setup.semilocal else None
-    return Integrals(*one_electron_stepwise(setup, coords), jk=tensors, grid_ao=ao)
-
-
-def one_electron_stepwise(setup: Setup, coords) -> OneElectron:
-    """:func:`~dftad.hamiltonian.one_electron_part` (no field) from the shared pieces."""
-    s1e, kin, v_per_nucleus = one_electron_pieces.matrices(setup.basis, coords, setup.charges)
-    e_nuc = energy_nuc(np.asarray(coords), np.asarray(setup.charges), np)
-    e_disp = jnp.zeros(()) if setup.disp is None else _disp_jit(setup.disp, coords)
-    return OneElectron(s1e, kin + jnp.sum(v_per_nucleus, axis=0), kin, v_per_nucleus,
-                       jnp.asarray(e_nuc), e_disp)
-
-
-@jax.jit
-def _jk_tensors_jit(setup: Setup, coords, omegas):
-    return setup.jk.tensors(setup.basis, setup.jk.factors(setup.basis, coords, omegas))
-
-
-@jax.jit
-def _disp_jit(disp, coords):
-    return disp.energy(coords)
-
-
 _second_order_jit = jax.jit(second_order)
-_orthogonalizer_jit = jax.jit(orthogonalizer)
-
-
-_initial_guess_jit = jax.jit(guess.initial_guess)
-
-
-@jax.jit
-def _scf_start(setup: Setup, ints: Integrals, x, dm0) -> scf.State:
-    energy_fn, _ = hamiltonian(setup, ints)
-    return scf.start(energy_fn, ints.s1e, x, dm0, setup.options)
-
-
-@jax.jit
-def _scf_step(setup: Setup, ints: Integrals, x, st: scf.State) -> scf.State:
-    energy_fn, _ = hamiltonian(setup, ints)
-    return scf.step(energy_fn, ints.s1e, x, setup.occupation, setup.options, st)
-
-
-@jax.jit
-def _scf_finish(setup: Setup, ints: Integrals, st: scf.State) -> Result:
-    _, components = hamiltonian(setup, ints)
-    res = scf.finish(ints.s1e, setup.occupation, st)
-    return Result(res, components(res.dm))
 
 
 def kernel_stepwise(setup: Setup, coords, callback=None, dm0=None) -> Result:
-    """:func:`kernel`'s DIIS SCF driven from Python one cycle at a time, ``callback(state)``
+    """:func:`kernel`'s DIIS SCF driven from Python one cycle at a time through compiled pieces
+    that molecules of one size bucket share (:func:`dftad.scf_pieces.solve`), ``callback(state)``
     (a :class:`dftad.scf.State`) after each cycle, e.g. to print it (the CLI does); ``dm0``: the
-    starting density (default the setup's initial guess), e.g. the previous geometry's. Each piece
-    (integrals, :func:`integrals_stepwise`; first state, one cycle, result) is a jitted program
-    without host callbacks, so JAX's on-disk cache keeps it. Same numbers as :func:`kernel`; not
-    differentiable (use :func:`kernel` under ``jax.grad``)."""
-    ints = integrals_stepwise(setup, jnp.asarray(coords))
-    x = _orthogonalizer_jit(ints.s1e)
-    if dm0 is None:
-        dm0 = _initial_guess_jit(setup, ints)
-    st = _scf_start(setup, ints, x, dm0)
-    while bool(scf.running(setup.options, st)):
-        st = _scf_step(setup, ints, x, st)
-        if callback is not None:
-            callback(st)
-    return _scf_finish(setup, ints, st)
+    starting density (default the setup's initial guess), e.g. the previous geometry's. Same
+    numbers as :func:`kernel`; not differentiable (use :func:`kernel` under ``jax.grad``)."""
+    return scf_pieces.solve(setup, coords, callback, dm0)
 
 
 def converge(setup: Setup, coords, result: Result, xc_params=None,

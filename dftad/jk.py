@@ -122,7 +122,8 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True):
 
 def coulomb_exchange(jk, tensors, dm, dm_tot, weights):
     """(J[D_tot], K_tot) with K_tot = sum_i weights[i] K_i[dm] over the operators (zero when
-    ``weights`` is empty: no exact exchange)."""
+    ``weights`` is empty: no exact exchange). ``jk``: a back end, or its class (``get_j`` and
+    ``get_k`` use only the tensors)."""
     vj = jk.get_j(tensors, dm_tot)
     vk = jnp.zeros_like(dm)
     for op, w in enumerate(weights):
@@ -164,10 +165,12 @@ class IncoreJK:
         return tuple(two_electron.unpack_s8(two_electron.pack_s8(self.plan, basis, b), basis.nao)
                      for b in factors)
 
-    def get_j(self, tensors, dm):
+    @staticmethod
+    def get_j(tensors, dm):
         return get_jk_incore(tensors[0], dm, with_k=False)[0]
 
-    def get_k(self, tensors, dm, op: int = 0):
+    @staticmethod
+    def get_k(tensors, dm, op: int = 0):
         return get_jk_incore(tensors[op], dm, with_j=False)[1]
 
     def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):
@@ -206,10 +209,12 @@ class DFJK:
     def tensors(self, basis: Basis, factors):
         return factors
 
-    def get_j(self, tensors, dm):
+    @staticmethod
+    def get_j(tensors, dm):
         return get_jk_df(tensors[0], dm, with_k=False)[0]
 
-    def get_k(self, tensors, dm, op: int = 0):
+    @staticmethod
+    def get_k(tensors, dm, op: int = 0):
         return get_jk_df(tensors[op], dm, with_j=False)[1]
 
     def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):

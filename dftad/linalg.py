@@ -111,10 +111,11 @@ def _inv_sqrt_psd_jvp(lindep, primals, tangents):
     return out, v @ (g * (v.T @ da @ v)) @ v.T
 
 
-def orthogonalizer(s1e) -> jax.Array:
-    """Symmetric orthogonalisation X = S^-1/2, so that X^T S X = 1."""
-    w, u = jnp.linalg.eigh(s1e)
-    return (u / jnp.sqrt(w)) @ u.T
+def orthogonalizer(s1e, xp=jnp) -> jax.Array:
+    """Symmetric orthogonalisation X = S^-1/2, so that X^T S X = 1 (``xp=numpy``: on the
+    host)."""
+    w, u = xp.linalg.eigh(s1e)
+    return (u / xp.sqrt(w)) @ u.T
 
 
 def orthonormal_basis(s1e) -> jax.Array:

@@ -80,12 +80,17 @@ def _block_energy(f: Functional, params, ao, w, dm):
     return jnp.sum(w * e)
 
 
+def exc_vxc_block(f: Functional, params, ao, w, dm):
+    """One block's share of (E_xc, V_xc) (V_xc not yet symmetrised): AO values ``ao``
+    (ncomp, block, nao), weights ``w`` (block,)."""
+    return jax.value_and_grad(_block_energy, argnums=4)(f, params, ao, w, dm)
+
+
 def exc_vxc(f: Functional, params, grid_ao: GridAO, dm):
     """(E_xc, V_xc) for ``dm``; see the module docstring."""
 
     def step(carry, blk):
-        ao, w = blk
-        e, v = jax.value_and_grad(_block_energy, argnums=4)(f, params, ao, w, dm)
+        e, v = exc_vxc_block(f, params, *blk, dm)
         return (carry[0] + e, carry[1] + v), None
 
     init = (jnp.zeros(()), jnp.zeros_like(dm))

@@ -51,15 +51,15 @@ class Occupation:
         """The per-channel pieces of ``a`` (leading spin axis when unrestricted)."""
         return [a] if self.restricted else [a[0], a[1]]
 
-    def join(self, parts):
+    def join(self, parts, xp=jnp):
         """Inverse of :meth:`channels`."""
-        return parts[0] if self.restricted else jnp.stack(parts)
+        return parts[0] if self.restricted else xp.stack(parts)
 
-    def occupations(self, nao: int) -> jax.Array:
+    def occupations(self, nao: int, xp=jnp) -> jax.Array:
         """``mo_occ`` in SCF-result order (occupied first): (nao,) of 2 and 0 restricted,
-        (2, nao) of 1 and 0 unrestricted."""
-        idx = jnp.arange(nao)
-        return self.join([jnp.where(idx < n, self.per_orbital, 0.0) for n in self.counts])
+        (2, nao) of 1 and 0 unrestricted (``xp=numpy``: a NumPy array)."""
+        idx = xp.arange(nao)
+        return self.join([xp.where(idx < n, self.per_orbital, 0.0) for n in self.counts], xp)
 
     def total(self, dm):
         """Total density D_a + D_b (the restricted ``dm`` already is)."""

@@ -67,8 +67,9 @@ class Piece:
     def __init__(self, fun, static_argnums=(), donate_argnums=()):
         self.fun = fun
         self.static_argnums = tuple(static_argnums)
+        self.donate_argnums = tuple(donate_argnums)
         self.jitted = jax.jit(fun, static_argnums=self.static_argnums,
-                              donate_argnums=tuple(donate_argnums))
+                              donate_argnums=self.donate_argnums)
         self.name = f"{fun.__module__}.{fun.__qualname__}"
         self._compiled: dict = {}
         self._lock = threading.Lock()
@@ -102,11 +103,29 @@ class Piece:
             path = self._path(key)
             exe = _load(path) if path is not None else None
             if exe is None:
-                exe = self.jitted.lower(*args).compile()
-                if path is not None:
+                exe, fresh = self._compile(path, args)
+                if path is not None and fresh:
                     _save(path, exe)
             self._compiled[key] = exe
             return exe
+
+    def _compile(self, path, args):
+        """``(executable, fresh)``; ``fresh``: compiled here, not loaded from JAX's on-disk
+        cache. XLA:CPU serializes an executable it loaded from that cache without its kernels (a
+        later load fails, or crashes), so only fresh ones are saved; naming the program after its
+        piece file keeps JAX's cache from answering for a piece whose file does not exist yet."""
+        jitted = self.jitted
+        if path is not None:
+            def named(*a):
+                return self.fun(*a)
+
+            named.__name__ = named.__qualname__ = os.path.basename(path).split(".")[0].replace(
+                "-", "_")
+            jitted = jax.jit(named, static_argnums=self.static_argnums,
+                             donate_argnums=self.donate_argnums)
+        hits = _CACHE_HITS[0]
+        exe = jitted.lower(*args).compile()
+        return exe, _CACHE_HITS[0] == hits
 
     def _path(self, key):
         base = cache_dir()
@@ -116,9 +135,35 @@ class Piece:
         return os.path.join(base, _salt(), f"{self.fun.__name__}-{digest}.bin")
 
 
+_CACHE_HITS = [0]
+"""Hits of JAX's on-disk compilation cache in this process (see :meth:`Piece._compile`)."""
+
+
+def _count_hit(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _CACHE_HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_hit)
+
+
+@functools.cache
+def _register_kernels() -> None:
+    """Register the CPU LAPACK kernels (eigh, cholesky, ...). JAX does it when it lowers a
+    program that uses them; a loaded executable skips lowering and would call an unset kernel
+    (a crash) in a process that has not lowered one yet."""
+    try:
+        from jax._src.lax import linalg
+
+        linalg.initialize_lapack()
+    except Exception:  # noqa: BLE001 - another JAX version: nothing to register by hand
+        pass
+
+
 def _load(path):
     from jax.experimental import serialize_executable
 
+    _register_kernels()
     try:
         with open(path, "rb") as f:
             payload, in_tree, out_tree = pickle.load(f)

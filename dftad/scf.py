@@ -75,20 +75,21 @@ class SCFResult(NamedTuple):
     grad_norm: jax.Array
 
 
-def canonicalize(mo_coeff, fock, occ: Occupation):
+def canonicalize(mo_coeff, fock, occ: Occupation, xp=jnp):
     """Orbitals that diagonalise the Fock matrix within the occupied and within the virtual
-    space of each channel (the density is unchanged), and their energies (occupied first)."""
+    space of each channel (the density is unchanged), and their energies (occupied first).
+    ``xp=numpy``: on the host."""
     cs, es = [], []
     for c, f, n in zip(occ.channels(mo_coeff), occ.channels(fock), occ.counts):
         fmo = c.T @ f @ c
-        eo, uo = jnp.linalg.eigh(fmo[:n, :n])
-        ev, uv = jnp.linalg.eigh(fmo[n:, n:])
-        cs.append(jnp.concatenate([c[:, :n] @ uo, c[:, n:] @ uv], axis=1))
-        es.append(jnp.concatenate([eo, ev]))
-    return occ.join(cs), occ.join(es)
+        eo, uo = xp.linalg.eigh(fmo[:n, :n])
+        ev, uv = xp.linalg.eigh(fmo[n:, n:])
+        cs.append(xp.concatenate([c[:, :n] @ uo, c[:, n:] @ uv], axis=1))
+        es.append(xp.concatenate([eo, ev]))
+    return occ.join(cs, xp), occ.join(es, xp)
 
 
-def density_orbitals(dm, fock, s1e, occ: Occupation):
+def density_orbitals(dm, fock, s1e, occ: Occupation, xp=jnp):
     """Orbitals that span ``dm`` (occupied first in each channel), canonical within its occupied
     and virtual spaces, and their energies: ``(mo_energy, mo_coeff)``.
 
@@ -97,12 +98,12 @@ def density_orbitals(dm, fock, s1e, occ: Occupation):
     solution is aufbau these are F's eigenvectors (up to phases); where it is not (a DIIS fixed
     point reached with a level shift can leave a virtual orbital below an occupied one) they
     still span the density, which F's lowest eigenvectors do not."""
-    x = orthogonalizer(s1e)
+    x = orthogonalizer(s1e, xp)
     coeffs = []
     for d in occ.channels(dm):
-        _, u = jnp.linalg.eigh(x.T @ s1e @ d @ s1e @ x)
+        _, u = xp.linalg.eigh(x.T @ s1e @ d @ s1e @ x)
         coeffs.append((x @ u)[:, ::-1])  # largest occupation first
-    mo_coeff, mo_energy = canonicalize(occ.join(coeffs), fock, occ)
+    mo_coeff, mo_energy = canonicalize(occ.join(coeffs, xp), fock, occ, xp)
     return mo_energy, mo_coeff
 
 
@@ -219,16 +220,17 @@ def running(options: SCFOptions, st: State):
     return (~st.converged) & (st.cycle < options.max_cycle)
 
 
-def finish(s1e, occ: Occupation, st: State) -> SCFResult:
-    """The :class:`SCFResult` of the last state (orbitals that span its density)."""
-    mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, occ)
+def finish(s1e, occ: Occupation, st: State, xp=jnp) -> SCFResult:
+    """The :class:`SCFResult` of the last state (orbitals that span its density);
+    ``xp=numpy``: on the host."""
+    mo_energy, mo_coeff = density_orbitals(st.dm, st.fock, s1e, occ, xp)
     return SCFResult(
         e_tot=st.e_tot,
         dm=st.dm,
         fock=st.fock,
         mo_energy=mo_energy,
         mo_coeff=mo_coeff,
-        mo_occ=occ.occupations(s1e.shape[-1]),
+        mo_occ=occ.occupations(s1e.shape[-1], xp),
         converged=st.converged,
         cycles=st.cycle,
         e_change=st.e_change,

@@ -149,17 +149,19 @@ def test_diis_history_is_a_ring_buffer():
 
 @pytest.mark.parametrize("name,xc", [("water", "b3lyp"), ("hydroxyl_radical", "hf")])
 def test_stepwise_scf_equals_the_compiled_loop(name, xc):
-    """energy.kernel_stepwise (the CLI's driver: one jitted cycle at a time from Python, each
-    state passed to a callback) takes the same cycles to the same result as energy.kernel's
-    lax.while_loop, on the same integrals (the stepwise ones come from the shared pieces, equal to
-    the whole program's to rounding: tests/test_pieces.py)."""
+    """energy.kernel_stepwise (the CLI's driver: one cycle at a time from Python through pieces
+    padded to a size bucket, each state passed to a callback) takes the same cycles to the same
+    result as energy.kernel's lax.while_loop from the same starting density (the stepwise
+    integrals come from the shared pieces, equal to the whole program's to rounding:
+    tests/test_pieces.py)."""
     mol = dftad.load(name)
     setup = dftad.build(mol, "sto-3g", xc, grid_level=1)
     coords = jnp.asarray(mol.coords)
-    ints = energy.integrals_stepwise(setup, coords)
+    ints = jax.jit(energy.integrals)(setup, coords)
     ref = jax.jit(energy.kernel_from_integrals)(setup, ints)
+    dm0 = jax.jit(guess.initial_guess)(setup, ints)
     seen = []
-    res = energy.kernel_stepwise(setup, coords, lambda st: seen.append(int(st.cycle)))
+    res = energy.kernel_stepwise(setup, coords, lambda st: seen.append(int(st.cycle)), dm0)
     assert bool(res.converged) and int(res.scf.cycles) == int(ref.scf.cycles)
     assert seen == list(range(1, int(ref.scf.cycles) + 1))
     assert abs(float(res.e_tot) - float(ref.e_tot)) < 1e-10

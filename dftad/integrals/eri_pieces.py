@@ -305,15 +305,16 @@ def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | N
                                    ch.local, omega)
 
 
-def eri(plan: EriPlan, basis: Basis, coords, omega=None) -> jax.Array:
+def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
     """The full (nao,)*4 tensor (ij|kl) of a 4-centre ``plan`` (as
-    :func:`.two_electron.eri`)."""
+    :func:`.two_electron.eri`); ``nao`` >= the basis' nao pads it with zeros (at most
+    :func:`nao_bucket` of it)."""
     npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
     s8 = jnp.asarray(np.zeros(npair * (npair + 1) // 2))
     cart = basis.layout.cart
     for c, ch, blocks in chunk_blocks(plan, basis, coords, omega):
         s8 = _pack(s8, blocks, ch.meta, c.ls, cart, c.bra == c.ket)
-    return _unpack_s8(s8, basis.nao)
+    return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
 def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:

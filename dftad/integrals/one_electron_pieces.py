@@ -136,10 +136,11 @@ def _nuclei(coords, charges):
     return jnp.asarray(nuc), jnp.asarray(z), natm_b
 
 
-def matrices(basis: Basis, coords, charges):
-    """(S, T, V per nucleus (natm, nao, nao)) at ``coords`` (Bohr) for nuclear ``charges``."""
+def padded_matrices(basis: Basis, coords, charges) -> jax.Array:
+    """S, T and V per nucleus stacked, (2 + natm_b, nao_b, nao_b) with :func:`nao_bucket`'s
+    nao_b and natm_b nuclei (zero past the basis' nao and the molecule's atoms)."""
     nuc, z, natm_b = _nuclei(coords, charges)
-    n, nao_b = basis.nao, nao_bucket(basis.nao)
+    nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
     mats = jnp.asarray(np.zeros((2 + natm_b, nao_b, nao_b)))
     for c in _layout(basis):
@@ -147,7 +148,13 @@ def matrices(basis: Basis, coords, charges):
         for ch in c.chunks:
             blocks = _chunk(c.ls, _rows(raw, ch.ip), ch.local, nuc, z)
             mats = _place(mats, blocks, ch.meta, c.ls, cart)
-    mats = np.asarray(mats)[:, :n, :n]
+    return mats
+
+
+def matrices(basis: Basis, coords, charges):
+    """(S, T, V per nucleus (natm, nao, nao)) at ``coords`` (Bohr) for nuclear ``charges``."""
+    n = basis.nao
+    mats = np.asarray(padded_matrices(basis, coords, charges))[:, :n, :n]
     natm = len(np.asarray(coords))
     return jnp.asarray(mats[0]), jnp.asarray(mats[1]), jnp.asarray(mats[2:2 + natm])
 

@@ -1,0 +1,266 @@
+"""The SCF driven from Python through compiled pieces that molecules of one size bucket share.
+
+:func:`solve` runs the DIIS SCF of :mod:`dftad.scf` (the same :func:`~dftad.scf.next_density`
+and :func:`~dftad.scf.advance`, the same energy expression, :func:`dftad.hamiltonian.assemble`)
+cycle by cycle from Python, each cycle a few pieces (:mod:`dftad.pieces`) keyed by shapes that
+recur across molecules, never by the molecule:
+
+* **AOs padded** to nao_b = :func:`nao_bucket` (nao) functions. The padding functions are
+  orthonormal and decoupled from the real ones: S = 1 and h = :data:`PAD_LEVEL` on their
+  diagonal, zero in every off-diagonal block of S and h, in the ERIs (or density-fitting
+  factors) and in the AO values on the grid. Every padded matrix is then block diagonal, the real
+  block is exactly the unpadded problem, the padding orbitals (energy ``PAD_LEVEL``) stay empty,
+  and the results are cut back to nao.
+* **The grid as blocks** of fixed size integrated one at a time (:func:`_xc_block`): the number
+  of points is how often a piece runs, not a shape.
+* **Occupations as data** (``mo_occ``, occupied first), not static electron counts.
+* **SAD guess from the elements**: each element's atomic density is solved once per process in
+  its own basis (:func:`atomic_density`, the same fractional-occupation atom SCF as
+  :func:`dftad.guess.sad_guess`, whose molecular blocks are these atomic integrals).
+
+The orbitals of the converged density are found on the host (:func:`dftad.scf.finish` on the
+unpadded matrices). Not differentiable: :func:`dftad.energy.kernel` is the differentiable path.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import guess, scf
+from .hamiltonian import Components, Result, assemble, energy_nuc, exchange_operators
+from .integrals import eri_pieces, one_electron_pieces, two_electron
+from .jk import DFJK, IncoreJK, coulomb_exchange
+from .linalg import eig, make_rdm1, orthogonalizer
+from .numint import exc_vxc_block
+from .pieces import piece
+from .setup import Setup
+
+PAD_LEVEL = 1.0e3
+"""Diagonal of the core Hamiltonian on the padding AOs (Hartree): far above every real orbital."""
+
+
+def nao_bucket(nao: int) -> int:
+    """The padded nao of the SCF pieces: 64 up to 64 AOs (small molecules share everything),
+    then the next multiple of 16 (incore J/K cost nao^4: at most (1 + 16/nao)^4 more)."""
+    return 64 if nao <= 64 else -(-nao // 16) * 16
+
+
+def aux_bucket(naux: int) -> int:
+    """The padded number of density-fitting functions (zero factors past the real ones)."""
+    return -(-naux // 64) * 64
+
+
+# ---------------------------------------------------------------------- the pieces
+@piece(static_argnums=(2,))
+def _core(mats, nao, nao_b):
+    """(S, h, X = S^-1/2) at ``nao_b`` from :func:`one_electron_pieces.padded_matrices`'
+    stack (S, T, V per nucleus), the padding AOs past ``nao`` decoupled (module docstring)."""
+    pad = (jnp.arange(nao_b) >= nao).astype(mats.dtype)
+    mats = mats[:, :nao_b, :nao_b]
+    s1e = mats[0] + jnp.diag(pad)
+    h1e = mats[1] + jnp.sum(mats[2:], axis=0) + PAD_LEVEL * jnp.diag(pad)
+    return s1e, h1e, orthogonalizer(s1e)
+
+
+def _jk_kind(density_fitting: bool):
+    return DFJK if density_fitting else IncoreJK
+
+
+@piece(static_argnums=(0,))
+def _jk(density_fitting, tensors, dm, weights):
+    """(J[D_tot], K_tot) of ``dm`` (:func:`dftad.jk.coulomb_exchange`)."""
+    dm_tot = dm if dm.ndim == 2 else dm[0] + dm[1]
+    return coulomb_exchange(_jk_kind(density_fitting), tensors, dm, dm_tot, weights)
+
+
+@piece(static_argnums=(0, 1))
+def _head(options, density_fitting, s1e, x, mo_occ, tensors, weights, st):
+    """A cycle's first half: the next density (:func:`dftad.scf.next_density`), the DIIS
+    history, and the density's J and K."""
+    dm, focks, errors = scf.next_density(s1e, x, mo_occ, options, st)
+    return (dm, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights)
+
+
+@piece(donate_argnums=(4, 5))
+def _xc_block(f, ao, w, dm, exc, vxc):
+    """(E_xc, V_xc) accumulated over one grid block (:func:`dftad.numint.exc_vxc_block`)."""
+    e, v = exc_vxc_block(f, f.params, ao, w, dm)
+    return exc + e, vxc + v
+
+
+def _energy(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc):
+    kf = 0.5 if dm.ndim == 2 else 1.0
+    vxc = 0.5 * (vxc + jnp.swapaxes(vxc, -1, -2))
+    parts, fock = assemble(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc, kf)
+    return sum(parts), fock, parts
+
+
+@piece(static_argnums=(0,))
+def _first(options, s1e, x, h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc):
+    """The state before the first cycle (:func:`dftad.scf.initial_state`) and its components."""
+    e_tot, fock, parts = _energy(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc)
+    return scf.initial_state(s1e, x, options, dm, e_tot, fock), parts
+
+
+@piece(static_argnums=(0,))
+def _tail(options, s1e, x, h1e, e_nuc, e_disp, st, dm, focks, errors, vj, vk, exc, vxc):
+    """A cycle's second half: the next state (:func:`dftad.scf.advance`) and its components."""
+    e_tot, fock, parts = _energy(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc)
+    return scf.advance(s1e, x, options, st, dm, focks, errors, e_tot, fock), parts
+
+
+@piece()
+def _core_guess(h1e, x, mo_occ):
+    """:func:`dftad.guess.core_guess` with occupations as data."""
+    _, c = eig(h1e, x)
+    if mo_occ.ndim == 2:
+        c = jnp.stack([c, c])
+    return make_rdm1(c, mo_occ)
+
+
+_atom_scf = piece()(guess._atom_scf)
+
+
+# ---------------------------------------------------------------------- host side
+class Problem:
+    """The padded inputs of one SCF (module docstring): ``s1e``, ``h1e``, ``x``, ``mo_occ``,
+    the J/K ``tensors`` and exchange ``weights``, the grid ``blocks`` ((ao, w) per block),
+    ``e_nuc`` and ``e_disp``; ``nao`` real of ``nao_b``."""
+
+    def __init__(self, setup: Setup, coords):
+        basis = setup.basis
+        coords = jnp.asarray(coords)
+        self.setup, self.nao = setup, basis.nao
+        self.nao_b = nao_b = nao_bucket(basis.nao)
+        mats = one_electron_pieces.padded_matrices(basis, coords, setup.charges)
+        self.s1e, self.h1e, self.x = _core(mats, jnp.asarray(basis.nao), nao_b)
+        self.mo_occ = jnp.asarray(setup.occupation.occupations(nao_b, np))
+        omegas, weights = exchange_operators(setup, setup.xc.params)
+        self.weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+        if isinstance(setup.jk, IncoreJK):
+            self.tensors = tuple(eri_pieces.eri(setup.jk.plan, basis, coords, w, nao_b)
+                                 for w in omegas)
+        else:
+            naux_b = aux_bucket(setup.jk.aux.nao)
+            self.tensors = _df_tensors(setup, coords, omegas, nao_b, naux_b)
+        self.blocks = _grid_blocks(setup, coords, nao_b) if setup.semilocal else ()
+        self.e_nuc = jnp.asarray(energy_nuc(np.asarray(coords), np.asarray(setup.charges), np))
+        self.e_disp = (jnp.zeros(()) if setup.disp is None
+                       else _disp_energy(setup.disp, coords))
+
+    def pad(self, dm) -> jax.Array:
+        """A density (nao, nao) or (2, nao, nao) padded with zeros to nao_b."""
+        dm = np.asarray(dm)
+        n = self.nao_b - self.nao
+        return jnp.asarray(np.pad(dm, [(0, 0)] * (dm.ndim - 2) + [(0, n), (0, n)]))
+
+    def cut(self, a) -> np.ndarray:
+        """The real block of a padded (..., nao_b, nao_b) array, on the host."""
+        return np.asarray(a)[..., : self.nao, : self.nao]
+
+    def energy_terms(self, dm):
+        """(J, K_tot, E_xc, V_xc (unsymmetrised)) of a padded ``dm``."""
+        setup = self.setup
+        vj, vk = _jk(setup.density_fitting, self.tensors, dm, self.weights)
+        return (vj, vk) + self.exc_vxc(dm)
+
+    def exc_vxc(self, dm):
+        exc, vxc = jnp.zeros(()), jnp.zeros(dm.shape)
+        for ao, w in self.blocks:
+            exc, vxc = _xc_block(self.setup.xc, ao, w, dm, exc, vxc)
+        return exc, vxc
+
+    def guess(self) -> jax.Array:
+        """The setup's initial guess (``sad`` or ``core``), padded."""
+        setup = self.setup
+        if setup.init_guess == "core":
+            return _core_guess(self.h1e, self.x, self.mo_occ)
+        dm = np.zeros((self.nao, self.nao))
+        offsets = np.repeat(np.asarray(setup.basis.layout.shell_atom),
+                            np.diff(setup.basis.layout.ao_loc))
+        for a, z in enumerate(setup.atomic_numbers):
+            idx = np.nonzero(offsets == a)[0]
+            dm[np.ix_(idx, idx)] = atomic_density(setup.basis.on_atom(a), z)
+        return self.pad(dm if setup.restricted else np.stack([0.5 * dm, 0.5 * dm]))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _df_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
+    """The density-fitting factors B (naux_b, nao_b, nao_b), zero past the real ones."""
+    out = []
+    for b in setup.jk.tensors(setup.basis, setup.jk.factors(setup.basis, coords, omegas)):
+        naux, nao = b.shape[0], b.shape[1]
+        out.append(jnp.pad(b, [(0, naux_b - naux), (0, nao_b - nao), (0, nao_b - nao)]))
+    return tuple(out)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _grid_blocks(setup: Setup, coords, nao_b):
+    """((ao, w) per grid block): AO values (ncomp, block, nao_b), zero on the padding AOs."""
+    from .numint import ao_blocks
+
+    points, weights = setup.grid.points(coords)
+    ao, w = ao_blocks(setup.basis, coords, points, weights, setup.xc.family, setup.block_size)
+    ao = jnp.pad(ao, [(0, 0)] * 3 + [(0, nao_b - setup.nao)])
+    return tuple((ao[i], w[i]) for i in range(ao.shape[0]))
+
+
+@jax.jit
+def _disp_energy(disp, coords):
+    return disp.energy(coords)
+
+
+def _atom_key(basis, z: int):
+    return (int(z), basis.layout, np.asarray(basis.exponents).tobytes(),
+            np.asarray(basis.coefficients).tobytes())
+
+
+_ATOMS: dict = {}
+
+
+def atomic_density(basis, z: int) -> np.ndarray:
+    """The SAD density of a neutral atom of nuclear charge ``z`` in its own ``basis`` (a one-atom
+    basis, :meth:`~dftad.basis.Basis.on_atom`): the fractional-occupation RHF of
+    :func:`dftad.guess.sad_guess` from its S, T + V and ERIs (computed by the shared integral
+    pieces), kept for the process."""
+    key = _atom_key(basis, z)
+    if key not in _ATOMS:
+        origin = jnp.zeros((1, 3))
+        charge = jnp.asarray([float(z)])
+        s, t, v = one_electron_pieces.matrices(basis, origin, charge)
+        eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
+        _ATOMS[key] = np.asarray(_atom_scf(s, t + v[0], eri, jnp.asarray(float(z))))
+    return _ATOMS[key]
+
+
+# ---------------------------------------------------------------------- driver
+def solve(setup: Setup, coords, callback=None, dm0=None) -> Result:
+    """The SCF of ``setup`` at ``coords`` (Bohr) from ``dm0`` (unpadded; default the setup's
+    initial guess), ``callback(state)`` after each cycle (a padded :class:`dftad.scf.State`;
+    its cycle, energies and norms are the unpadded ones). Returns the unpadded
+    :class:`~dftad.hamiltonian.Result`."""
+    p = Problem(setup, coords)
+    opts, df = setup.options, setup.density_fitting
+    dm = p.guess() if dm0 is None else p.pad(dm0)
+    st, parts = _first(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, dm, *p.energy_terms(dm))
+    while bool(scf.running(opts, st)):
+        dm, focks, errors, vj, vk = _head(opts, df, p.s1e, p.x, p.mo_occ, p.tensors, p.weights,
+                                          st)
+        st, parts = _tail(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, st, dm, focks, errors,
+                          vj, vk, *p.exc_vxc(dm))
+        if callback is not None:
+            callback(st)
+    return _result(p, st, parts)
+
+
+def _result(p: Problem, st: scf.State, parts: Components) -> Result:
+    """The unpadded :class:`~dftad.hamiltonian.Result` of the last state, its orbitals found on
+    the host (:func:`dftad.scf.finish` with NumPy)."""
+    cut = st._replace(dm=p.cut(st.dm), fock=p.cut(st.fock), focks=None, errors=None)
+    res = scf.finish(p.cut(p.s1e), p.setup.occupation, cut, xp=np)
+    return Result(scf.SCFResult(*(jnp.asarray(a) for a in res)),
+                  Components(*(jnp.asarray(c) for c in parts)))
