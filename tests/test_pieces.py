@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dftad
-from dftad import energy, forces, hamiltonian, pieces
+from dftad import energy, forces, hamiltonian, pieces, scf_pieces
 from dftad.integrals import (
     eri_pieces,
     eri_plan,
@@ -70,13 +70,16 @@ def test_schwarz_bounds_from_the_pieces():
 def _piece_counts():
     return tuple(f.cache_size() for f in (eri_pieces._quartets, eri_pieces._quartets_grad,
                                            one_electron_pieces._chunk,
-                                           one_electron_pieces._chunk_grad))
+                                           one_electron_pieces._chunk_grad, scf_pieces._core,
+                                           scf_pieces._jk, scf_pieces._head, scf_pieces._tail,
+                                           scf_pieces._first, scf_pieces._atom_scf))
 
 
 def test_two_molecules_share_the_compiled_pieces():
     """Energies and forces of water, then of methanol (same elements and basis, twice the atoms,
-    never seen): methanol compiles no new integral piece; its energy equals the whole program's
-    to 1e-10 Ha and its forces equal the whole-program gradient of the same SCF to 1e-10."""
+    never seen): methanol compiles no new integral or SCF piece (both fit the smallest nao
+    bucket); its energy equals the whole program's to 1e-10 Ha and its forces equal the
+    whole-program gradient of the same SCF to 1e-10."""
     water, cw = _setup("water")
     res = energy.kernel_stepwise(water, cw)
     forces.gradient_stepwise(water, cw, res.scf)
