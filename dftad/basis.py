@@ -146,8 +146,8 @@ class Basis:
         prims = np.concatenate([np.arange(lay.prim_loc[i], lay.prim_loc[i + 1]) for i in shells])
         sub = BasisLayout(tuple(lay.shell_l[i] for i in shells), (0,) * len(shells),
                           tuple(lay.shell_nprim[i] for i in shells), lay.cart, lay.name)
-        return Basis(sub, jnp.asarray(np.asarray(self.exponents)[prims]),
-                     jnp.asarray(np.asarray(self.coefficients)[prims]))
+        return Basis(sub, jax.device_put(np.asarray(self.exponents)[prims]),
+                     jax.device_put(np.asarray(self.coefficients)[prims]))
 
     @classmethod
     def build(cls, mol: Molecule, basis="def2-svp", cart: bool = False) -> Basis:
@@ -174,8 +174,8 @@ class Basis:
                 coefs.append(c[:, k])
         name = basis if isinstance(basis, str) else repr(sorted(dict(basis).items()))
         layout = BasisLayout(tuple(shell_l), tuple(shell_atom), tuple(shell_nprim), cart, name)
-        basis_obj = cls(layout, jnp.asarray(np.concatenate(exps)),
-                        jnp.asarray(np.concatenate(coefs)))
+        basis_obj = cls(layout, jax.device_put(np.concatenate(exps)),
+                        jax.device_put(np.concatenate(coefs)))
         assert basis_obj.nao == pmol.nao, (basis_obj.nao, pmol.nao)
         return basis_obj
 

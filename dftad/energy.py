@@ -14,6 +14,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import forces as _forces
 from . import guess, implicit, newton, scf, scf_pieces
@@ -91,8 +92,12 @@ def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwa
     converge goes on with second-order steps (:func:`converge`); warns when it still did not
     converge. ``kwargs`` go to :func:`~dftad.setup.build`."""
     setup = build(mol, basis, xc, **kwargs)
-    coords = jnp.asarray(mol.coords)
+    coords = jax.device_put(mol.coords)
     return finish(setup, coords, kernel_stepwise(setup, coords), forces)
+
+
+def _forces_stepwise(setup: Setup, coords, res: Result) -> jax.Array:
+    return jax.device_put(-np.asarray(_forces.gradient_stepwise(setup, coords, res.scf)))
 
 
 def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool = True) -> Result:
@@ -102,9 +107,9 @@ def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool =
     if not bool(res.converged):
         res = converge(setup, coords, res)
         if forces and bool(res.converged):
-            res = res._replace(forces=-_forces.gradient_stepwise(setup, coords, res.scf))
+            res = res._replace(forces=_forces_stepwise(setup, coords, res))
     elif forces and res.forces is None:
-        res = res._replace(forces=-_forces.gradient_stepwise(setup, coords, res.scf))
+        res = res._replace(forces=_forces_stepwise(setup, coords, res))
     if warn and not bool(res.converged):
         warnings.warn(
             f"SCF did not converge in {int(res.scf.cycles)} cycles "

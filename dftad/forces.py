@@ -129,13 +129,6 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
     return tuple((omega, *term) for omega, term in zip(omegas, terms))
 
 
-@jax.jit
-def _stepwise_inputs(setup: Setup, scf_result: scf.SCFResult):
-    """(D_tot, W) of a converged result."""
-    occ = setup.occupation
-    return occ.total(scf_result.dm), energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
-
-
 _exc_gradient_jit = jax.jit(jax.grad(exc_direct, argnums=1))
 _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 _gradient_at_jit = jax.jit(gradient_at)
@@ -147,16 +140,17 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     :mod:`dftad.integrals.eri_pieces`), E_xc's as one jitted program, E_nuc's on the host. Same
     numbers; not differentiable (use :func:`gradient_at` under ``jax.grad``). Density fitting:
     :func:`gradient_at` jitted."""
-    coords = jnp.asarray(coords)
+    coords = jax.device_put(coords)
     if not isinstance(setup.jk, IncoreJK):
         return _gradient_at_jit(setup, coords, scf_result)
-    dm_tot, w = _stepwise_inputs(setup, scf_result)
+    occ, dm = setup.occupation, np.asarray(scf_result.dm)
+    dm_tot, w = occ.total(dm), energy_weighted_dm(dm, np.asarray(scf_result.fock), occ)
     grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w)
     grad = grad + nuclear_repulsion_gradient(coords, setup.charges)
     grad = grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords,
                                       _eri_terms(setup, scf_result.dm))
     if setup.semilocal:
-        grad = grad + _exc_gradient_jit(setup, coords, scf_result.dm)
+        grad = grad + np.asarray(_exc_gradient_jit(setup, coords, scf_result.dm))
     if setup.disp is not None:
-        grad = grad + _disp_gradient_jit(setup.disp, coords)
-    return grad
+        grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
+    return jax.device_put(grad)

@@ -133,7 +133,7 @@ class Problem:
 
     def __init__(self, setup: Setup, coords):
         basis = setup.basis
-        coords = jnp.asarray(coords)
+        coords = jax.device_put(coords)
         self.setup, self.nao = setup, basis.nao
         self.nao_b = nao_b = nao_bucket(basis.nao)
         mats = one_electron_pieces.padded_matrices(basis, coords, setup.charges)
@@ -262,5 +262,4 @@ def _result(p: Problem, st: scf.State, parts: Components) -> Result:
     the host (:func:`dftad.scf.finish` with NumPy)."""
     cut = st._replace(dm=p.cut(st.dm), fock=p.cut(st.fock), focks=None, errors=None)
     res = scf.finish(p.cut(p.s1e), p.setup.occupation, cut, xp=np)
-    return Result(scf.SCFResult(*(jnp.asarray(a) for a in res)),
-                  Components(*(jnp.asarray(c) for c in parts)))
+    return Result(scf.SCFResult(*(jax.device_put(a) for a in res)), parts)

@@ -15,6 +15,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import dispersion, scf
 from .basis import Basis
@@ -115,7 +116,7 @@ def build(
     would exceed :data:`INCORE_BYTES`; ``scf_options`` are :class:`~dftad.scf.SCFOptions`
     fields."""
     bas = Basis.build(mol, basis)
-    coords = jnp.asarray(mol.coords)
+    coords = jax.device_put(mol.coords)
     d3 = None
     if not isinstance(xc, Functional):
         xc, damping, atm_suffix = dispersion.split_method(str(xc))
@@ -157,7 +158,7 @@ def build(
     semilocal = functional.family != "hf"
     return Setup(
         basis=bas,
-        charges=jnp.asarray(mol.atomic_numbers, dtype=jnp.float64),
+        charges=jax.device_put(np.asarray(mol.atomic_numbers, dtype=np.float64)),
         xc=functional,
         jk=jk,
         disp=d3,

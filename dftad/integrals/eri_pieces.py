@@ -347,7 +347,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
                 atoms = np.concatenate([ab[ch.ip], ak[ch.iq]], axis=1)
                 grad = grad + _quartets_grad(c.ls, _rows(rb, ch.ip), _rows(rk, ch.iq), ch.local,
                                              ct, atoms, omega, natm_b)
-    return grad[:natm]
+    return np.asarray(grad)[:natm]
 
 
 def schwarz(basis: Basis, coords, sets) -> list:

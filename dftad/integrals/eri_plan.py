@@ -103,7 +103,7 @@ def _screen_prims(basis: Basis, coords, classes, threshold: float) -> tuple[Pair
     lay = basis.layout
     atom_of_prim = np.repeat(np.asarray(lay.shell_atom), lay.shell_nprim)
     exps = np.asarray(basis.exponents)
-    coef = np.asarray(normalized_coefficients(basis))
+    coef = normalized_coefficients(basis, np)
     r = np.asarray(coords)
     out = []
     for cls in classes:
@@ -208,8 +208,9 @@ def _make_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
     iq = np.concatenate([iq, np.zeros(pad, int)]).reshape(nchunk, c).astype(np.int32)
     qid = np.concatenate([qid, np.full(pad, len(pairs))]).reshape(nchunk, c).astype(np.int32)
     cls = QuartetClass(bra_i, ket_i, len(pairs), nchunk, c)
-    index = (jnp.asarray(ip), jnp.asarray(iq), jnp.asarray(qid))
-    return cls, index, jnp.asarray(pairs.astype(np.int32))
+    # device_put, not jnp.asarray: no program compiled per shape
+    index = (jax.device_put(ip), jax.device_put(iq), jax.device_put(qid))
+    return cls, index, jax.device_put(pairs.astype(np.int32))
 
 
 # ---------------------------------------------------------------------- Schwarz bounds

@@ -174,4 +174,4 @@ def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
             ct = _cotangent(ch.meta, dm, w, c.ls, cart)
             grad = grad + _chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
                                       atoms[ch.ip], natm_b)
-    return grad[: len(np.asarray(coords))]
+    return np.asarray(grad)[: len(np.asarray(coords))]
