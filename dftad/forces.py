@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import guess, scf
+from . import grid_pieces, guess, scf, scf_pieces
 from .hamiltonian import (
     Integrals,
     Result,
@@ -129,7 +129,6 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
     return tuple((omega, *term) for omega, term in zip(omegas, terms))
 
 
-_exc_gradient_jit = jax.jit(jax.grad(exc_direct, argnums=1))
 _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 _gradient_at_jit = jax.jit(gradient_at)
 
@@ -137,7 +136,8 @@ _gradient_at_jit = jax.jit(gradient_at)
 def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     """:func:`gradient_at` (Hartree/Bohr) driven from Python: the one-electron and ERI terms
     through the compiled pieces every molecule shares (:mod:`dftad.integrals.one_electron_pieces`,
-    :mod:`dftad.integrals.eri_pieces`), E_xc's as one jitted program, E_nuc's on the host. Same
+    :mod:`dftad.integrals.eri_pieces`), E_xc's (grid response included) through
+    :mod:`dftad.grid_pieces`, E_nuc's on the host. Same
     numbers; not differentiable (use :func:`gradient_at` under ``jax.grad``). Density fitting:
     :func:`gradient_at` jitted."""
     coords = jax.device_put(coords)
@@ -150,7 +150,10 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     grad = grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords,
                                       _eri_terms(setup, scf_result.dm))
     if setup.semilocal:
-        grad = grad + np.asarray(_exc_gradient_jit(setup, coords, scf_result.dm))
+        nao_b = scf_pieces.nao_bucket(setup.nao)
+        pad = [(0, 0)] * (dm.ndim - 2) + [(0, nao_b - setup.nao)] * 2
+        grad = grad + grid_pieces.exc_gradient(setup, coords, jax.device_put(np.pad(dm, pad)),
+                                               nao_b)
     if setup.disp is not None:
         grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
     return jax.device_put(grad)

@@ -382,32 +382,40 @@ class Grid:
         blocks = split_blocks(self.ngrid, self.becke_block_size)
         owner = blocks.pad(self.atom_index)
         offsets = blocks.pad(self.offsets)
-        # Full (natm, natm) matrices. On the diagonal inv_rij = 0 and a_ii = 0, so nu_ii = 0 and
-        # s(nu_ii) = 1/2 for every atom: a common exact factor 1/2 that cancels in the ratio.
-        # (The safe where() keeps d|R_i - R_i|/dR out of the derivative: no NaN.)
-        eye = np.eye(self.natm, dtype=bool)
-        dR = R[:, None, :] - R[None, :, :]
-        r2 = jnp.where(eye, 1.0, jnp.sum(dR * dR, axis=-1))
-        inv_rij = jnp.where(eye, 0.0, 1.0 / jnp.sqrt(r2))
-        a = self.radii_adjust
-
-        @jax.checkpoint
-        def block(args):
-            own, off = args
-            x = R[own] + off  # (B, 3)
-            diff = x[:, None, :] - R[None, :, :]
-            d = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, axis=-1), _SAFE_R2))  # (B, natm)
-            mu = (d[:, :, None] - d[:, None, :]) * inv_rij
-            nu = mu + a * (1.0 - mu * mu)
-            f = _becke_step(_becke_step(_becke_step(nu)))
-            P = jnp.prod(0.5 - 0.5 * f, axis=-1)  # (B, natm) cell functions (times 1/2)
-            p_own = jnp.take_along_axis(P, own[:, None], axis=1)[:, 0]
-            return p_own / jnp.sum(P, axis=1)
-
+        inv_rij = inverse_distances(R)
+        block = jax.checkpoint(lambda args: becke_block(R, inv_rij, self.radii_adjust, *args))
         return blocks.unblock(jax.lax.map(block, (owner, offsets)))
 
 
 jax.tree_util.register_static(Grid)
+
+
+def inverse_distances(R) -> jax.Array:
+    """1/|R_i - R_j| (natm, natm), 0 on the diagonal. (The safe where() keeps d|R_i - R_i|/dR
+    out of the derivative: no NaN.)"""
+    eye = np.eye(R.shape[0], dtype=bool)
+    dR = R[:, None, :] - R[None, :, :]
+    r2 = jnp.where(eye, 1.0, jnp.sum(dR * dR, axis=-1))
+    return jnp.where(eye, 0.0, 1.0 / jnp.sqrt(r2))
+
+
+def becke_block(R, inv_rij, a, own, off) -> jax.Array:
+    """Becke partition weights P_own(x)/sum_k P_k(x) of the points x = R[own] + off (B,), with
+    nuclei ``R`` (natm, 3), their :func:`inverse_distances` and radii adjustments ``a``.
+
+    On the diagonal inv_rij = 0 and a_ii = 0, so nu_ii = 0 and s(nu_ii) = 1/2 for every atom: a
+    common exact factor 1/2 that cancels in the ratio. A nucleus far from every point (farther
+    than ~1e5 times the molecule's size, with a = 0) has s = 1 towards every other and
+    P = 0 exactly: it changes no weight (how :mod:`dftad.grid_pieces` pads the atoms)."""
+    x = R[own] + off  # (B, 3)
+    diff = x[:, None, :] - R[None, :, :]
+    d = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, axis=-1), _SAFE_R2))  # (B, natm)
+    mu = (d[:, :, None] - d[:, None, :]) * inv_rij
+    nu = mu + a * (1.0 - mu * mu)
+    f = _becke_step(_becke_step(_becke_step(nu)))
+    P = jnp.prod(0.5 - 0.5 * f, axis=-1)  # (B, natm) cell functions (times 1/2)
+    p_own = jnp.take_along_axis(P, own[:, None], axis=1)[:, 0]
+    return p_own / jnp.sum(P, axis=1)
 
 
 def _becke_step(x):

@@ -11,8 +11,9 @@ recur across molecules, never by the molecule:
   factors) and in the AO values on the grid. Every padded matrix is then block diagonal, the real
   block is exactly the unpadded problem, the padding orbitals (energy ``PAD_LEVEL``) stay empty,
   and the results are cut back to nao.
-* **The grid as blocks** of fixed size integrated one at a time (:func:`_xc_block`): the number
-  of points is how often a piece runs, not a shape.
+* **The grid as blocks** of fixed size, their points, weights and AO values from the pieces of
+  :mod:`dftad.grid_pieces`, integrated one at a time (:func:`_xc_block`): the number of points
+  is how often a piece runs, not a shape.
 * **Occupations as data** (``mo_occ``, occupied first), not static electron counts.
 * **SAD guess from the elements**: each element's atomic density is solved once per process in
   its own basis (:func:`atomic_density`, the same fractional-occupation atom SCF as
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import guess, scf
+from . import grid_pieces, guess, scf
 from .hamiltonian import Components, Result, assemble, energy_nuc, exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .jk import DFJK, IncoreJK, coulomb_exchange
@@ -147,7 +148,7 @@ class Problem:
         else:
             naux_b = aux_bucket(setup.jk.aux.nao)
             self.tensors = _df_tensors(setup, coords, omegas, nao_b, naux_b)
-        self.blocks = _grid_blocks(setup, coords, nao_b) if setup.semilocal else ()
+        self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
         self.e_nuc = jnp.asarray(energy_nuc(np.asarray(coords), np.asarray(setup.charges), np))
         self.e_disp = (jnp.zeros(()) if setup.disp is None
                        else _disp_energy(setup.disp, coords))
@@ -196,17 +197,6 @@ def _df_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
         naux, nao = b.shape[0], b.shape[1]
         out.append(jnp.pad(b, [(0, naux_b - naux), (0, nao_b - nao), (0, nao_b - nao)]))
     return tuple(out)
-
-
-@functools.partial(jax.jit, static_argnums=(2,))
-def _grid_blocks(setup: Setup, coords, nao_b):
-    """((ao, w) per grid block): AO values (ncomp, block, nao_b), zero on the padding AOs."""
-    from .numint import ao_blocks
-
-    points, weights = setup.grid.points(coords)
-    ao, w = ao_blocks(setup.basis, coords, points, weights, setup.xc.family, setup.block_size)
-    ao = jnp.pad(ao, [(0, 0)] * 3 + [(0, nao_b - setup.nao)])
-    return tuple((ao[i], w[i]) for i in range(ao.shape[0]))
 
 
 @jax.jit

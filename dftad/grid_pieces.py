@@ -1,0 +1,208 @@
+"""The molecular grid, its AO values and E_xc's nuclear gradient as pieces shared by molecules.
+
+What :func:`dftad.hamiltonian.grid_ao` and the gradient of :func:`dftad.hamiltonian.exc_direct`
+compute as one program per molecule, here driven from Python one grid block at a time through
+pieces (:mod:`dftad.pieces`) keyed by the block size, an atom-count bucket, the nao bucket of
+:mod:`dftad.scf_pieces`, and per shell class (l, number of primitives, bucketed shell count):
+
+* :func:`_points` (forward) and :func:`_points_vjp`: a block's points R[owner] + offset and
+  weights q * Becke(R) (:func:`dftad.grid.becke_block`); the atoms padded to the bucket with
+  nuclei 1e6 Bohr away, which change no weight (see there);
+* :func:`_ao_class` and :func:`_ao_class_vjp`: the AO values (and first derivatives) of one shell
+  class at the block's points, phi = R(|d|^2) Y(d), d = r - A, with Y's monomials and
+  transform as :mod:`dftad.integrals.ao` (their derivatives by forward-mode AD), scattered into
+  the block's (ncomp, block, nao_b) array; the reverse pass takes that array's cotangent;
+* :func:`_xc_grad`: a block's E_xc and its cotangents with respect to the AO values and weights.
+
+:func:`ao_blocks` gives the SCF's blocks, :func:`exc_gradient` dE_xc/dR (Hartree/Bohr, grid
+response included) = sum over blocks of the reverse pass through the three. Same numbers as the
+whole programs; not differentiable (they are the differentiable path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .basis import Basis, ao_transform, cart_powers, normalized_coefficients
+from .grid import Grid, becke_block, inverse_distances, split_blocks
+from .integrals.ao import NCOMP
+from .integrals.eri_pieces import bucket
+from .numint import DERIV, _block_energy
+from .pieces import piece
+
+FAR = 1.0e6
+"""Distance (Bohr) of the padding nuclei from the origin and from each other."""
+
+
+# ---------------------------------------------------------------------- the pieces
+def _points_fn(R, a, own, off, q):
+    return R[own] + off, q * becke_block(R, inverse_distances(R), a, own, off)
+
+
+@piece()
+def _points(R, a, own, off, q):
+    """A block's points (B, 3) and weights (B,) at padded nuclei ``R`` (natm_b, 3)."""
+    return _points_fn(R, a, own, off, q)
+
+
+@piece(donate_argnums=(7,))
+def _points_vjp(R, a, own, off, q, g_pts, g_w, g_R):
+    """``g_R`` + the pull-back of the cotangents of :func:`_points`' outputs to ``R``."""
+    _, vjp = jax.vjp(lambda r: _points_fn(r, a, own, off, q), R)
+    return g_R + vjp((g_pts, g_w))[0]
+
+
+def _class_values(l, cart, deriv, pts, R, atom, exps, coefs):
+    """(ncomp, B, nsh, nao_l): phi and (deriv 1) its gradient with respect to the point."""
+    T = jnp.asarray(ao_transform(l, cart))
+    powers = cart_powers(l)
+
+    def phi(d):  # (B, nsh, 3) -> (B, nsh, nao_l)
+        s = jnp.sum(d * d, axis=-1)
+        radial = jnp.einsum("bsk,sk->bs", jnp.exp(-s[..., None] * exps), coefs)
+        mono = [functools.reduce(jnp.multiply, [d[..., k] ** int(p) for k, p in enumerate(pw)
+                                                if p > 0], jnp.ones_like(s)) for pw in powers]
+        return radial[..., None] * (jnp.stack(mono, axis=-1) @ T)
+
+    d = pts[:, None, :] - R[atom][None, :, :]
+    if deriv == 0:
+        return phi(d)[None]
+    eye = jnp.eye(3, dtype=d.dtype)
+    val, grads = jax.vmap(lambda t: jax.jvp(phi, (d,), (jnp.broadcast_to(t, d.shape),)),
+                          out_axes=(None, 0))(eye)
+    return jnp.concatenate([val[None], grads])
+
+
+@piece(static_argnums=(0, 1, 2), donate_argnums=(9,))
+def _ao_class(l, cart, deriv, pts, R, atom, exps, coefs, cols, ao):
+    """``ao`` (ncomp, B, nao_b) + one shell class's values in its columns ``cols`` (padding
+    shells: column nao_b, dropped)."""
+    v = _class_values(l, cart, deriv, pts, R, atom, exps, coefs)
+    return ao.at[:, :, cols].add(v.reshape(v.shape[0], v.shape[1], -1), mode="drop")
+
+
+@piece(static_argnums=(0, 1, 2), donate_argnums=(10, 11))
+def _ao_class_vjp(l, cart, deriv, pts, R, atom, exps, coefs, cols, g_ao, g_pts, g_R):
+    """(``g_pts``, ``g_R``) + the pull-back of the cotangent ``g_ao`` of :func:`_ao_class`."""
+    ct = g_ao.at[:, :, cols].get(mode="fill", fill_value=0.0)
+    v, vjp = jax.vjp(lambda p, r: _class_values(l, cart, deriv, p, r, atom, exps, coefs), pts, R)
+    dp, dr = vjp(ct.reshape(v.shape))
+    return g_pts + dp, g_R + dr
+
+
+@piece()
+def _xc_grad(f, ao, w, dm):
+    """A block's E_xc and its cotangents with respect to ``ao`` and ``w``."""
+    return jax.value_and_grad(_block_energy, argnums=(2, 3))(f, f.params, ao, w, dm)
+
+
+# ---------------------------------------------------------------------- host-side layout
+@dataclasses.dataclass(frozen=True)
+class _Class:
+    l: int
+    atom: np.ndarray  # (nsh_b,) atom of each shell
+    exps: np.ndarray  # (nsh_b, nprim)
+    coefs: np.ndarray  # (nsh_b, nprim) normalised; zero for padding shells
+    cols: np.ndarray  # (nsh_b * nao_l,) AO columns; nao_b for padding shells
+
+
+def _classes(basis: Basis, nao_b: int) -> list[_Class]:
+    """The shells grouped by (l, nprim), each group padded to a power-of-two count."""
+    lay = basis.layout
+    exps = np.asarray(basis.exponents)
+    coefs = normalized_coefficients(basis, np)
+    out = []
+    for l, nprim in sorted(set(zip(lay.shell_l, lay.shell_nprim))):
+        shells = [i for i in range(lay.nbas) if (lay.shell_l[i], lay.shell_nprim[i]) == (l, nprim)]
+        n, nb, nao_l = len(shells), bucket(len(shells), 4), lay.nao_shell(l)
+        prims = lay.prim_loc[shells][:, None] + np.arange(nprim)
+        cols = np.full((nb, nao_l), nao_b)
+        cols[:n] = lay.ao_loc[shells][:, None] + np.arange(nao_l)
+        pad = [(0, nb - n), (0, 0)]
+        out.append(_Class(l, np.pad(np.asarray(lay.shell_atom)[shells], (0, nb - n)),
+                          np.pad(exps[prims], pad, constant_values=1.0),
+                          np.pad(coefs[prims], pad), cols.reshape(-1)))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Blocks:
+    own: np.ndarray  # (nblock, B) owner atom of each point
+    off: np.ndarray  # (nblock, B, 3) offset from it (Bohr)
+    q: np.ndarray  # (nblock, B) quadrature weight before the partition; 0 on padding
+    a: np.ndarray  # (natm_b, natm_b) radii adjustments, 0 for padding atoms
+
+
+@functools.lru_cache(maxsize=16)
+def _blocks(grid: Grid, block_size: int) -> _Blocks:
+    blocks = split_blocks(grid.ngrid, block_size)
+    natm_b = bucket(grid.natm, 16)
+    a = np.zeros((natm_b, natm_b))
+    a[: grid.natm, : grid.natm] = grid.radii_adjust
+    q = np.where(blocks.mask, blocks.pad(grid.quadrature_weights), 0.0)
+    return _Blocks(blocks.pad(grid.atom_index).astype(np.int32), blocks.pad(grid.offsets), q, a)
+
+
+def padded_coords(coords, natm_b: int) -> np.ndarray:
+    """``coords`` (natm, 3) and padding nuclei :data:`FAR` away, (natm_b, 3)."""
+    coords = np.asarray(coords, dtype=np.float64)
+    far = np.zeros((natm_b - len(coords), 3))
+    far[:, 0] = FAR * np.arange(1, natm_b - len(coords) + 1)
+    return np.concatenate([coords, far])
+
+
+class _Molecule:
+    """What every block shares: padded nuclei, grid layout and shell classes on the device."""
+
+    def __init__(self, setup, coords, nao_b: int):
+        self.setup, self.nao_b = setup, nao_b
+        self.deriv = DERIV[setup.xc.family]
+        self.cart = setup.basis.layout.cart
+        b = _blocks(setup.grid, setup.block_size)
+        self.R = jax.device_put(padded_coords(coords, b.a.shape[0]))
+        self.a = jax.device_put(b.a)
+        self.own, self.off, self.q = (jax.device_put(x) for x in (b.own, b.off, b.q))
+        self.classes = [(c.l, *(jax.device_put(x) for x in (c.atom, c.exps, c.coefs, c.cols)))
+                        for c in _classes(setup.basis, nao_b)]
+
+    def points(self, i):
+        return _points(self.R, self.a, self.own[i], self.off[i], self.q[i])
+
+    def ao(self, pts):
+        ncomp = NCOMP[self.deriv]
+        ao = jnp.zeros((ncomp, pts.shape[0], self.nao_b))
+        for l, *arrays in self.classes:
+            ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
+        return ao
+
+
+def ao_blocks(setup, coords, nao_b: int) -> tuple:
+    """((ao, w) per grid block): AO values (ncomp, block, nao_b) (zero past the basis' nao) and
+    weights (block,), as :func:`dftad.numint.ao_blocks`."""
+    m = _Molecule(setup, coords, nao_b)
+    out = []
+    for i in range(len(m.own)):
+        pts, w = m.points(i)
+        out.append((m.ao(pts), w))
+    return tuple(out)
+
+
+def exc_gradient(setup, coords, dm, nao_b: int) -> np.ndarray:
+    """dE_xc/dR (natm, 3) (Hartree/Bohr) of the density ``dm`` padded to ``nao_b`` (grid
+    response included): each block's reverse pass through :func:`_xc_grad`,
+    :func:`_ao_class_vjp` and :func:`_points_vjp`."""
+    m = _Molecule(setup, coords, nao_b)
+    g_R = jnp.zeros(m.R.shape)
+    for i in range(len(m.own)):
+        pts, w = m.points(i)
+        _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
+        g_pts = jnp.zeros(pts.shape)
+        for l, *arrays in m.classes:
+            g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts, g_R)
+        g_R = _points_vjp(m.R, m.a, m.own[i], m.off[i], m.q[i], g_pts, g_w, g_R)
+    return np.asarray(g_R)[: len(np.asarray(coords))]
