@@ -3,15 +3,16 @@
 What :func:`dftad.hamiltonian.grid_ao` and the gradient of :func:`dftad.hamiltonian.exc_direct`
 compute as one program per molecule, here driven from Python one grid block at a time through
 pieces (:mod:`dftad.pieces`) keyed by the block size, an atom-count bucket, the nao bucket of
-:mod:`dftad.scf_pieces`, and per shell class (l, number of primitives, bucketed shell count):
+:mod:`dftad.scf_pieces`, and per shell class (l, number of primitives):
 
 * :func:`_points` (forward) and :func:`_points_vjp`: a block's points R[owner] + offset and
   weights q * Becke(R) (:func:`dftad.grid.becke_block`); the atoms padded to the bucket with
   nuclei 1e6 Bohr away, which change no weight (see there);
-* :func:`_ao_class` and :func:`_ao_class_vjp`: the AO values (and first derivatives) of one shell
-  class at the block's points, phi = R(|d|^2) Y(d), d = r - A, with Y's monomials and
-  transform as :mod:`dftad.integrals.ao` (their derivatives by forward-mode AD), scattered into
-  the block's (ncomp, block, nao_b) array; the reverse pass takes that array's cotangent;
+* :func:`_ao_class` and :func:`_ao_class_vjp`: the AO values (and first derivatives) of a chunk
+  of :data:`SHELL_CHUNK` shells of one class at the block's points, phi = R(|d|^2) Y(d),
+  d = r - A, with Y's monomials and transform as :mod:`dftad.integrals.ao` (their derivatives
+  by forward-mode AD), scattered into the block's (ncomp, block, nao_b) array; the reverse pass
+  takes that array's cotangent;
 * :func:`_xc_grad`: a block's E_xc and its cotangents with respect to the AO values and weights.
 
 :func:`ao_blocks` gives the SCF's blocks, :func:`exc_gradient` dE_xc/dR (Hartree/Bohr, grid
@@ -37,6 +38,10 @@ from .pieces import piece
 
 FAR = 1.0e6
 """Distance (Bohr) of the padding nuclei from the origin and from each other."""
+
+SHELL_CHUNK = 8
+"""Shells of one class per AO piece call (the last chunk padded): a fixed shape, so molecules
+with more or fewer shells of a class share the piece."""
 
 
 # ---------------------------------------------------------------------- the pieces
@@ -112,21 +117,25 @@ class _Class:
 
 
 def _classes(basis: Basis, nao_b: int) -> list[_Class]:
-    """The shells grouped by (l, nprim), each group padded to a power-of-two count."""
+    """The shells grouped by (l, nprim) in chunks of :data:`SHELL_CHUNK` (the last padded with
+    shells of zero coefficients whose columns, nao_b, are dropped)."""
     lay = basis.layout
     exps = np.asarray(basis.exponents)
     coefs = normalized_coefficients(basis, np)
     out = []
     for l, nprim in sorted(set(zip(lay.shell_l, lay.shell_nprim))):
-        shells = [i for i in range(lay.nbas) if (lay.shell_l[i], lay.shell_nprim[i]) == (l, nprim)]
-        n, nb, nao_l = len(shells), bucket(len(shells), 4), lay.nao_shell(l)
-        prims = lay.prim_loc[shells][:, None] + np.arange(nprim)
-        cols = np.full((nb, nao_l), nao_b)
-        cols[:n] = lay.ao_loc[shells][:, None] + np.arange(nao_l)
-        pad = [(0, nb - n), (0, 0)]
-        out.append(_Class(l, np.pad(np.asarray(lay.shell_atom)[shells], (0, nb - n)),
-                          np.pad(exps[prims], pad, constant_values=1.0),
-                          np.pad(coefs[prims], pad), cols.reshape(-1)))
+        group = [i for i in range(lay.nbas) if (lay.shell_l[i], lay.shell_nprim[i]) == (l, nprim)]
+        nao_l = lay.nao_shell(l)
+        for start in range(0, len(group), SHELL_CHUNK):
+            shells = group[start:start + SHELL_CHUNK]
+            n = len(shells)
+            prims = lay.prim_loc[shells][:, None] + np.arange(nprim)
+            cols = np.full((SHELL_CHUNK, nao_l), nao_b)
+            cols[:n] = lay.ao_loc[shells][:, None] + np.arange(nao_l)
+            pad = [(0, SHELL_CHUNK - n), (0, 0)]
+            out.append(_Class(l, np.pad(np.asarray(lay.shell_atom)[shells], (0, SHELL_CHUNK - n)),
+                              np.pad(exps[prims], pad, constant_values=1.0),
+                              np.pad(coefs[prims], pad), cols.reshape(-1)))
     return out
 
 
@@ -166,12 +175,17 @@ class _Molecule:
         b = _blocks(setup.grid, setup.block_size)
         self.R = jax.device_put(padded_coords(coords, b.a.shape[0]))
         self.a = jax.device_put(b.a)
-        self.own, self.off, self.q = (jax.device_put(x) for x in (b.own, b.off, b.q))
+        # per block on the host: slicing a device array compiles a program per grid shape
+        self.own, self.off, self.q = b.own, b.off, b.q
         self.classes = [(c.l, *(jax.device_put(x) for x in (c.atom, c.exps, c.coefs, c.cols)))
                         for c in _classes(setup.basis, nao_b)]
 
+    def block(self, i):
+        """(owner, offsets, quadrature weights) of block ``i`` on the device."""
+        return tuple(jax.device_put(x[i]) for x in (self.own, self.off, self.q))
+
     def points(self, i):
-        return _points(self.R, self.a, self.own[i], self.off[i], self.q[i])
+        return _points(self.R, self.a, *self.block(i))
 
     def ao(self, pts):
         ncomp = NCOMP[self.deriv]
@@ -204,5 +218,5 @@ def exc_gradient(setup, coords, dm, nao_b: int) -> np.ndarray:
         g_pts = jnp.zeros(pts.shape)
         for l, *arrays in m.classes:
             g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts, g_R)
-        g_R = _points_vjp(m.R, m.a, m.own[i], m.off[i], m.q[i], g_pts, g_w, g_R)
+        g_R = _points_vjp(m.R, m.a, *m.block(i), g_pts, g_w, g_R)
     return np.asarray(g_R)[: len(np.asarray(coords))]

@@ -93,6 +93,42 @@ def test_two_molecules_share_the_compiled_pieces():
     assert float(jnp.abs(grad - ref).max()) < 1e-10
 
 
+def test_a_new_molecule_compiles_nothing():
+    """B3LYP/def2-SVP energy and forces through dftad.run (the CLI's path): water, then
+    methanol (same elements and basis, twice the atoms, never seen). Methanol compiles no XLA
+    program at all (counted with JAX's monitoring hook: integrals, SCF, grid, XC and their
+    gradients are pieces shared by the nao bucket, atom bucket and shell classes), and its
+    energy and forces equal PySCF's (RKS, gradient with grid response, same grid) to 1e-8 Ha and
+    2e-6 Ha/Bohr."""
+    from pyscf import dft
+
+    from dftad.interop.pyscf import to_pyscf_mole
+
+    compiles = []
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        dftad.run(dftad.load("water"), "def2-svp", "b3lyp", forces=True, grid_level=1)
+        before = len(compiles)
+        mol = dftad.load("methanol")
+        res = dftad.run(mol, "def2-svp", "b3lyp", forces=True, grid_level=1)
+        assert len(compiles) == before
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    mf = dft.RKS(to_pyscf_mole(mol, "def2-svp"))
+    mf.xc, mf.grids.level, mf.small_rho_cutoff = "b3lyp", 1, 0
+    mf.conv_tol, mf.conv_tol_grad = 1e-12, 1e-8
+    mf.kernel()
+    g = mf.nuc_grad_method()
+    g.grid_response = True
+    assert abs(float(res.e_tot) - mf.e_tot) < 1e-8
+    assert np.abs(np.asarray(res.forces) + g.kernel()).max() < 2e-6
+
+
 @pytest.mark.parametrize("basis", ["def2-svp", pytest.param("def2-tzvp", marks=pytest.mark.slow)])
 def test_one_electron_pieces_equal_the_whole_program(basis):
     """S, T, V per nucleus and the gradient of sum D (T + V) - sum W S (padded chunks, nuclei,
