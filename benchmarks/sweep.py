@@ -44,7 +44,8 @@ def main():
     ap.add_argument("--molecules", nargs="+", default=MOLECULES)
     args = ap.parse_args()
     jax.monitoring.register_event_duration_secs_listener(_count)
-    mols = [dftad.load(os.path.join(ROOT, "molecules", f"{m}.xyz") if "/" in m else m) for m in args.molecules]
+    mols = [dftad.load(os.path.join(ROOT, "molecules", f"{m}.xyz") if "/" in m else m)
+            for m in args.molecules]
     print(f"{'molecule':<22s} {'natm':>4s} {'nao':>4s} {'bucket':>6s} {'dftad s':>8s} "
           f"{'compiles':>8s} {'PySCF s':>8s} {'|dE| Ha':>9s}", flush=True)
     total_d = total_p = 0.0
