@@ -21,7 +21,8 @@ def test_the_padded_scf_equals_the_unpadded_one(name, xc, df):
       padding block of F is exactly PAD_LEVEL on the diagonal and exactly decoupled;
     * from the same starting density the stepwise SCF takes the same number of cycles to the
       same energy (1e-10 Ha), density and orbital energies as the compiled loop;
-    * the SAD guess of the elements holds the molecule's electrons and, closed shell, reaches
+    * the core guess equals the unpadded one (1e-10), the SAD guess of the elements holds the
+      molecule's electrons and, closed shell, reaches
       the same SCF."""
     mol = dftad.load(name)
     setup = dftad.build(mol, "6-31g", xc, grid_level=1, density_fit=df)
@@ -51,6 +52,10 @@ def test_the_padded_scf_equals_the_unpadded_one(name, xc, df):
     np.testing.assert_allclose(res.scf.dm, ref.scf.dm, atol=1e-8)
     np.testing.assert_allclose(res.scf.mo_energy, ref.scf.mo_energy, atol=1e-8)
     assert res.scf.mo_coeff.shape == ref.scf.mo_coeff.shape
+
+    core = p.cut(scf_pieces._core_guess(p.h1e, p.x, p.mo_occ))
+    core_ref = jax.jit(guess.core_guess, static_argnums=2)(ints.h1e, ints.s1e, setup.occupation)
+    assert np.abs(core - np.asarray(core_ref)).max() < 1e-10
 
     sad = p.cut(p.guess())
     assert abs(np.sum(sad * np.asarray(ints.s1e)) - sum(mol.nelec)) < 1e-10
