@@ -14,7 +14,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import forces as _forces
 from . import guess, implicit, newton, scf, scf_pieces
@@ -97,7 +96,7 @@ def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwa
 
 
 def _forces_stepwise(setup: Setup, coords, res: Result) -> jax.Array:
-    return jax.device_put(-np.asarray(_forces.gradient_stepwise(setup, coords, res.scf)))
+    return jax.device_put(-_forces.gradient_stepwise(setup, coords, res.scf))
 
 
 def finish(setup: Setup, coords, res: Result, forces: bool = False, warn: bool = True) -> Result:

@@ -29,6 +29,7 @@ from .hamiltonian import (
     xc_params_of,
 )
 from .integrals import eri_pieces, one_electron_pieces
+from .integrals.eri_pieces import pad_ao
 from .jk import IncoreJK, eri_terms
 from .setup import Setup
 
@@ -138,11 +139,11 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     through the compiled pieces every molecule shares (:mod:`dftad.integrals.one_electron_pieces`,
     :mod:`dftad.integrals.eri_pieces`), E_xc's (grid response included) through
     :mod:`dftad.grid_pieces`, E_nuc's on the host. Same
-    numbers; not differentiable (use :func:`gradient_at` under ``jax.grad``). Density fitting:
-    :func:`gradient_at` jitted."""
+    numbers, as a NumPy array; not differentiable (use :func:`gradient_at` under ``jax.grad``).
+    Density fitting: :func:`gradient_at` jitted."""
     coords = jax.device_put(coords)
     if not isinstance(setup.jk, IncoreJK):
-        return _gradient_at_jit(setup, coords, scf_result)
+        return np.asarray(_gradient_at_jit(setup, coords, scf_result))
     occ, dm = setup.occupation, np.asarray(scf_result.dm)
     dm_tot, w = occ.total(dm), energy_weighted_dm(dm, np.asarray(scf_result.fock), occ)
     grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w)
@@ -151,9 +152,7 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
                                       _eri_terms(setup, scf_result.dm))
     if setup.semilocal:
         nao_b = scf_pieces.nao_bucket(setup.nao)
-        pad = [(0, 0)] * (dm.ndim - 2) + [(0, nao_b - setup.nao)] * 2
-        grad = grad + grid_pieces.exc_gradient(setup, coords, jax.device_put(np.pad(dm, pad)),
-                                               nao_b)
+        grad = grad + grid_pieces.exc_gradient(setup, coords, pad_ao(dm, nao_b), nao_b)
     if setup.disp is not None:
         grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
-    return jax.device_put(grad)
+    return grad

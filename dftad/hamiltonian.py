@@ -24,6 +24,7 @@ import numpy as np
 
 from . import jk, numint, scf
 from .integrals import one_electron
+from .occupation import total_density
 from .setup import Setup
 
 
@@ -163,7 +164,7 @@ def assemble(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc, kf):
     """``(Components, fock)`` of ``dm`` from its Coulomb ``vj`` (of the total density),
     exchange ``vk`` (K_tot, per spin channel), E_xc ``exc`` and V_xc ``vxc``; ``kf`` is the
     exchange weight per channel (1/2 restricted, 1 unrestricted)."""
-    dm_tot = dm if dm.ndim == 2 else dm[0] + dm[1]
+    dm_tot = total_density(dm)
     e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
     parts = Components(jnp.sum(dm_tot * h1e), e_coul, jnp.asarray(exc, dtype=jnp.float64), e_exx,
                        e_nuc, e_disp)

@@ -15,6 +15,12 @@ import jax
 import jax.numpy as jnp
 
 
+def total_density(dm):
+    """D_a + D_b of an unrestricted ``dm`` (2, nao, nao); a restricted one (nao, nao) already
+    is the total."""
+    return dm if dm.ndim == 2 else dm[0] + dm[1]
+
+
 @dataclasses.dataclass(frozen=True)
 class Occupation:
     """Static (hashable) electron counts: ``nalpha``, ``nbeta`` and ``restricted``."""
@@ -62,8 +68,8 @@ class Occupation:
         return self.join([xp.where(idx < n, self.per_orbital, 0.0) for n in self.counts], xp)
 
     def total(self, dm):
-        """Total density D_a + D_b (the restricted ``dm`` already is)."""
-        return dm if self.restricted else dm[0] + dm[1]
+        """Total density D_a + D_b (the restricted ``dm`` already is): :func:`total_density`."""
+        return total_density(dm)
 
     def split_evenly(self, dm_total):
         """A ``dm`` of this kind from a total density: itself, or (D/2, D/2)."""

@@ -37,6 +37,7 @@ from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .jk import DFJK, IncoreJK, coulomb_exchange
 from .linalg import eig, make_rdm1, orthogonalizer
 from .numint import exc_vxc_block
+from .occupation import total_density
 from .pieces import piece
 from .setup import Setup
 
@@ -74,8 +75,7 @@ def _jk_kind(density_fitting: bool):
 @piece(static_argnums=(0,))
 def _jk(density_fitting, tensors, dm, weights):
     """(J[D_tot], K_tot) of ``dm`` (:func:`dftad.jk.coulomb_exchange`)."""
-    dm_tot = dm if dm.ndim == 2 else dm[0] + dm[1]
-    return coulomb_exchange(_jk_kind(density_fitting), tensors, dm, dm_tot, weights)
+    return coulomb_exchange(_jk_kind(density_fitting), tensors, dm, total_density(dm), weights)
 
 
 @piece(static_argnums=(0, 1))
@@ -155,9 +155,7 @@ class Problem:
 
     def pad(self, dm) -> jax.Array:
         """A density (nao, nao) or (2, nao, nao) padded with zeros to nao_b."""
-        dm = np.asarray(dm)
-        n = self.nao_b - self.nao
-        return jnp.asarray(np.pad(dm, [(0, 0)] * (dm.ndim - 2) + [(0, n), (0, n)]))
+        return eri_pieces.pad_ao(dm, self.nao_b)
 
     def cut(self, a) -> np.ndarray:
         """The real block of a padded (..., nao_b, nao_b) array, on the host."""
@@ -181,11 +179,10 @@ class Problem:
         if setup.init_guess == "core":
             return _core_guess(self.h1e, self.x, self.mo_occ)
         dm = np.zeros((self.nao, self.nao))
-        offsets = np.repeat(np.asarray(setup.basis.layout.shell_atom),
-                            np.diff(setup.basis.layout.ao_loc))
-        for a, z in enumerate(setup.atomic_numbers):
-            idx = np.nonzero(offsets == a)[0]
-            dm[np.ix_(idx, idx)] = atomic_density(setup.basis.on_atom(a), z)
+        for z, atoms, idx in guess._element_blocks(setup.basis.layout, setup.atomic_numbers):
+            d = atomic_density(setup.basis.on_atom(int(atoms[0])), z)
+            for i in idx:
+                dm[np.ix_(i, i)] = d
         return self.pad(dm if setup.restricted else np.stack([0.5 * dm, 0.5 * dm]))
 
 

@@ -284,6 +284,16 @@ def _rows(raw, idx):
 
 
 # ---------------------------------------------------------------------- drivers
+def pad_ao(a, nao_b: int) -> jax.Array | None:
+    """``a`` (..., nao, nao) with zero rows and columns up to ``nao_b``, on the device (None
+    stays None); ``device_put``, so no program is compiled per shape."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    n = nao_b - a.shape[-1]
+    return jax.device_put(np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, n), (0, n)]))
+
+
 def nao_bucket(nao: int) -> int:
     """The padded nao of the pieces that take AO-indexed arrays (at least 64, so that small
     molecules share them)."""
@@ -330,15 +340,9 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
     cart = basis.layout.cart
     grad = jnp.zeros((natm_b, 3))
 
-    def padded(dm):
-        if dm is None:
-            return None
-        pad = [(0, 0)] * (dm.ndim - 2) + [(0, nao_b - basis.nao)] * 2
-        return jnp.asarray(np.pad(np.asarray(dm), pad))
-
     for omega, dm_coul, dm_exch, c_exch in terms:
         omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
-        dm_coul, dm_exch = padded(dm_coul), padded(dm_exch)
+        dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             (rb, ab), (rk, ak) = raw[c.bra], raw[c.ket]

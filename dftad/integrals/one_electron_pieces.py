@@ -23,7 +23,16 @@ import numpy as np
 from ..basis import Basis, ao_transform
 from ..pieces import piece
 from . import hermite
-from .eri_pieces import PairSet, _rows, bucket, nao_bucket, prim_pairs_of, raw_pairs, split
+from .eri_pieces import (
+    PairSet,
+    _rows,
+    bucket,
+    nao_bucket,
+    pad_ao,
+    prim_pairs_of,
+    raw_pairs,
+    split,
+)
 from .one_electron import kinetic_block, nuclear_block, overlap_block
 
 CHUNK = 256
@@ -164,8 +173,7 @@ def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
     (Hartree/Bohr): the reverse pass through :func:`_chunk_grad`."""
     nuc, z, natm_b = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
-    pad = [(0, nao_b - basis.nao)] * 2
-    dm, w = (jnp.asarray(np.pad(np.asarray(x), pad)) for x in (dm, w))
+    dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
     cart = basis.layout.cart
     grad = jnp.zeros((natm_b, 3))
     for c in _layout(basis):
