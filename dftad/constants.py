@@ -27,6 +27,9 @@ AVOGADRO = 6.022140857e23
 E_CHARGE = 1.6021766208e-19
 EPSILON0 = 8.854187817e-12
 
+HARTREE_KCAL = HARTREE_J * AVOGADRO / 4184.0
+"""One Hartree in kcal/mol (627.509...; the thermochemical calorie, 4.184 J)."""
+
 AU_WAVENUMBER = (HARTREE_J / (AMU_KG * BOHR_M**2)) ** 0.5 / (2 * math.pi * LIGHT_SPEED * 100)
 """sqrt(Hartree / (amu Bohr^2)) as a wavenumber in cm^-1 (5140.48...)."""
 

@@ -25,6 +25,7 @@ unpadded matrices). Not differentiable: :func:`dftad.energy.kernel` is the diffe
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import jax
@@ -137,21 +138,38 @@ class Problem:
         coords = jax.device_put(coords)
         self.setup, self.nao = setup, basis.nao
         self.nao_b = nao_b = nao_bucket(basis.nao)
+        self.coords = coords
         mats = one_electron_pieces.padded_matrices(basis, coords, setup.charges)
         self.s1e, self.h1e, self.x = _core(mats, jnp.asarray(basis.nao), nao_b)
         self.mo_occ = jnp.asarray(setup.occupation.occupations(nao_b, np))
-        omegas, weights = exchange_operators(setup, setup.xc.params)
-        self.weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
-        if isinstance(setup.jk, IncoreJK):
-            self.tensors = tuple(eri_pieces.eri(setup.jk.plan, basis, coords, w, nao_b)
-                                 for w in omegas)
-        else:
-            naux_b = aux_bucket(setup.jk.aux.nao)
-            self.tensors = _df_tensors(setup, coords, omegas, nao_b, naux_b)
+        self.omegas, self.weights = _exchange(setup)
+        self.tensors = self._tensors(self.omegas)
         self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
         self.e_nuc = jnp.asarray(energy_nuc(np.asarray(coords), np.asarray(setup.charges), np))
         self.e_disp = (jnp.zeros(()) if setup.disp is None
                        else _disp_energy(setup.disp, coords))
+
+    def _tensors(self, omegas, old=None):
+        """The J/K tensors of each operator (``old``: a previous problem's, kept where its
+        omega is the same)."""
+        setup, basis, coords = self.setup, self.setup.basis, self.coords
+        if old is not None and [None if w is None else float(w) for w in omegas] == [
+                None if w is None else float(w) for w in old[0]]:
+            return old[1]
+        if isinstance(setup.jk, IncoreJK):
+            return tuple(eri_pieces.eri(setup.jk.plan, basis, coords, w, self.nao_b)
+                         for w in omegas)
+        return _df_tensors(setup, coords, omegas, self.nao_b, aux_bucket(setup.jk.aux.nao))
+
+    def with_functional(self, setup: Setup) -> Problem:
+        """This problem for ``setup``: the same molecule, basis and grid with another functional
+        of the same kind (other parameter values, e.g. while training). The integrals are kept;
+        the exact-exchange weights change, and the erf-attenuated tensors when omega did."""
+        new = copy.copy(self)
+        new.setup = setup
+        new.omegas, new.weights = _exchange(setup)
+        new.tensors = new._tensors(new.omegas, (self.omegas, self.tensors))
+        return new
 
     def pad(self, dm) -> jax.Array:
         """A density (nao, nao) or (2, nao, nao) padded with zeros to nao_b."""
@@ -184,6 +202,12 @@ class Problem:
             for i in idx:
                 dm[np.ix_(i, i)] = d
         return self.pad(dm if setup.restricted else np.stack([0.5 * dm, 0.5 * dm]))
+
+
+def _exchange(setup: Setup):
+    """(omegas, exact-exchange weights as arrays) of the setup's functional."""
+    omegas, weights = exchange_operators(setup, setup.xc.params)
+    return omegas, tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -230,7 +254,13 @@ def solve(setup: Setup, coords, callback=None, dm0=None) -> Result:
     initial guess), ``callback(state)`` after each cycle (a padded :class:`dftad.scf.State`;
     its cycle, energies and norms are the unpadded ones). Returns the unpadded
     :class:`~dftad.hamiltonian.Result`."""
-    p = Problem(setup, coords)
+    return iterate(Problem(setup, coords), callback, dm0)[0]
+
+
+def iterate(p: Problem, callback=None, dm0=None) -> tuple[Result, scf.State]:
+    """:func:`solve` of a prepared :class:`Problem`: the unpadded result and the last (padded)
+    SCF state."""
+    setup = p.setup
     opts, df = setup.options, setup.density_fitting
     dm = p.guess() if dm0 is None else p.pad(dm0)
     st, parts = _first(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, dm, *p.energy_terms(dm))
@@ -241,7 +271,7 @@ def solve(setup: Setup, coords, callback=None, dm0=None) -> Result:
                           vj, vk, *p.exc_vxc(dm))
         if callback is not None:
             callback(st)
-    return _result(p, st, parts)
+    return _result(p, st, parts), st
 
 
 def _result(p: Problem, st: scf.State, parts: Components) -> Result:

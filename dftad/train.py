@@ -1,0 +1,310 @@
+"""Training a functional on reaction energies: ``dftad train CONFIG.toml``.
+
+The loss of a batch of reactions r (kcal/mol; E_s from a converged SCF with the model's
+functional at theta, :mod:`dftad.learn`):
+
+    L(theta) = mean_r (dE_r(theta) - ref_r)^2,    dE_r = 627.509... sum_s c_rs E_s(theta),
+    dL/dtheta = mean_r 2 (dE_r - ref_r) 627.509... sum_s c_rs dE_s/dtheta,
+
+with dE_s/dtheta SCF-consistent at each species' fixed point (never unrolled). An SCF that does
+not converge leaves its reactions out of that step's loss (counted and reported); the
+parameters never see a NaN. Optimizers come from optax.
+
+Config (TOML; every key but ``[data] path`` has a default)::
+
+    [functional]
+    model = "b3lyp3"                    # or "subset" with base = "b97", train = ["alpha", ...]
+    start = { a0 = 0.24 }               # optional: start values over the model's own
+    [data]
+    path = "molecules/w4-11"            # a dataset folder (dftad.dataset)
+    basis = "def2-svp"
+    grid_level = 2
+    max_reactions = 0                   # > 0: the first N reactions of each split (quick runs)
+    [scf]                               # optional: SCF options (dftad.scf.SCFOptions)
+    conv_tol = 1e-10
+    [optimizer]
+    name = "adam"                       # any optax optimizer taking learning_rate
+    learning_rate = 0.01
+    [run]
+    steps = 50                          # optimizer steps
+    batch = 8                           # reactions per step (drawn without replacement per epoch)
+    seed = 0
+    checkpoint = "runs/NAME"            # folder: checkpoint, metrics.csv, loss.png, report
+    eval_every = 10                     # validation MAE every N steps (0: only at the end)
+
+The checkpoint folder holds everything a run has finished: theta, the optimizer state, the
+random generator, each species' last density (the next SCF starts from it) and the metrics.
+It is written after every step (atomically); ``--resume`` continues from it and reaches the
+same parameters, bit for bit, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import pickle
+import time
+import tomllib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import learn
+from .constants import HARTREE_KCAL
+from .dataset import Dataset, load_dataset
+from .scf import SCFOptions
+from .xc.models import model_from_config, start_values
+
+DEFAULTS = {
+    "functional": {"model": "b3lyp3"},
+    "data": {"basis": "def2-svp", "grid_level": 2, "max_reactions": 0},
+    "scf": {},
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "run": {"steps": 50, "batch": 8, "seed": 0, "checkpoint": "runs/train", "eval_every": 10},
+}
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used (the message says why)."""
+
+
+def read_config(path) -> dict:
+    """The config at ``path`` over :data:`DEFAULTS` (unknown tables or keys are errors)."""
+    try:
+        with open(path, "rb") as f:
+            user = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"cannot read the config {str(path)!r}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return make_config(user, str(path))
+
+
+def make_config(user: dict, path: str = "config") -> dict:
+    """A config from its tables (as :func:`read_config` reads them) over :data:`DEFAULTS`."""
+    cfg = {k: dict(v) for k, v in DEFAULTS.items()}
+    for table, values in user.items():
+        if table not in DEFAULTS or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown table [{table}]; known: "
+                              f"{', '.join(DEFAULTS)}")
+        known = set(DEFAULTS[table]) | {"functional": {"base", "train", "start"},
+                                        "data": {"path"},
+                                        "scf": set(SCFOptions._fields)}.get(table, set())
+        for key in values:
+            if key not in known and table != "optimizer":
+                raise ConfigError(f"{path}: unknown key {key!r} in [{table}]; known: "
+                                  f"{', '.join(sorted(known))}")
+        cfg[table].update(values)
+    if "path" not in cfg["data"]:
+        raise ConfigError(f"{path}: [data] needs path = \"<dataset folder>\"")
+    run = cfg["run"]
+    for key in ("steps", "batch"):
+        if not isinstance(run[key], int) or run[key] < 1:
+            raise ConfigError(f"{path}: [run] {key} must be a positive integer")
+    return cfg
+
+
+# ---------------------------------------------------------------------- the loss
+@dataclasses.dataclass
+class Trainer:
+    """A model, a dataset and the species' calculations (:class:`dftad.learn.Species`)."""
+
+    model: object
+    data: Dataset
+    basis: str
+    grid_level: int
+    scf: dict = dataclasses.field(default_factory=dict)
+    species: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Trainer:
+        data = cfg["data"]
+        return cls(model_from_config(cfg["functional"]), load_dataset(data["path"]),
+                   str(data["basis"]), int(data["grid_level"]), dict(cfg["scf"]))
+
+    def calc(self, name: str) -> learn.Species:
+        if name not in self.species:
+            f = self.model.functional(self.model.init())
+            self.species[name] = learn.Species.build(name, self.data.species[name], f, self.basis,
+                                                     grid_level=self.grid_level, **self.scf)
+        return self.species[name]
+
+    def energies(self, names, theta):
+        """{name: :class:`dftad.learn.Point`} at ``theta``."""
+        return {n: learn.energy_and_grad(self.calc(n), self.model, theta) for n in names}
+
+    def loss(self, reactions, theta):
+        """(loss, grad, errors (kcal/mol) per reaction kept, names of unconverged species)."""
+        points = self.energies(self.data.species_of(reactions), theta)
+        failed = sorted(n for n, p in points.items() if not p.converged)
+        kept = [r for r in reactions if not set(r.species) & set(failed)]
+        grad = jax.tree.map(jnp.zeros_like, theta)
+        errors = {}
+        for r in kept:
+            de = HARTREE_KCAL * sum(c * points[s].e_tot for s, c in zip(r.species,
+                                                                        r.coefficients))
+            err = de - r.reference
+            errors[r.name] = err
+            for s, c in zip(r.species, r.coefficients):
+                scale = 2.0 * err * HARTREE_KCAL * c / len(kept)
+                grad = jax.tree.map(lambda g, d, k=scale: g + k * d, grad, points[s].grad)
+        loss = float(np.mean([e * e for e in errors.values()])) if errors else float("nan")
+        return loss, grad, errors, failed
+
+
+def mae(errors: dict) -> float:
+    return float(np.mean(np.abs(list(errors.values())))) if errors else float("nan")
+
+
+# ---------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class State:
+    """Everything a run has finished (what the checkpoint holds)."""
+
+    step: int
+    theta: dict
+    opt_state: object
+    rng: dict  # numpy bit generator state
+    order: list  # the current epoch's remaining reactions (names)
+    densities: dict  # species name -> last converged density
+    rows: list  # metrics rows so far
+
+
+CHECKPOINT = "checkpoint.pkl"
+METRICS = "metrics.csv"
+COLUMNS = ("step", "loss", "train_mae", "validation_mae", "reactions", "unconverged", "seconds",
+           "theta")
+
+
+def _host(tree):
+    return jax.tree.map(lambda a: np.asarray(a), tree)
+
+
+def save(folder: str, state: State) -> None:
+    """Write the checkpoint atomically (a crash mid-write leaves the previous one)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, CHECKPOINT)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(dataclasses.replace(state, theta=_host(state.theta),
+                                        opt_state=_host(state.opt_state)), f)
+    os.replace(tmp, path)
+    with open(os.path.join(folder, METRICS), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerows([[row.get(c, "") for c in COLUMNS] for row in state.rows])
+
+
+def load_state(folder: str) -> State:
+    path = os.path.join(folder, CHECKPOINT)
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: no checkpoint in {folder!r}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged file
+        raise ConfigError(f"--resume: cannot read {path}: {err}") from None
+    return dataclasses.replace(state, theta=jax.tree.map(jnp.asarray, state.theta),
+                               opt_state=jax.tree.map(jnp.asarray, state.opt_state))
+
+
+def optimizer(table: dict):
+    import optax
+
+    name = str(table.get("name", "adam"))
+    maker = getattr(optax, name, None)
+    if maker is None or not callable(maker):
+        raise ConfigError(f"unknown optimizer {name!r} (an optax optimizer such as adam, sgd)")
+    kwargs = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return maker(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"optimizer {name!r}: {err}") from None
+
+
+def _batch(state: State, names: list, size: int):
+    """The next ``size`` reactions of the epoch's shuffled order (a new epoch reshuffles)."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng
+    out = []
+    while len(out) < min(size, len(names)):
+        if not state.order:
+            state.order = [names[i] for i in rng.permutation(len(names))]
+        out.append(state.order.pop(0))
+    state.rng = rng.bit_generator.state
+    return out
+
+
+def _theta_text(theta) -> str:
+    return " ".join(f"{k}={np.array2string(np.asarray(v), precision=6, separator=',')}"
+                    for k, v in theta.items())
+
+
+def run(cfg: dict, resume: bool = False, progress=True, stop_after: int | None = None):
+    """Train as ``cfg`` says (module docstring); returns the final :class:`State`.
+    ``stop_after``: stop (as if interrupted) after this many steps of this call."""
+    trainer = Trainer.from_config(cfg)
+    model, data = trainer.model, trainer.data
+    limit = int(cfg["data"]["max_reactions"])
+    train = list(data.reactions_in("train"))
+    valid = list(data.reactions_in("validation"))
+    if limit > 0:
+        train, valid = train[:limit], valid[:limit]
+    if not train:
+        raise ConfigError(f"dataset {data.path!r} has no training reactions")
+    by_name = {r.name: r for r in data.reactions}
+    runcfg = cfg["run"]
+    folder = str(runcfg["checkpoint"])
+    opt = optimizer(cfg["optimizer"])
+    if resume:
+        state = load_state(folder)
+    else:
+        theta = start_values(model, cfg["functional"])
+        state = State(0, theta, opt.init(theta), np.random.default_rng(runcfg["seed"])
+                      .bit_generator.state, [], {}, [])
+    for name, dm in state.densities.items():
+        trainer.calc(name).dm = dm
+    steps = int(runcfg["steps"])
+    bar = _progress(steps, state.step, progress)
+    done = 0
+    while state.step < steps and (stop_after is None or done < stop_after):
+        t0 = time.perf_counter()
+        batch = [by_name[n] for n in _batch(state, [r.name for r in train], runcfg["batch"])]
+        loss, grad, errors, failed = trainer.loss(batch, state.theta)
+        if errors:
+            updates, state.opt_state = opt.update(grad, state.opt_state, state.theta)
+            state.theta = jax.tree.map(lambda t, u: t + u, state.theta, updates)
+        state.step += 1
+        row = {"step": state.step, "loss": loss, "train_mae": mae(errors),
+               "reactions": len(errors), "unconverged": " ".join(failed),
+               "theta": _theta_text(state.theta)}
+        every = int(runcfg["eval_every"])
+        if valid and ((every and state.step % every == 0) or state.step == steps):
+            row["validation_mae"] = mae(trainer.loss(valid, state.theta)[2])
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        state.rows.append(row)
+        state.densities = {n: sp.dm for n, sp in trainer.species.items() if sp.dm is not None}
+        save(folder, state)
+        done += 1
+        bar(state.step, loss, mae(errors), failed)
+    return state
+
+
+def _progress(total: int, start: int, enabled: bool):
+    """A progress bar (tqdm) showing the loss; silent when disabled."""
+    if not enabled:
+        return lambda *a: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def update(step, loss, mae_, failed):
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4g}", mae=f"{mae_:.3f} kcal/mol",
+                        unconverged=len(failed))
+        if step >= total:
+            bar.close()
+
+    return update

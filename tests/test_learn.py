@@ -1,0 +1,211 @@
+"""Learnable functionals (dftad.xc.models), their SCF-consistent parameter gradients
+(dftad.learn) and training (dftad.train): gradients against finite differences of converged
+energies and losses, against the implicitly differentiated whole program, checkpoints and
+resuming."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dftad
+from dftad import learn, train
+from dftad.xc import parse_xc
+from dftad.xc.models import B3LYP3, Subset, get_path, model_from_config, set_path
+
+BASIS = "6-31g"
+TIGHT = {"conv_tol": 1e-12, "conv_tol_grad": 1e-8}
+
+
+def _dataset(tmp_path, reactions):
+    """A dataset folder with W4-11 species and the given .res lines."""
+    (tmp_path / "species").mkdir(parents=True)
+    names = {n for line in reactions for n in line.split("{")[1].split("}")[0].split(",")}
+    for n in names:
+        shutil.copy(f"molecules/w4-11/species/{n}.xyz", tmp_path / "species" / f"{n}.xyz")
+    (tmp_path / "reactions.res").write_text("\n".join(reactions) + "\n")
+    return tmp_path
+
+
+H2 = "$tmer {h2,h}/$f  x -1 2 $w 109.493"
+OH = "$tmer {oh,o,h}/$f  x -1 1 1 $w 107.213"
+
+
+# ---------------------------------------------------------------------- models
+def test_b3lyp3_at_its_defaults_is_b3lyp():
+    f, ref = B3LYP3().functional(B3LYP3().init()), parse_xc("b3lyp")
+    assert f.components == ref.components
+    for a, b in zip(jax.tree.leaves(f.params), jax.tree.leaves(ref.params)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
+
+
+def test_subset_paths_and_errors():
+    f = parse_xc("pbe")
+    assert float(get_path(f.params, "components.0.kappa")) == pytest.approx(0.804)
+    p = set_path(f.params, "components.0.kappa", jnp.asarray(0.9))
+    assert float(get_path(p, "components.0.kappa")) == 0.9
+    assert float(get_path(f.params, "components.0.kappa")) == pytest.approx(0.804)
+    with pytest.raises(ValueError, match=r"no parameter 'components\.0\.kapa'"):
+        Subset("pbe", ("components.0.kapa",))
+    with pytest.raises(ValueError, match="group of parameters"):
+        Subset("pbe", ("components.0",))
+    with pytest.raises(ValueError, match="not range separated"):
+        Subset("b3lyp", ("omega",))
+    with pytest.raises(ValueError, match="no exact exchange"):
+        Subset("pbe", ("alpha",))
+    with pytest.raises(ValueError, match="unknown model"):
+        model_from_config({"model": "b3lyp4"})
+    b97 = Subset("b97", ("components.0.c_x", "components.0.c_ss", "components.0.c_ab", "alpha"))
+    assert sum(np.size(v) for v in b97.init().values()) >= 9
+
+
+# ---------------------------------------------------------------------- gradients
+def _species(name, model, **kwargs):
+    mol = dftad.load(f"molecules/w4-11/species/{name}.xyz")
+    return learn.Species.build(name, mol, model.functional(model.init()), BASIS, grid_level=2,
+                               **{**TIGHT, **kwargs})
+
+
+@pytest.mark.parametrize("name, model", [
+    ("h2o", B3LYP3()),
+    ("oh", B3LYP3()),
+    ("h2o", Subset("pbe0", ("components.0.kappa", "components.0.mu", "alpha"))),
+    ("nh2", Subset("b97", ("components.0.c_x", "components.0.c_ab", "alpha"))),
+])
+def test_energy_gradient_equals_finite_differences(name, model):
+    """dE/dtheta at the converged density (Hellmann-Feynman through the SCF pieces) equals
+    central differences of converged SCF energies, closed and open shell, to 1e-6 relative."""
+    sp = _species(name, model)
+    theta = model.init()
+    p = learn.energy_and_grad(sp, model, theta)
+    assert p.converged
+    h = 1e-4
+    for key, value in theta.items():
+        for i in np.ndindex(np.shape(value)):
+            e = []
+            for s in (1.0, -1.0):
+                t = dict(theta)
+                t[key] = jnp.asarray(value).at[i].add(s * h)
+                e.append(learn.energy_and_grad(sp, model, t).e_tot)
+            fd = (e[0] - e[1]) / (2 * h)
+            g = float(np.asarray(p.grad[key])[i])
+            assert abs(g - fd) <= 1e-6 * max(abs(fd), 1e-3), (key, i, g, fd)
+
+
+def test_gradient_does_not_depend_on_the_scf_path():
+    """The same converged density reached in few or in many (damped) cycles gives the same
+    gradient: it is evaluated at the fixed point from the density alone
+    (learn.params_gradient), nothing of the iterations is kept or differentiated."""
+    model = B3LYP3()
+    fast = learn.energy_and_grad(_species("h2o", model), model, model.init(), warm_start=False)
+    slow_sp = _species("h2o", model, damp=0.8, diis_start_cycle=40, max_cycle=200)
+    slow = learn.energy_and_grad(slow_sp, model, model.init(), warm_start=False)
+    assert slow.converged and fast.converged
+    assert slow.cycles >= 40 > 3 * fast.cycles / 2
+    for k in fast.grad:
+        np.testing.assert_allclose(slow.grad[k], fast.grad[k], rtol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, model", [
+    ("oh", B3LYP3()),
+    ("h2o", Subset("wb97x", ("omega", "alpha"))),
+])
+def test_gradient_equals_the_implicit_whole_program(name, model):
+    """The pieces' Hellmann-Feynman gradient equals jax.grad of the implicitly differentiated
+    SCF program (energy.kernel); omega only through the latter, checked against finite
+    differences."""
+    sp = _species(name, model)
+    theta = model.init()
+    ref = learn.energy_and_grad_implicit(sp, model, theta)
+    if "omega" not in theta:
+        got = learn.energy_and_grad(sp, model, theta)
+        assert abs(got.e_tot - ref.e_tot) < 1e-9
+        for k in theta:
+            np.testing.assert_allclose(got.grad[k], ref.grad[k], rtol=1e-7)
+        return
+    with pytest.raises(ValueError, match="omega"):
+        learn.energy_and_grad(sp, model, theta)
+    h = 1e-4
+    e = [learn.energy_and_grad_implicit(sp, model, {**theta, "omega": theta["omega"] + s}).e_tot
+         for s in (h, -h)]
+    fd = (e[0] - e[1]) / (2 * h)
+    assert abs(float(ref.grad["omega"]) - fd) <= 1e-6 * abs(fd)
+
+
+# ---------------------------------------------------------------------- training
+def _config(tmp_path, data, steps=3, **run):
+    return train.make_config({
+        "functional": {"model": "b3lyp3", "start": {"a0": 0.24, "ax": 0.6, "ac": 0.9}},
+        "data": {"path": str(data), "basis": BASIS, "grid_level": 2},
+        "scf": TIGHT,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "run": {"steps": steps, "batch": 1, "seed": 3, "checkpoint": str(tmp_path / "run"),
+                "eval_every": 0, **run},
+    })
+
+
+def test_loss_gradient_equals_finite_differences(tmp_path):
+    """The reaction-energy loss's gradient (kcal/mol units, open-shell atoms included) equals
+    central differences of the SCF-converged loss to 1e-6 relative."""
+    cfg = _config(tmp_path, _dataset(tmp_path / "data", [H2, OH]))
+    trainer = train.Trainer.from_config(cfg)
+    theta = train.start_values(trainer.model, cfg["functional"])
+    reactions = trainer.data.reactions
+    _, grad, errors, failed = trainer.loss(reactions, theta)
+    assert not failed and len(errors) == 2
+    h = 1e-5
+    for k in theta:
+        lp = trainer.loss(reactions, {**theta, k: theta[k] + h})[0]
+        lm = trainer.loss(reactions, {**theta, k: theta[k] - h})[0]
+        fd = (lp - lm) / (2 * h)
+        assert abs(float(grad[k]) - fd) <= 1e-6 * abs(fd), (k, float(grad[k]), fd)
+
+
+def test_resume_gives_the_same_parameters_bit_for_bit(tmp_path):
+    """A run stopped after one step and resumed ends with exactly the parameters (and losses)
+    of a run that was never interrupted."""
+    data = _dataset(tmp_path / "data", [H2, OH])
+    whole = train.run(_config(tmp_path / "a", data), progress=False)
+    cfg = _config(tmp_path / "b", data)
+    first = train.run(cfg, progress=False, stop_after=1)
+    assert first.step == 1
+    resumed = train.run(cfg, resume=True, progress=False)
+    assert resumed.step == whole.step == 3
+    for k in whole.theta:
+        assert np.array_equal(np.asarray(whole.theta[k]), np.asarray(resumed.theta[k]))
+    assert [r["loss"] for r in whole.rows] == [r["loss"] for r in resumed.rows]
+    text = (tmp_path / "b" / "run" / "metrics.csv").read_text().splitlines()
+    assert text[0].startswith("step,loss") and len(text) == 4
+
+
+def test_unconverged_species_are_left_out(tmp_path, monkeypatch):
+    """A species whose SCF does not converge removes its reactions from that step's loss and is
+    reported; the parameters stay finite."""
+    cfg = _config(tmp_path, _dataset(tmp_path / "data", [H2, OH]), steps=1, batch=2)
+    real = learn.energy_and_grad
+
+    def flaky(sp, model, theta, warm_start=True):
+        p = real(sp, model, theta, warm_start)
+        return learn.Point(float("nan"), p.grad, False, 100) if sp.name == "oh" else p
+
+    monkeypatch.setattr(learn, "energy_and_grad", flaky)
+    state = train.run(cfg, progress=False)
+    assert state.rows[0]["unconverged"] == "oh" and state.rows[0]["reactions"] == 1
+    assert all(np.isfinite(np.asarray(v)).all() for v in state.theta.values())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\nbasis = 'sto-3g'\n", "needs path"),
+    ("[dat]\npath = 'x'\n", "unknown table"),
+    ("[data]\npath = 'x'\nbasiss = 1\n", "unknown key 'basiss'"),
+    ("[data]\npath = 'x'\n[run]\nsteps = 0\n", "positive integer"),
+    ("[data\npath = 'x'\n", "not valid TOML"),
+])
+def test_bad_configs(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(train.ConfigError, match=message):
+        train.read_config(path)
