@@ -10,6 +10,7 @@
                  [--constraints FILE] [--transition] [--hessian never|first|last|first+last]
                  [--trajectory traj.xyz] [--output final.xyz] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
+    dftad train CONFIG.toml [--resume] [--compare b3lyp,pbe] [--no-report]
 
 GEOMETRY is an .xyz path or the name of a shipped molecule (``dftad energy water``).
 Exit status: 0 success; 2 bad input (unknown element, malformed file, impossible charge/spin, a
@@ -53,7 +54,8 @@ def _molecule_args(p):
 def _calculation_args(p):
     _molecule_args(p)
     p.add_argument("--xc", default="b3lyp", help="functional, PySCF names ('hf' = Hartree-Fock; "
-                   "a D3 suffix as in 'b3lyp-d3bj' adds dispersion)")
+                   "a D3 suffix as in 'b3lyp-d3bj' adds dispersion), or the functional.json a "
+                   "'dftad train' run wrote")
     p.add_argument("--disp", choices=["d3bj", "d3zero"], default=None,
                    help="DFT-D3 dispersion with the functional's published parameters")
     p.add_argument("--atm", action="store_true", help="with --disp: the three-body ATM term")
@@ -467,6 +469,28 @@ def _integrals(args) -> int:
     return 0
 
 
+def _train_args(p):
+    p.add_argument("config", help="training config (TOML; see dftad.train)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in the config's folder")
+    p.add_argument("--compare", default="b3lyp,pbe",
+                   help="functionals the final report compares with (comma separated; '' none)")
+    p.add_argument("--no-report", action="store_true", help="skip the final report")
+
+
+def _train(args) -> int:
+    from dftad import train
+
+    cfg = train.read_config(args.config)
+    state = train.run(cfg, resume=args.resume)
+    folder = cfg["run"]["checkpoint"]
+    print(f"{state.step} steps; checkpoint, metrics.csv in {folder}")
+    if not args.no_report:
+        compare = [c.strip() for c in args.compare.split(",") if c.strip()]
+        print(train.report(cfg, state, compare))
+    return 0
+
+
 COMMANDS = {
     "energy": ("SCF energy (HF or Kohn-Sham DFT) of a molecule", _energy_args, _energy),
     "frequencies": ("harmonic frequencies and IR intensities (analytic Hessian through the "
@@ -474,6 +498,8 @@ COMMANDS = {
     "properties": ("dipole moment and static polarizability", _calculation_args, _properties),
     "optimize": ("geometry optimization (minimum or, with --transition, a saddle point) with "
                  "geomeTRIC", _optimize_args, _optimize),
+    "train": ("train a learnable functional on reaction energies through the SCF",
+              _train_args, _train),
     "integrals": ("compute the one- and two-electron integrals of a molecule and compare with "
                   "PySCF", _integrals_args, _integrals),
 }

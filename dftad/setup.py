@@ -118,6 +118,10 @@ def build(
     bas = Basis.build(mol, basis)
     coords = jax.device_put(mol.coords)
     d3 = None
+    if isinstance(xc, str) and xc.endswith(".json"):  # a trained functional (dftad train)
+        from .xc.models import functional_from_file
+
+        xc = functional_from_file(xc)
     if not isinstance(xc, Functional):
         xc, damping, atm_suffix = dispersion.split_method(str(xc))
         if damping is not None:

@@ -260,6 +260,9 @@ def run(cfg: dict, resume: bool = False, progress=True, stop_after: int | None =
     opt = optimizer(cfg["optimizer"])
     if resume:
         state = load_state(folder)
+    elif os.path.exists(os.path.join(folder, CHECKPOINT)):
+        raise ConfigError(f"{folder!r} holds a checkpoint of an earlier run: continue it with "
+                          "--resume, or give [run] checkpoint another folder")
     else:
         theta = start_values(model, cfg["functional"])
         state = State(0, theta, opt.init(theta), np.random.default_rng(runcfg["seed"])
@@ -308,3 +311,74 @@ def _progress(total: int, start: int, enabled: bool):
             bar.close()
 
     return update
+
+
+# ---------------------------------------------------------------------- report
+def split_errors(trainer: Trainer, theta, limit: int = 0) -> dict:
+    """{split: {reaction: error (kcal/mol)}} of every split at ``theta``."""
+    out = {}
+    for which in ("train", "validation", "test"):
+        reactions = list(trainer.data.reactions_in(which))
+        if limit > 0:
+            reactions = reactions[:limit]
+        out[which] = trainer.loss(reactions, theta)[2] if reactions else {}
+    return out
+
+
+def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), progress=True) -> str:
+    """A markdown table of MAEs (kcal/mol) per split: the model at its start and after
+    training, and the ``compare`` functionals in the same basis and grid; written to
+    ``report.md`` in the checkpoint folder, with ``functional.json`` (the trained functional)
+    and ``loss.png`` (the loss curve, when matplotlib is installed)."""
+    from .xc.models import Fixed, save_functional
+
+    trainer = Trainer.from_config(cfg)
+    limit = int(cfg["data"]["max_reactions"])
+    columns = {"start": split_errors(trainer, start_values(trainer.model, cfg["functional"]),
+                                     limit),
+               "trained": split_errors(trainer, state.theta, limit)}
+    for name in compare:
+        other = dataclasses.replace(trainer, model=Fixed(name), species={})
+        columns[name] = split_errors(other, {}, limit)
+    lines = ["| split | reactions | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for which in ("train", "validation", "test"):
+        n = len(columns["trained"][which])
+        lines.append(f"| {which} | {n} | "
+                     + " | ".join(f"{mae(c[which]):.2f}" for c in columns.values()) + " |")
+    table = "\n".join(lines)
+    folder = str(cfg["run"]["checkpoint"])
+    os.makedirs(folder, exist_ok=True)
+    save_functional(os.path.join(folder, "functional.json"), trainer.model, state.theta)
+    text = (f"# {trainer.model.name}: mean absolute errors (kcal/mol)\n\n"
+            f"{trainer.data.path}, {trainer.basis}, grid level {trainer.grid_level}, "
+            f"{state.step} steps\n\n{table}\n\nparameters: {_theta_text(state.theta)}\n")
+    with open(os.path.join(folder, "report.md"), "w") as f:
+        f.write(text)
+    plot_losses(state.rows, os.path.join(folder, "loss.png"))
+    return text
+
+
+def plot_losses(rows: list, path: str) -> bool:
+    """The loss curve (training loss and MAE per step, validation MAE where evaluated) as a
+    PNG; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(steps, [r["train_mae"] for r in rows], label="training batch MAE")
+    val = [(r["step"], r["validation_mae"]) for r in rows if r.get("validation_mae") is not None]
+    if val:
+        ax.semilogy(*zip(*val), "o-", label="validation MAE")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean absolute error (kcal/mol)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

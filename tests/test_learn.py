@@ -209,3 +209,47 @@ def test_bad_configs(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(train.ConfigError, match=message):
         train.read_config(path)
+
+
+def test_cli_train_report_and_trained_functional(tmp_path, capsys):
+    """`dftad train CONFIG` runs, writes the checkpoint, metrics, report and the trained
+    functional, which `dftad energy --xc FILE` then uses like a named one; a second run into
+    the same folder without --resume is refused; a bad config exits 2."""
+    from dftad import cli
+
+    data = _dataset(tmp_path / "data", [H2])
+    run = tmp_path / "run"
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[functional]
+model = "b3lyp3"
+start = {{ a0 = 0.25 }}
+[data]
+path = "{data}"
+basis = "{BASIS}"
+grid_level = 1
+[run]
+steps = 2
+batch = 1
+checkpoint = "{run}"
+""")
+    assert cli.main(["train", str(config), "--compare", "pbe"]) == 0
+    out = capsys.readouterr().out
+    assert "| split | reactions | start | trained | pbe |" in out
+    for name in ("checkpoint.pkl", "metrics.csv", "report.md", "functional.json", "loss.png"):
+        assert (run / name).is_file(), name
+    model, theta = __import__("dftad.xc.models", fromlist=["x"]).load_functional(
+        run / "functional.json")
+    state = train.load_state(str(run))
+    for k in theta:
+        assert np.array_equal(np.asarray(theta[k]), np.asarray(state.theta[k]))
+    assert cli.main(["energy", "molecules/w4-11/species/h2.xyz", "--basis", BASIS,
+                     "--xc", str(run / "functional.json"), "--json"]) == 0
+    e_file = __import__("json").loads(capsys.readouterr().out)["energy"]
+    res = dftad.run(dftad.load("molecules/w4-11/species/h2.xyz"), BASIS,
+                    model.functional(theta))
+    assert abs(e_file - float(res.e_tot)) < 1e-10
+    assert cli.main(["train", str(config), "--no-report"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    config.write_text("[data]\n")
+    assert cli.main(["train", str(config)]) == 2

@@ -155,6 +155,24 @@ class B3LYP3:
         return f.with_params({**f.params, "weights": weights, "alpha": a0})
 
 
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    """A named functional with nothing learned (theta is empty): what trained models are
+    compared with."""
+
+    base: str
+
+    @property
+    def name(self) -> str:
+        return self.base
+
+    def init(self) -> dict:
+        return {}
+
+    def functional(self, theta) -> Functional:
+        return parse_xc(self.base)
+
+
 MODELS = {"subset": Subset, "b3lyp3": B3LYP3}
 """Model kinds by the name a training config uses (``[functional] model = ...``)."""
 
@@ -190,3 +208,51 @@ def start_values(model, table: dict) -> dict:
                              f"{theta[key].shape}")
         theta[key] = jnp.asarray(v)
     return theta
+
+
+# ---------------------------------------------------------------------- files
+FORMAT = "dftad-functional-1"
+
+
+def save_functional(path, model, theta) -> None:
+    """Write a trained functional: the model and its parameters (JSON, exact float64 values).
+    ``dftad energy --xc PATH`` and ``dftad.build(mol, xc=PATH)`` use it like a named one."""
+    import json
+
+    if isinstance(model, Subset):
+        desc = {"model": "subset", "base": model.base, "train": list(model.train)}
+    elif isinstance(model, B3LYP3):
+        desc = {"model": "b3lyp3"}
+    else:
+        raise ValueError(f"cannot save a model of type {type(model).__name__}")
+    values = {k: np.asarray(v).tolist() for k, v in theta.items()}
+    with open(path, "w") as f:
+        json.dump({"format": FORMAT, **desc, "theta": values}, f, indent=1)
+        f.write("\n")
+
+
+def load_functional(path):
+    """``(model, theta)`` of a file written by :func:`save_functional`."""
+    import json
+
+    try:
+        with open(path) as f:
+            desc = json.load(f)
+    except OSError as err:
+        raise ValueError(f"cannot read the functional file {str(path)!r}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a functional file (invalid JSON: {err})") from None
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a dftad functional file (format {FORMAT!r})")
+    model = model_from_config(desc)
+    theta = start_values(model, {"start": desc.get("theta", {})})
+    missing = set(model.init()) - set(desc.get("theta", {}))
+    if missing:
+        raise ValueError(f"{path}: no values for {', '.join(sorted(missing))}")
+    return model, theta
+
+
+def functional_from_file(path) -> Functional:
+    """The :class:`~dftad.xc.functional.Functional` a trained-functional file describes."""
+    model, theta = load_functional(path)
+    return model.functional(theta)
