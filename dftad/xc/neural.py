@@ -31,10 +31,14 @@ the reduced gradient set to zero and alpha to one. Features (bounded, smooth, Na
         rs = (3 / (4 pi n))^(1/3),  s^2 = sigma / (4 (3 pi^2)^(2/3) n^(8/3)),
         alpha = (tau - sigma / (8 n)) / (K_FACTOR_C (n_a^(5/3) + n_b^(5/3)))
     r(rs) = (sqrt(rs) - 1) / (sqrt(rs) + 1),   u(s^2) = s^2 / (1 + s^2),
-    a(alpha) = (1 - alpha) / (1 + alpha) (alpha clipped at 0)
+    a(alpha) = tanh((1 - alpha) / 2)
 
-(alpha, the iso-orbital indicator (tau - tau_W) / tau_unif, only when the base is a meta-GGA;
-zeta enters as zeta^2 so that swapping the spins leaves correlation unchanged).
+alpha, the iso-orbital indicator (tau - tau_W) / tau_unif, enters only when the base is a
+meta-GGA; zeta enters as zeta^2, so that swapping the spins leaves correlation unchanged. s^2 is
+bounded below by 0 straight-through (the value max(s^2, 0), the derivative of s^2: rounding can
+make s_aa + 2 s_ab + s_bb slightly negative where the gradients cancel), and a(alpha) is smooth
+for every real alpha, so that alpha ~ 0 of one-orbital regions, which rounding can make
+slightly negative, has no kink.
 
 Exact constraints, for every theta:
 
@@ -44,8 +48,10 @@ Exact constraints, for every theta:
   sigma_ss, tau_s) alone (zeta is not a feature), evaluated the way a closed-shell density
   2 n_s is, so E_x[n_a, n_b] = (E_x[2 n_a] + E_x[2 n_b]) / 2 holds to rounding;
 * **the base functional**: the last layer starts at zero, so g_theta = 0 and the untrained model
-  is its base (bit for bit for closed shells, to rounding for open shells, whose exchange is
-  summed per channel);
+  is its base: bit for bit for closed shells, to rounding for open shells (whose exchange is
+  summed per channel), except where a spin channel is empty: there libxc (and so the base)
+  raises the empty channel to its threshold inside the total density, a relative change
+  ~ threshold / n of the other channel's exchange that the spin-scaled model does not make;
 * below a component's density threshold its e_i is exactly zero, and so is the model's term;
   the features are computed from densities floored at :data:`FLOOR` (far below every threshold)
   so that values and derivatives stay finite at n = 0.
@@ -58,8 +64,11 @@ so that exact plus semilocal exchange keep the base's total weight (its uniform-
 
 The network lives in the functional's parameters (``params["nets"]["x"]``, ``["c"]``: the same
 dicts without the prefix), so ``jax.grad`` through :meth:`Functional.energy_density` reaches it;
-the static skeleton (layer count and widths) is read from the arrays' shapes. Components that
-combine exchange and correlation (B97, wB97X) cannot be split and are refused as bases.
+the static skeleton (layer count and widths) is read from the arrays' shapes. The model is a
+:class:`Functional` subclass that wraps the base's registered components (it registers none of
+its own, so :data:`~dftad.xc.functional.COMPONENTS`, which the libxc tests enumerate, stays
+libxc's). Components that combine exchange and correlation (B97, wB97X) cannot be split and are
+refused as bases.
 """
 
 from __future__ import annotations
@@ -156,13 +165,14 @@ def _r(rs):
 
 
 def _u(s2):
-    s2 = jnp.where(s2 > 0.0, s2, 0.0)
+    # max(s2, 0) with the derivative of s2 (straight-through, as functional.py bounds sigma):
+    # rounding can make s_aa + 2 s_ab + s_bb slightly negative where the gradients cancel
+    s2 = jax.lax.stop_gradient(jnp.maximum(s2, 0.0)) + (s2 - jax.lax.stop_gradient(s2))
     return s2 / (1.0 + s2)
 
 
 def _a(alpha):
-    alpha = jnp.where(alpha > 0.0, alpha, 0.0)
-    return (1.0 - alpha) / (1.0 + alpha)
+    return jnp.tanh(0.5 * (1.0 - alpha))
 
 
 def _with_ueg(cols, s_col, a_col):
@@ -333,7 +343,10 @@ class Neural:
             params["weights"] = tuple(w * scale if component_role(c) == "x" else w
                                       for c, w in zip(f.components, f.params["weights"]))
             params["alpha"] = hyb
-        return NeuralFunctional(f.components, f.range_separated, f.hybrid, self.name, params)
+        # the display name is static (part of the compiled programs' keys): the base only, so
+        # that models differing in seed share their programs
+        return NeuralFunctional(f.components, f.range_separated, f.hybrid, f"neural {self.base}",
+                                params)
 
 
 def _net(theta, role: str) -> dict:
