@@ -13,7 +13,9 @@ parameters never see a NaN. Optimizers come from optax.
 Config (TOML; every key but ``[data] path`` has a default)::
 
     [functional]
-    model = "b3lyp3"                    # or "subset" with base = "b97", train = ["alpha", ...]
+    model = "b3lyp3"                    # or "subset" with base = "b97", train = ["alpha", ...],
+                                        # or "neural" with base = "pbe", hidden = [16, 16],
+                                        # seed = 0, learn_hyb = false (dftad.xc.neural)
     start = { a0 = 0.24 }               # optional: start values over the model's own
     [data]
     path = "molecules/w4-11"            # a dataset folder (dftad.dataset)
@@ -89,7 +91,8 @@ def make_config(user: dict, path: str = "config") -> dict:
         if table not in DEFAULTS or not isinstance(values, dict):
             raise ConfigError(f"{path}: unknown table [{table}]; known: "
                               f"{', '.join(DEFAULTS)}")
-        known = set(DEFAULTS[table]) | {"functional": {"base", "train", "start"},
+        known = set(DEFAULTS[table]) | {"functional": {"base", "train", "start", "hidden",
+                                                       "seed", "learn_hyb"},
                                         "data": {"path"},
                                         "scf": set(SCFOptions._fields)}.get(table, set())
         for key in values:

@@ -102,3 +102,35 @@ def to_pyscf_scf(mol: Molecule, setup, result):
     mf.e_tot = float(r.e_tot)
     mf.converged = bool(r.converged)
     return mf
+
+
+def use_functional(mf, functional):
+    """Make the PySCF Kohn-Sham object ``mf`` (``dft.RKS``/``dft.UKS``) use a dftad
+    :class:`~dftad.xc.functional.Functional` (a trained one, ``dftad.xc.models``), evaluated by
+    dftad on PySCF's grid through PySCF's custom-functional hook (``define_xc_``): the
+    semilocal part from :func:`dftad.xc.eval_xc` (energies and first derivatives by AD), exact
+    exchange from the functional's (alpha, beta, omega) in PySCF's ``rsh_coeff`` convention.
+    Energies and potentials only (PySCF's response properties need second derivatives, which
+    this hook does not provide). Returns ``mf``."""
+    from ..xc import eval_xc
+
+    f = functional
+    if f.family == "hf":
+        raise ValueError("a functional without a semilocal part is Hartree-Fock: use scf.RHF")
+    xctype = f.family.upper()
+
+    def _eval(xc_code, rho, spin=0, relativity=0, deriv=1, omega=None, verbose=None):
+        if deriv > 1:
+            raise NotImplementedError("a dftad functional in PySCF gives first derivatives "
+                                      "only (energies, potentials, gradients)")
+        exc, vrho, vsigma, vtau = (None if x is None else np.asarray(x)
+                                   for x in eval_xc(f, rho, spin))
+        return exc, (vrho, vsigma, None, vtau), None, None
+
+    alpha, beta, omega = (float(f.params[k]) for k in ("alpha", "beta", "omega"))
+    mf = mf.define_xc_(_eval, xctype, hyb=alpha + beta, rsh=(omega, alpha, beta))
+    if f.is_hybrid:
+        # PySCF decides whether to build exact exchange from the *name* in mf.xc; the amounts
+        # come from the hook's hybrid and rsh coefficients above
+        mf.xc = "HF"
+    return mf

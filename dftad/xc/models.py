@@ -173,8 +173,9 @@ class Fixed:
         return parse_xc(self.base)
 
 
-MODELS = {"subset": Subset, "b3lyp3": B3LYP3}
-"""Model kinds by the name a training config uses (``[functional] model = ...``)."""
+MODELS = ("subset", "b3lyp3", "neural")
+"""Model kinds by the name a training config uses (``[functional] model = ...``); ``neural`` is
+:class:`dftad.xc.neural.Neural` (needs equinox: ``pip install dftad[train]``)."""
 
 
 def model_from_config(table: dict):
@@ -184,6 +185,11 @@ def model_from_config(table: dict):
     kind = table.get("model", "subset")
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; known: {', '.join(MODELS)}")
+    if kind == "neural":
+        from .neural import Neural
+
+        return Neural(str(table.get("base", "pbe")), tuple(int(h) for h in table.get(
+            "hidden", (16, 16))), int(table.get("seed", 0)), bool(table.get("learn_hyb", False)))
     if kind == "subset":
         if "base" not in table or "train" not in table:
             raise ValueError("a 'subset' model needs 'base' (a functional) and 'train' (a list "
@@ -223,6 +229,9 @@ def save_functional(path, model, theta) -> None:
         desc = {"model": "subset", "base": model.base, "train": list(model.train)}
     elif isinstance(model, B3LYP3):
         desc = {"model": "b3lyp3"}
+    elif type(model).__name__ == "Neural":
+        desc = {"model": "neural", "base": model.base, "hidden": list(model.hidden),
+                "seed": model.seed, "learn_hyb": model.learn_hyb}
     else:
         raise ValueError(f"cannot save a model of type {type(model).__name__}")
     values = {k: np.asarray(v).tolist() for k, v in theta.items()}

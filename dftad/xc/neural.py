@@ -299,9 +299,10 @@ class Neural:
             raise ValueError(f"{self.base!r} has components that combine exchange and "
                              f"correlation ({', '.join(mixed)}): they cannot be enhanced "
                              "separately; choose a base such as pbe, b3lyp, pbe0 or scan")
-        if self.learn_hyb and (not f.is_hybrid or f.range_separated):
-            raise ValueError(f"learn_hyb needs a global hybrid base (b3lyp, pbe0, ...), "
-                             f"not {self.base!r}")
+        if self.learn_hyb and (not f.is_hybrid or f.range_separated
+                               or float(f.params["alpha"]) >= 1.0):
+            raise ValueError(f"learn_hyb needs a global hybrid base with a semilocal exchange "
+                             f"(b3lyp, pbe0, ...), not {self.base!r}")
 
     @property
     def base_functional(self) -> Functional:
