@@ -135,8 +135,12 @@ class Trainer:
         return self.species[name]
 
     def energies(self, names, theta):
-        """{name: :class:`dftad.learn.Point`} at ``theta``."""
-        return {n: learn.energy_and_grad(self.calc(n), self.model, theta) for n in names}
+        """{name: :class:`dftad.learn.Point`} at ``theta``: through the shared SCF pieces, or,
+        when omega is learned, through the implicitly differentiated whole SCF program (one
+        compiled program per molecule, :func:`dftad.learn.energy_and_grad_implicit`)."""
+        fn = (learn.energy_and_grad_implicit if learn.model_trains_omega(self.model)
+              else learn.energy_and_grad)
+        return {n: fn(self.calc(n), self.model, theta) for n in names}
 
     def residuals(self, reactions, theta):
         """(errors, jacobian, failed): the error dE_r - ref_r (kcal/mol) of each reaction whose
@@ -199,8 +203,8 @@ def _host(tree):
 
 
 def _device(tree):
-    return jax.tree.map(lambda a: jnp.asarray(a) if isinstance(a, np.ndarray)
-                        and a.dtype.kind == "f" else a, tree)
+    return jax.tree.map(lambda a: jax.device_put(a) if isinstance(a, np.ndarray)
+                        and a.dtype.kind in "fiub" else a, tree)
 
 
 def save(folder: str, state: State) -> None:

@@ -325,3 +325,25 @@ def test_neural_model_saves_loads_and_trains(tmp_path):
         trainer.model.functional(state.theta).params, rho, sigma)
     b = model.functional(theta).energy_density(model.functional(theta).params, rho, sigma)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_no_compilation_after_the_first_epoch(tmp_path):
+    """Molecules of different sizes in one batch (H2, OH and their atoms): after the first epoch
+    (one step over both reactions) further steps compile no XLA program (JAX's monitoring
+    hook): every species shares the SCF and gradient pieces, new parameter values are data."""
+    cfg = _config(tmp_path, _dataset(tmp_path / "data", [H2, OH]), steps=1, batch=2)
+    compiles = []
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    train.run(cfg, progress=False)
+    cfg["run"]["steps"] = 3
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        state = train.run(cfg, resume=True, progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert state.step == 3 and all(r["reactions"] == 2 for r in state.rows)
+    assert compiles == []
