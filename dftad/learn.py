@@ -97,7 +97,14 @@ def energy_and_grad(sp: Species, model, theta, warm_start: bool = True) -> Point
         sp.problem = scf_pieces.Problem(setup, sp.coords)
     p = sp.problem = sp.problem.with_functional(setup)
     res, st = scf_pieces.iterate(p, dm0=sp.dm if warm_start else None)
-    (g_theta,) = vjp_model(f.with_params(params_gradient(p, st.dm)))
+    dm = st.dm
+    if not bool(res.converged):
+        # DIIS can stall just above the threshold (open-shell atoms, whose degenerate p
+        # orbitals it keeps rotating): second-order steps finish it (energy.converge; one
+        # compiled program per molecule, only for the molecules that need it)
+        res = energy.converge(setup, sp.coords, res)
+        dm = p.pad(res.scf.dm)
+    (g_theta,) = vjp_model(f.with_params(params_gradient(p, dm)))
     if bool(res.converged):
         sp.dm = np.asarray(res.scf.dm)
     return Point(float(res.e_tot), g_theta, bool(res.converged), int(res.scf.cycles))

@@ -260,8 +260,9 @@ class LevenbergMarquardt:
 
         opt = state.opt_state
         flat, unravel = ravel_pytree(state.theta)
+        first_failed = []
         if opt["errors"] is None:
-            errors, jac, failed = trainer.residuals(reactions, state.theta)
+            errors, jac, first_failed = trainer.residuals(reactions, state.theta)
             opt.update(_lm_arrays(errors, jac))
         r, J = np.asarray(opt["errors"]), np.asarray(opt["jac"])
         jtj = J.T @ J
@@ -278,7 +279,7 @@ class LevenbergMarquardt:
             opt["damping"] *= 4.0
             kept = dict(zip(opt["names"], opt["errors"]))
         loss = float(np.mean(np.square(opt["errors"])))
-        return loss, kept, failed
+        return loss, kept, sorted(set(failed) | set(first_failed))
 
 
 def _lm_arrays(errors: dict, jac: dict) -> dict:
