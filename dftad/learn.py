@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import energy, numint, scf_pieces
+from . import forces as _forces
 from .hamiltonian import exchange_operators
 from .molecule import Molecule
 from .pieces import piece
@@ -137,6 +138,31 @@ def energy_and_grad_implicit(sp: Species, model, theta) -> Point:
     theorem): general (omega, any parameter) but compiled once per molecule."""
     (e, (converged, cycles)), g = _implicit(sp.setup, sp.coords, theta, _Static(model))
     return Point(float(e), g, bool(converged), int(cycles))
+
+
+def force_error_and_grad(sp: Species, model, theta, f_ref=None):
+    """sum |F(theta) - F_ref|^2 over the atoms of ``sp`` ((Hartree/Bohr)^2; F_ref zero by
+    default: an equilibrium geometry), its gradient in theta, the forces and whether the SCF
+    converged: ``(value, grad, forces, converged)``. Forces are not variational: they depend on
+    the density's response to theta, so this goes through the implicitly differentiated whole
+    program (:func:`dftad.energy.kernel`, then :func:`dftad.forces.gradient_at`; the implicit
+    function theorem at the fixed point, never the iterations): one compiled program per
+    molecule."""
+    f_ref = np.zeros(sp.mol.coords.shape) if f_ref is None else np.asarray(f_ref)
+    (value, (forces, converged)), g = _force_error(sp.setup, sp.coords, theta,
+                                                   jax.device_put(f_ref), _Static(model))
+    return float(value), g, np.asarray(forces), bool(converged)
+
+
+@jax.jit
+def _force_error(setup, coords, theta, f_ref, static):
+    def fn(t):
+        params = static.model.functional(t).params
+        res = energy.kernel(setup, coords, params)
+        forces = -_forces.gradient_at(setup, coords, res.scf, params)
+        return jnp.sum((forces - f_ref) ** 2), (forces, res.converged)
+
+    return jax.value_and_grad(fn, has_aux=True)(theta)
 
 
 @jax.tree_util.register_static

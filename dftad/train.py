@@ -22,6 +22,11 @@ Config (TOML; every key but ``[data] path`` has a default)::
     basis = "def2-svp"
     grid_level = 2
     max_reactions = 0                   # > 0: the first N reactions of each split (quick runs)
+    [loss]
+    forces = 0.0                        # weight of the force term: w_F mean over molecules of
+                                        # mean |F|^2 in (kcal/mol/A)^2 (zero reference forces:
+                                        # equilibrium geometries), through the implicit second
+                                        # derivative (one compiled program per molecule)
     [scf]                               # optional: SCF options (dftad.scf.SCFOptions)
     conv_tol = 1e-10
     [optimizer]
@@ -54,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import learn
-from .constants import HARTREE_KCAL
+from .constants import BOHR_ANGSTROM, HARTREE_KCAL
 from .dataset import Dataset, load_dataset
 from .scf import SCFOptions
 from .xc.models import model_from_config, start_values
@@ -62,6 +67,7 @@ from .xc.models import model_from_config, start_values
 DEFAULTS = {
     "functional": {"model": "b3lyp3"},
     "data": {"basis": "def2-svp", "grid_level": 2, "max_reactions": 0},
+    "loss": {"forces": 0.0},
     "scf": {},
     "optimizer": {"name": "adam", "learning_rate": 0.01},
     "run": {"steps": 50, "batch": 8, "seed": 0, "checkpoint": "runs/train", "eval_every": 10},
@@ -100,6 +106,9 @@ def make_config(user: dict, path: str = "config") -> dict:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{table}]; known: "
                                   f"{', '.join(sorted(known))}")
         cfg[table].update(values)
+    if cfg["optimizer"].get("name") == "levenberg_marquardt" and cfg["loss"]["forces"]:
+        raise ConfigError(f"{path}: levenberg_marquardt fits reaction energies only; use an "
+                          "optax optimizer with a force term in the loss")
     if "path" not in cfg["data"]:
         raise ConfigError(f"{path}: [data] needs path = \"<dataset folder>\"")
     run = cfg["run"]
@@ -119,13 +128,15 @@ class Trainer:
     basis: str
     grid_level: int
     scf: dict = dataclasses.field(default_factory=dict)
+    force_weight: float = 0.0
     species: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: dict) -> Trainer:
         data = cfg["data"]
         return cls(model_from_config(cfg["functional"]), load_dataset(data["path"]),
-                   str(data["basis"]), int(data["grid_level"]), dict(cfg["scf"]))
+                   str(data["basis"]), int(data["grid_level"]), dict(cfg["scf"]),
+                   float(cfg["loss"]["forces"]))
 
     def calc(self, name: str) -> learn.Species:
         if name not in self.species:
@@ -166,7 +177,28 @@ class Trainer:
                         [jac[n] for n in errors]) if errors else jax.tree.map(jnp.zeros_like,
                                                                               theta)
         loss = float(np.mean([e * e for e in errors.values()])) if errors else float("nan")
+        if self.force_weight and errors:
+            value, g = self.force_term([r for r in reactions if r.name in errors], theta)
+            loss, grad = loss + value, _combine([1.0, 1.0], [grad, g])
         return loss, grad, errors, failed
+
+    def force_term(self, reactions, theta):
+        """w_F mean_s mean_(atoms, xyz) |F_s - 0|^2 in (kcal/mol/A)^2 over the molecules (two
+        atoms or more) of ``reactions`` at their (equilibrium) geometries, and its gradient
+        (through the implicit second derivative, :func:`dftad.learn.force_error_and_grad`)."""
+        names = [n for n in self.data.species_of(reactions) if self.data.species[n].natm > 1]
+        unit = (HARTREE_KCAL / BOHR_ANGSTROM) ** 2
+        values, grads = [], []
+        for n in names:
+            v, g, _, converged = learn.force_error_and_grad(self.calc(n), self.model, theta)
+            if converged:
+                k = self.force_weight * unit / (3 * self.data.species[n].natm)
+                values.append(k * v)
+                grads.append(jax.tree.map(lambda x, k=k: k * x, g))
+        if not values:
+            return 0.0, jax.tree.map(jnp.zeros_like, theta)
+        m = len(values)
+        return sum(values) / m, _combine([1.0 / m] * m, grads)
 
 
 def _combine(scales, trees):

@@ -3,6 +3,7 @@
 energies and losses, against the implicitly differentiated whole program, checkpoints and
 resuming."""
 
+import dataclasses
 import shutil
 
 import jax
@@ -347,3 +348,26 @@ def test_no_compilation_after_the_first_epoch(tmp_path):
         jax.monitoring.unregister_event_duration_listener(count)
     assert state.step == 3 and all(r["reactions"] == 2 for r in state.rows)
     assert compiles == []
+
+
+@pytest.mark.slow
+def test_force_loss_gradient_equals_finite_differences(tmp_path):
+    """A loss with a force term (zero reference forces; the forces depend on the density's
+    response, differentiated implicitly at the fixed point) has the gradient of central
+    differences of the SCF-converged loss, to 1e-6 relative; closed (H2O) and open shell (OH)."""
+    cfg = _config(tmp_path, _dataset(tmp_path / "data", [OH, "$tmer {h2o,o,h}/$f  x -1 1 2 "
+                                                         "$w 232.6"]))
+    cfg["loss"]["forces"] = 0.5
+    trainer = train.Trainer.from_config(cfg)
+    theta = train.start_values(trainer.model, cfg["functional"])
+    reactions = trainer.data.reactions
+    loss, grad, _, failed = trainer.loss(reactions, theta)
+    assert not failed
+    assert loss > trainer.loss.__self__.__class__.loss(  # the force term is really there
+        dataclasses.replace(trainer, force_weight=0.0), reactions, theta)[0]
+    h = 1e-5
+    for k in theta:
+        lp = trainer.loss(reactions, {**theta, k: theta[k] + h})[0]
+        lm = trainer.loss(reactions, {**theta, k: theta[k] - h})[0]
+        fd = (lp - lm) / (2 * h)
+        assert abs(float(grad[k]) - fd) <= 1e-6 * abs(fd), (k, float(grad[k]), fd)
