@@ -439,7 +439,10 @@ def split_errors(trainer: Trainer, theta, limit: int = 0) -> dict:
         reactions = list(trainer.data.reactions_in(which))
         if limit > 0:
             reactions = reactions[:limit]
-        out[which] = trainer.loss(reactions, theta)[2] if reactions else {}
+        out[which] = trainer.residuals(reactions, theta)[0] if reactions else {}
+        # each species keeps its integrals and grid (~100 MB in def2-SVP): a whole dataset
+        # of them, for several functionals, does not fit in memory
+        trainer.species.clear()
     return out
 
 
