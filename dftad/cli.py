@@ -11,6 +11,7 @@
                  [--trajectory traj.xyz] [--output final.xyz] [--json]
     dftad integrals GEOMETRY [--basis def2-svp] [--cart] [--charge 0] [--spin 0] [--json]
     dftad train CONFIG.toml [--resume] [--compare b3lyp,pbe] [--no-report]
+                [--report-splits train,validation,test]
 
 GEOMETRY is an .xyz path or the name of a shipped molecule (``dftad energy water``).
 Exit status: 0 success; 2 bad input (unknown element, malformed file, impossible charge/spin, a
@@ -476,6 +477,8 @@ def _train_args(p):
     p.add_argument("--compare", default="b3lyp,pbe",
                    help="functionals the final report compares with (comma separated; '' none)")
     p.add_argument("--no-report", action="store_true", help="skip the final report")
+    p.add_argument("--report-splits", default="train,validation,test",
+                   help="the splits the final report evaluates (comma separated)")
 
 
 def _train(args) -> int:
@@ -487,7 +490,12 @@ def _train(args) -> int:
     print(f"{state.step} steps; checkpoint, metrics.csv in {folder}")
     if not args.no_report:
         compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-        print(train.report(cfg, state, compare))
+        splits = [s.strip() for s in args.report_splits.split(",") if s.strip()]
+        bad = [s for s in splits if s not in train.SPLITS]
+        if bad:
+            raise train.ConfigError(f"--report-splits: unknown split {bad[0]!r}; known: "
+                                    f"{', '.join(train.SPLITS)}")
+        print(train.report(cfg, state, compare, splits))
     return 0
 
 

@@ -60,7 +60,7 @@ import numpy as np
 
 from . import learn
 from .constants import BOHR_ANGSTROM, HARTREE_KCAL
-from .dataset import Dataset, load_dataset
+from .dataset import SPLITS, Dataset, load_dataset
 from .scf import SCFOptions
 from .xc.models import model_from_config, start_values
 
@@ -432,10 +432,10 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 # ---------------------------------------------------------------------- report
-def split_errors(trainer: Trainer, theta, limit: int = 0) -> dict:
-    """{split: {reaction: error (kcal/mol)}} of every split at ``theta``."""
+def split_errors(trainer: Trainer, theta, limit: int = 0, splits=SPLITS) -> dict:
+    """{split: {reaction: error (kcal/mol)}} of the ``splits`` at ``theta``."""
     out = {}
-    for which in ("train", "validation", "test"):
+    for which in splits:
         reactions = list(trainer.data.reactions_in(which))
         if limit > 0:
             reactions = reactions[:limit]
@@ -446,7 +446,7 @@ def split_errors(trainer: Trainer, theta, limit: int = 0) -> dict:
     return out
 
 
-def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), progress=True) -> str:
+def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), splits=SPLITS) -> str:
     """A markdown table of MAEs (kcal/mol) per split: the model at its start and after
     training, and the ``compare`` functionals in the same basis and grid; written to
     ``report.md`` in the checkpoint folder, with ``functional.json`` (the trained functional)
@@ -456,14 +456,14 @@ def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), progress=True) -> 
     trainer = Trainer.from_config(cfg)
     limit = int(cfg["data"]["max_reactions"])
     columns = {"start": split_errors(trainer, start_values(trainer.model, cfg["functional"]),
-                                     limit),
-               "trained": split_errors(trainer, state.theta, limit)}
+                                     limit, splits),
+               "trained": split_errors(trainer, state.theta, limit, splits)}
     for name in compare:
         other = dataclasses.replace(trainer, model=Fixed(name), species={})
-        columns[name] = split_errors(other, {}, limit)
+        columns[name] = split_errors(other, {}, limit, splits)
     lines = ["| split | reactions | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
-    for which in ("train", "validation", "test"):
+    for which in splits:
         n = len(columns["trained"][which])
         lines.append(f"| {which} | {n} | "
                      + " | ".join(f"{mae(c[which]):.2f}" for c in columns.values()) + " |")
