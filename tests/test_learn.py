@@ -148,6 +148,15 @@ def _config(tmp_path, data, steps=3, **run):
     })
 
 
+def _assert_central_differences(trainer, reactions, theta, grad, h=1e-5):
+    """grad equals central differences of the SCF-converged loss to 1e-6 relative."""
+    for k in theta:
+        lp = trainer.loss(reactions, {**theta, k: theta[k] + h})[0]
+        lm = trainer.loss(reactions, {**theta, k: theta[k] - h})[0]
+        fd = (lp - lm) / (2 * h)
+        assert abs(float(grad[k]) - fd) <= 1e-6 * abs(fd), (k, float(grad[k]), fd)
+
+
 def test_loss_gradient_equals_finite_differences(tmp_path):
     """The reaction-energy loss's gradient (kcal/mol units, open-shell atoms included) equals
     central differences of the SCF-converged loss to 1e-6 relative."""
@@ -157,12 +166,7 @@ def test_loss_gradient_equals_finite_differences(tmp_path):
     reactions = trainer.data.reactions
     _, grad, errors, failed = trainer.loss(reactions, theta)
     assert not failed and len(errors) == 2
-    h = 1e-5
-    for k in theta:
-        lp = trainer.loss(reactions, {**theta, k: theta[k] + h})[0]
-        lm = trainer.loss(reactions, {**theta, k: theta[k] - h})[0]
-        fd = (lp - lm) / (2 * h)
-        assert abs(float(grad[k]) - fd) <= 1e-6 * abs(fd), (k, float(grad[k]), fd)
+    _assert_central_differences(trainer, reactions, theta, grad)
 
 
 def test_resume_gives_the_same_parameters_bit_for_bit(tmp_path):
@@ -365,11 +369,6 @@ def test_force_loss_gradient_equals_finite_differences(tmp_path):
     reactions = trainer.data.reactions
     loss, grad, _, failed = trainer.loss(reactions, theta)
     assert not failed
-    assert loss > trainer.loss.__self__.__class__.loss(  # the force term is really there
-        dataclasses.replace(trainer, force_weight=0.0), reactions, theta)[0]
-    h = 1e-5
-    for k in theta:
-        lp = trainer.loss(reactions, {**theta, k: theta[k] + h})[0]
-        lm = trainer.loss(reactions, {**theta, k: theta[k] - h})[0]
-        fd = (lp - lm) / (2 * h)
-        assert abs(float(grad[k]) - fd) <= 1e-6 * abs(fd), (k, float(grad[k]), fd)
+    # the force term is really there
+    assert loss > dataclasses.replace(trainer, force_weight=0.0).loss(reactions, theta)[0]
+    _assert_central_differences(trainer, reactions, theta, grad)
