@@ -14,6 +14,7 @@ import argparse
 import resource
 import time
 
+import jax
 import numpy as np
 
 import dftad
@@ -58,14 +59,8 @@ def main():
               f"{min(times) * 1e3:7.1f} ms (best of 3), peak RSS +{peak_rss_mb() - before:.0f} MB",
               flush=True)
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-               for a, b in zip(jax_leaves(grads[0]), jax_leaves(grads[1])))
+               for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])))
     print(f"max |gradient difference| between the two paths: {diff:.1e}")
-
-
-def jax_leaves(tree):
-    import jax
-
-    return jax.tree.leaves(tree)
 
 
 if __name__ == "__main__":

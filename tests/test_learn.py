@@ -371,4 +371,6 @@ def test_force_loss_gradient_equals_finite_differences(tmp_path):
     assert not failed
     # the force term is really there
     assert loss > dataclasses.replace(trainer, force_weight=0.0).loss(reactions, theta)[0]
-    _assert_central_differences(trainer, reactions, theta, grad)
+    # a larger step: the force term carries the SCF convergence noise of the forces (~1e-8 Ha/Bohr
+    # in (kcal/mol/A)^2), divided by h
+    _assert_central_differences(trainer, reactions, theta, grad, h=1e-4)
