@@ -11,7 +11,8 @@ from dftad import energy, guess, hamiltonian, scf_pieces
 
 @pytest.mark.parametrize("name,xc,df", [
     ("water", "b3lyp", False),  # RKS, incore, global hybrid
-    ("hydroxyl_radical", "pbe", False),  # UKS, GGA without exact exchange
+    ("methyl_radical", "pbe", False),  # UKS, GGA without exact exchange (OH: degenerate pi, a
+    # flat direction where DIIS stalls near 1e-9 depending on rounding)
     pytest.param("water", "wb97x", True, marks=pytest.mark.slow),  # DF, range separated
 ])
 def test_the_padded_scf_equals_the_unpadded_one(name, xc, df):

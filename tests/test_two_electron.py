@@ -396,6 +396,7 @@ def test_new_geometry_does_not_recompile():
     """A jitted eri, with the plan from the first geometry, is traced once for three geometries
     (and other exponents), and its results equal PySCF's int2e at each geometry."""
     mol, b, plan, _ = setup("water", "sto-3g")
+    traces = TRACES.get(b.layout, 0)  # other tests (or a cleared cache) may have traced it
     for dx in GEOMETRIES:
         x = mol.coords + dx
         ours = np.asarray(eri_counted(plan, b, jnp.asarray(x)))
@@ -405,7 +406,7 @@ def test_new_geometry_does_not_recompile():
     c0 = jnp.asarray(mol.coords)
     other = of_exps_jit(plan, b, b.exponents * 1.03, c0)
     assert np.abs(np.asarray(other) - np.asarray(eri_counted(plan, b, c0))).max() > 1e-4
-    assert TRACES[b.layout] == 1
+    assert TRACES[b.layout] == traces + 1
     assert eri_counted._cache_size() == size
 
 
@@ -453,10 +454,10 @@ def test_plan_is_a_pytree():
     assert all(jnp.issubdtype(x.dtype, jnp.integer) for x in leaves)
     rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
     c = jnp.asarray(MOLS["water"].coords)
-    np.testing.assert_array_equal(
-        np.asarray(eri_counted(rebuilt, b, c)), np.asarray(eri_counted(plan, b, c))
-    )
-    assert TRACES[b.layout] == 1  # same static structure: no retrace
+    ref = np.asarray(eri_counted(plan, b, c))
+    traces = TRACES[b.layout]  # after the original plan's trace (other tests may share it)
+    np.testing.assert_array_equal(np.asarray(eri_counted(rebuilt, b, c)), ref)
+    assert TRACES[b.layout] == traces  # same static structure: no retrace
 
 
 @pytest.mark.parametrize("basis,omega", [("sto-3g", None), ("sto-3g", 0.33),
