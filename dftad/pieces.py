@@ -59,6 +59,15 @@ def _spec(x):
     return (tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False)))
 
 
+def _device():
+    """The device a piece runs on when it is not the first one (``jax.default_device``, which
+    :mod:`dftad.parallel` sets per thread): an executable is compiled for one device."""
+    dev = jax.config.jax_default_device
+    if dev is None or isinstance(dev, str) or dev == jax.local_devices()[0]:
+        return None
+    return (dev.platform, dev.id)
+
+
 class Piece:
     """``jax.jit(fun, static_argnums=..., donate_argnums=...)`` with its executables kept by key
     (see the module docstring). Call it with positional arguments only. ``donate_argnums``: an
@@ -82,7 +91,7 @@ class Piece:
 
     def _key(self, static, dynamic):
         leaves, tree = jax.tree_util.tree_flatten(dynamic)
-        return static, str(tree), tuple(_spec(x) for x in leaves)
+        return static, str(tree), tuple(_spec(x) for x in leaves), _device()
 
     def cache_size(self) -> int:
         """Executables compiled or loaded in this process."""
@@ -129,8 +138,8 @@ class Piece:
 
     def _path(self, key):
         base = cache_dir()
-        if base is None:
-            return None
+        if base is None or key[-1] is not None:
+            return None  # a serialized executable loads onto the first device only
         digest = hashlib.sha256(repr((self.name, key)).encode()).hexdigest()[:32]
         return os.path.join(base, _salt(), f"{self.fun.__name__}-{digest}.bin")
 

@@ -38,6 +38,9 @@ Config (TOML; every key but ``[data] path`` has a default)::
     seed = 0
     checkpoint = "runs/NAME"            # folder: checkpoint, metrics.csv, loss.png, report
     eval_every = 10                     # validation MAE every N steps (0: only at the end)
+    devices = 0                         # local JAX devices the molecules are spread over
+                                        # (0: all); with jax.distributed, over processes too
+                                        # (dftad.parallel)
 
 The checkpoint folder holds everything a run has finished: theta, the optimizer state, the
 random generator, each species' last density (the next SCF starts from it) and the metrics.
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 import pickle
 import time
@@ -57,8 +61,9 @@ import tomllib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from . import learn
+from . import learn, parallel
 from .constants import BOHR_ANGSTROM, HARTREE_KCAL
 from .dataset import SPLITS, Dataset, load_dataset
 from .scf import SCFOptions
@@ -70,7 +75,8 @@ DEFAULTS = {
     "loss": {"forces": 0.0},
     "scf": {},
     "optimizer": {"name": "adam", "learning_rate": 0.01},
-    "run": {"steps": 50, "batch": 8, "seed": 0, "checkpoint": "runs/train", "eval_every": 10},
+    "run": {"steps": 50, "batch": 8, "seed": 0, "checkpoint": "runs/train", "eval_every": 10,
+            "devices": 0},
 }
 
 
@@ -115,6 +121,8 @@ def make_config(user: dict, path: str = "config") -> dict:
     for key in ("steps", "batch"):
         if not isinstance(run[key], int) or run[key] < 1:
             raise ConfigError(f"{path}: [run] {key} must be a positive integer")
+    if not isinstance(run["devices"], int) or run["devices"] < 0:
+        raise ConfigError(f"{path}: [run] devices must be an integer >= 0 (0: all)")
     return cfg
 
 
@@ -129,6 +137,7 @@ class Trainer:
     grid_level: int
     scf: dict = dataclasses.field(default_factory=dict)
     force_weight: float = 0.0
+    devices: int = 1
     species: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -136,7 +145,20 @@ class Trainer:
         data = cfg["data"]
         return cls(model_from_config(cfg["functional"]), load_dataset(data["path"]),
                    str(data["basis"]), int(data["grid_level"]), dict(cfg["scf"]),
-                   float(cfg["loss"]["forces"]))
+                   float(cfg["loss"]["forces"]), int(cfg["run"]["devices"]))
+
+    @functools.cached_property
+    def layout(self) -> parallel.Layout:
+        """Which device of which process computes each species (:mod:`dftad.parallel`)."""
+        return parallel.Layout(self.data.species, parallel.local_devices(self.devices))
+
+    def map(self, fn, names, pack=None, unpack=None) -> dict:
+        """{name: fn(species)} over ``names``, data parallel (:meth:`dftad.parallel.Layout.map`;
+        the species are set up here first, on the Python side)."""
+        for n in names:
+            if self.layout.owner(n)[0] == self.layout.process:
+                self.calc(n)
+        return self.layout.map(lambda n: fn(self.species[n]), names, pack, unpack)
 
     def calc(self, name: str) -> learn.Species:
         if name not in self.species:
@@ -151,7 +173,16 @@ class Trainer:
         compiled program per molecule, :func:`dftad.learn.energy_and_grad_implicit`)."""
         fn = (learn.energy_and_grad_implicit if learn.model_trains_omega(self.model)
               else learn.energy_and_grad)
-        return {n: fn(self.calc(n), self.model, theta) for n in names}
+        _, unravel = ravel_pytree(theta)
+
+        def pack(p):
+            return np.concatenate([[p.e_tot, p.converged, p.cycles],
+                                   np.asarray(ravel_pytree(p.grad)[0])])
+
+        def unpack(a):
+            return learn.Point(float(a[0]), unravel(jnp.asarray(a[3:])), bool(a[1]), int(a[2]))
+
+        return self.map(lambda sp: fn(sp, self.model, theta), names, pack, unpack)
 
     def residuals(self, reactions, theta):
         """(errors, jacobian, failed): the error dE_r - ref_r (kcal/mol) of each reaction whose
@@ -188,9 +219,19 @@ class Trainer:
         (through the implicit second derivative, :func:`dftad.learn.force_error_and_grad`)."""
         names = [n for n in self.data.species_of(reactions) if self.data.species[n].natm > 1]
         unit = (HARTREE_KCAL / BOHR_ANGSTROM) ** 2
+        _, unravel = ravel_pytree(theta)
+
+        def pack(r):
+            return np.concatenate([[r[0], r[3]], np.asarray(ravel_pytree(r[1])[0])])
+
+        def unpack(a):
+            return float(a[0]), unravel(jnp.asarray(a[2:])), None, bool(a[1])
+
+        results = self.map(lambda sp: learn.force_error_and_grad(sp, self.model, theta), names,
+                           pack, unpack)
         values, grads = [], []
         for n in names:
-            v, g, _, converged = learn.force_error_and_grad(self.calc(n), self.model, theta)
+            v, g, _, converged = results[n]
             if converged:
                 k = self.force_weight * unit / (3 * self.data.species[n].natm)
                 values.append(k * v)
@@ -239,15 +280,25 @@ def _device(tree):
                         and a.dtype.kind in "fiub" else a, tree)
 
 
+def _checkpoint(folder: str) -> str:
+    """The checkpoint file of this process (one per process with jax.distributed: each holds
+    the last densities of its own species)."""
+    if jax.process_count() == 1:
+        return os.path.join(folder, CHECKPOINT)
+    return os.path.join(folder, f"checkpoint.{jax.process_index()}.pkl")
+
+
 def save(folder: str, state: State) -> None:
     """Write the checkpoint atomically (a crash mid-write leaves the previous one)."""
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, CHECKPOINT)
+    path = _checkpoint(folder)
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         pickle.dump(dataclasses.replace(state, theta=_host(state.theta),
                                         opt_state=_host(state.opt_state)), f)
     os.replace(tmp, path)
+    if jax.process_index() != 0:
+        return
     with open(os.path.join(folder, METRICS), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
@@ -255,7 +306,7 @@ def save(folder: str, state: State) -> None:
 
 
 def load_state(folder: str) -> State:
-    path = os.path.join(folder, CHECKPOINT)
+    path = _checkpoint(folder)
     try:
         with open(path, "rb") as f:
             state = pickle.load(f)
@@ -288,8 +339,6 @@ class LevenbergMarquardt:
 
     def step(self, trainer: Trainer, reactions, state: State):
         """One accepted or rejected step: ``(loss, errors, failed)`` at the new theta."""
-        from jax.flatten_util import ravel_pytree
-
         opt = state.opt_state
         flat, unravel = ravel_pytree(state.theta)
         first_failed = []
@@ -315,8 +364,6 @@ class LevenbergMarquardt:
 
 
 def _lm_arrays(errors: dict, jac: dict) -> dict:
-    from jax.flatten_util import ravel_pytree
-
     names = list(errors)
     return {"names": names, "errors": np.array([errors[n] for n in names]),
             "jac": np.array([np.asarray(ravel_pytree(jac[n])[0]) for n in names])}
@@ -375,7 +422,7 @@ def run(cfg: dict, resume: bool = False, progress=True, stop_after: int | None =
     opt = optimizer(cfg["optimizer"])
     if resume:
         state = load_state(folder)
-    elif os.path.exists(os.path.join(folder, CHECKPOINT)):
+    elif os.path.exists(_checkpoint(folder)):
         raise ConfigError(f"{folder!r} holds a checkpoint of an earlier run: continue it with "
                           "--resume, or give [run] checkpoint another folder")
     else:
@@ -469,11 +516,13 @@ def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), splits=SPLITS) -> 
                      + " | ".join(f"{mae(c[which]):.2f}" for c in columns.values()) + " |")
     table = "\n".join(lines)
     folder = str(cfg["run"]["checkpoint"])
-    os.makedirs(folder, exist_ok=True)
-    save_functional(os.path.join(folder, "functional.json"), trainer.model, state.theta)
     text = (f"# {trainer.model.name}: mean absolute errors (kcal/mol)\n\n"
             f"{trainer.data.path}, {trainer.basis}, grid level {trainer.grid_level}, "
             f"{state.step} steps\n\n{table}\n\nparameters: {_theta_text(state.theta)}\n")
+    if jax.process_index() != 0:  # with jax.distributed: one process writes
+        return text
+    os.makedirs(folder, exist_ok=True)
+    save_functional(os.path.join(folder, "functional.json"), trainer.model, state.theta)
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write(text)
     plot_losses(state.rows, os.path.join(folder, "loss.png"))
