@@ -9,6 +9,14 @@ A dataset is a folder, the way GMTKN55 writes its subsets (``molecules/w4-11`` i
                            integer stoichiometric coefficients in the same order, ``$w``, the
                            reference value of sum_i c_i E_i); ``#`` starts a comment
     split.txt              optional: ``<reaction> <train|validation|test>`` per line
+    references.json        optional per-species reference data (each key optional):
+                               {"h2o": {"energy": -76.4,            Hartree
+                                        "forces": [[fx, fy, fz], ...],  Hartree/Bohr, -dE/dx,
+                                                                    atoms in the .xyz order
+                                        "density": {"file": "densities/h2o.npy",
+                                                    "basis": "def2-svp"}}}
+                           the density is the total AO density matrix (nao, nao) in ``basis``
+                           (PySCF's AO order), e.g. a CCSD one-particle density matrix
 
 A reaction is named after its first species (in W4-11, the molecule whose atomization energy
 it is). Reaction energies, total energies (a reaction with one species and coefficient 1) and
@@ -19,8 +27,11 @@ file and line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
+
+import numpy as np
 
 from .molecule import Molecule, load
 
@@ -37,15 +48,29 @@ class Reaction:
     reference: float
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Reference:
+    """Reference data of one species (each None when not given): ``energy`` (Hartree),
+    ``forces`` (natm, 3) Hartree/Bohr, ``density`` (nao, nao) total AO density matrix in the
+    basis ``density_basis``."""
+
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    density: np.ndarray | None = None
+    density_basis: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Species by name, the reactions, and each reaction's split (``train``, ``validation``,
-    ``test``; all ``train`` without a split file)."""
+    """Species by name, the reactions, each reaction's split (``train``, ``validation``,
+    ``test``; all ``train`` without a split file) and the species' reference data (only those
+    that have some)."""
 
     path: str
     species: dict
     reactions: tuple
     split: dict
+    references: dict = dataclasses.field(default_factory=dict)
 
     def reactions_in(self, which: str | None = None) -> tuple:
         """The reactions of one split (all with None)."""
@@ -154,4 +179,65 @@ def load_dataset(path) -> Dataset:
         missing = [n for n in names if n not in seen]
         if missing:
             raise ValueError(f"{split_file}: no split for {', '.join(missing)}")
-    return Dataset(os.fspath(root), species, tuple(reactions), split)
+    references = _references(root, species)
+    return Dataset(os.fspath(root), species, tuple(reactions), split, references)
+
+
+def _references(root: Path, species: dict) -> dict:
+    """``references.json`` (module docstring) checked against the species: {name: Reference}."""
+    path = root / "references.json"
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected an object of species names")
+    out = {}
+    for name, entry in table.items():
+        where = f"{path}: {name!r}"
+        if name not in species:
+            raise ValueError(f"{where}: no such species in the reactions")
+        if not isinstance(entry, dict) or not entry or set(entry) - {"energy", "forces",
+                                                                     "density"}:
+            raise ValueError(f"{where}: expected some of 'energy', 'forces', 'density'")
+        density, basis = (_density(root, entry["density"], where) if "density" in entry
+                          else (None, None))
+        out[name] = Reference(_energy(entry.get("energy"), where),
+                              _forces(entry.get("forces"), species[name].natm, where),
+                              density, basis)
+    return out
+
+
+def _energy(value, where: str):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{where}: energy must be a number (Hartree)")
+    return float(value)
+
+
+def _forces(value, natm: int, where: str):
+    if value is None:
+        return None
+    try:
+        forces = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        forces = None
+    if forces is None or forces.shape != (natm, 3) or not np.isfinite(forces).all():
+        raise ValueError(f"{where}: forces must be {natm} rows of 3 numbers (Hartree/Bohr)")
+    return forces
+
+
+def _density(root: Path, value, where: str):
+    if not isinstance(value, dict) or set(value) != {"file", "basis"}:
+        raise ValueError(f"{where}: density must be {{\"file\": ..., \"basis\": ...}}")
+    try:
+        density = np.load(root / str(value["file"]))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{where}: cannot read the density {value['file']!r}: {err}") from None
+    if density.ndim != 2 or density.shape[0] != density.shape[1] or \
+            not np.isfinite(density).all():
+        raise ValueError(f"{where}: the density must be a square (nao, nao) matrix")
+    return density, str(value["basis"])

@@ -33,6 +33,8 @@ import numpy as np
 
 from . import energy, numint, scf_pieces
 from . import forces as _forces
+from .density import eval_rho_on_points
+from .grid import block_grid
 from .hamiltonian import exchange_operators
 from .molecule import Molecule
 from .pieces import piece
@@ -161,6 +163,35 @@ def _force_error(setup, coords, theta, f_ref, static):
         res = energy.kernel(setup, coords, params)
         forces = -_forces.gradient_at(setup, coords, res.scf, params)
         return jnp.sum((forces - f_ref) ** 2), (forces, res.converged)
+
+    return jax.value_and_grad(fn, has_aux=True)(theta)
+
+
+def density_error_and_grad(sp: Species, model, theta, dm_ref):
+    """int (rho(theta) - rho_ref)^2 dr on the species' grid (electrons^2 / Bohr^3), its
+    gradient in theta and whether the SCF converged: ``(value, grad, converged)``.
+    rho(theta) is the converged total density, rho_ref that of the total AO density matrix
+    ``dm_ref`` (same basis); the difference is linear in D, so it is evaluated once:
+    rho[D(theta) - D_ref]. The density's response to theta goes through the implicitly
+    differentiated whole program (one compiled program per molecule)."""
+    if sp.setup.grid is None:
+        raise ValueError(f"{sp.name}: a density loss needs a grid (a functional with a "
+                         "semi-local part)")
+    (value, converged), g = _density_error(sp.setup, sp.coords, theta, jax.device_put(dm_ref),
+                                           _Static(model))
+    return float(value), g, bool(converged)
+
+
+@jax.jit
+def _density_error(setup, coords, theta, dm_ref, static):
+    def fn(t):
+        res = energy.kernel(setup, coords, static.model.functional(t).params)
+        dm = res.scf.dm
+        diff = (dm.sum(axis=0) if dm.ndim == 3 else dm) - dm_ref
+        points, weights = setup.grid.points(coords)
+        pts, w = block_grid(points, weights, setup.block_size)
+        rho = eval_rho_on_points(setup.basis, coords, pts, diff, "LDA")
+        return jnp.sum(w * rho * rho), res.converged
 
     return jax.value_and_grad(fn, has_aux=True)(theta)
 

@@ -3,8 +3,11 @@
 The loss of a batch of reactions r (kcal/mol; E_s from a converged SCF with the model's
 functional at theta, :mod:`dftad.learn`):
 
-    L(theta) = mean_r (dE_r(theta) - ref_r)^2,    dE_r = 627.509... sum_s c_rs E_s(theta),
-    dL/dtheta = mean_r 2 (dE_r - ref_r) 627.509... sum_s c_rs dE_s/dtheta,
+    L(theta) = w_R mean_r (dE_r(theta) - ref_r)^2,    dE_r = 627.509... sum_s c_rs E_s(theta),
+    dL/dtheta = w_R mean_r 2 (dE_r - ref_r) 627.509... sum_s c_rs dE_s/dtheta,
+
+plus, with their weights, terms for the species' reference total energies, forces and
+densities (``[loss]`` below; the references are optional per species, :mod:`dftad.dataset`),
 
 with dE_s/dtheta SCF-consistent at each species' fixed point (never unrolled). An SCF that does
 not converge leaves its reactions out of that step's loss (counted and reported); the
@@ -22,11 +25,18 @@ Config (TOML; every key but ``[data] path`` has a default)::
     basis = "def2-svp"
     grid_level = 2
     max_reactions = 0                   # > 0: the first N reactions of each split (quick runs)
-    [loss]
-    forces = 0.0                        # weight of the force term: w_F mean over molecules of
-                                        # mean |F|^2 in (kcal/mol/A)^2 (zero reference forces:
-                                        # equilibrium geometries), through the implicit second
-                                        # derivative (one compiled program per molecule)
+    [loss]                              # weights of the terms (a weighted sum)
+    reactions = 1.0                     # mean squared reaction-energy error, (kcal/mol)^2
+    energies = 0.0                      # mean squared total-energy error, (kcal/mol)^2, over
+                                        # the batch's species with a reference energy
+    forces = 0.0                        # mean over molecules of mean |F - F_ref|^2 in
+                                        # (kcal/mol/A)^2 (F_ref from the dataset's references,
+                                        # else zero: equilibrium geometries)
+    densities = 0.0                     # mean over the batch's species with a reference
+                                        # density of int (rho - rho_ref)^2 dr (e^2/Bohr^3)
+                                        # (forces and densities: through the implicit
+                                        # derivative of the density, one compiled program per
+                                        # molecule)
     [scf]                               # optional: SCF options (dftad.scf.SCFOptions)
     conv_tol = 1e-10
     [optimizer]
@@ -72,7 +82,7 @@ from .xc.models import model_from_config, start_values
 DEFAULTS = {
     "functional": {"model": "b3lyp3"},
     "data": {"basis": "def2-svp", "grid_level": 2, "max_reactions": 0},
-    "loss": {"forces": 0.0},
+    "loss": {"reactions": 1.0, "energies": 0.0, "forces": 0.0, "densities": 0.0},
     "scf": {},
     "optimizer": {"name": "adam", "learning_rate": 0.01},
     "run": {"steps": 50, "batch": 8, "seed": 0, "checkpoint": "runs/train", "eval_every": 10,
@@ -112,9 +122,13 @@ def make_config(user: dict, path: str = "config") -> dict:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{table}]; known: "
                                   f"{', '.join(sorted(known))}")
         cfg[table].update(values)
-    if cfg["optimizer"].get("name") == "levenberg_marquardt" and cfg["loss"]["forces"]:
+    for key, w in cfg["loss"].items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+            raise ConfigError(f"{path}: [loss] {key} must be a weight >= 0")
+    if cfg["optimizer"].get("name") == "levenberg_marquardt" and any(
+            cfg["loss"][k] for k in ("energies", "forces", "densities")):
         raise ConfigError(f"{path}: levenberg_marquardt fits reaction energies only; use an "
-                          "optax optimizer with a force term in the loss")
+                          "optax optimizer for total-energy, force or density terms")
     if "path" not in cfg["data"]:
         raise ConfigError(f"{path}: [data] needs path = \"<dataset folder>\"")
     run = cfg["run"]
@@ -139,13 +153,23 @@ class Trainer:
     force_weight: float = 0.0
     devices: int = 1
     species: dict = dataclasses.field(default_factory=dict)
+    reaction_weight: float = 1.0
+    energy_weight: float = 0.0
+    density_weight: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict) -> Trainer:
-        data = cfg["data"]
-        return cls(model_from_config(cfg["functional"]), load_dataset(data["path"]),
+        data, loss = cfg["data"], cfg["loss"]
+        try:
+            dataset = load_dataset(data["path"])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return cls(model_from_config(cfg["functional"]), dataset,
                    str(data["basis"]), int(data["grid_level"]), dict(cfg["scf"]),
-                   float(cfg["loss"]["forces"]), int(cfg["run"]["devices"]))
+                   float(loss["forces"]), int(cfg["run"]["devices"]),
+                   reaction_weight=float(loss["reactions"]),
+                   energy_weight=float(loss["energies"]),
+                   density_weight=float(loss["densities"]))
 
     @functools.cached_property
     def layout(self) -> parallel.Layout:
@@ -184,11 +208,12 @@ class Trainer:
 
         return self.map(lambda sp: fn(sp, self.model, theta), names, pack, unpack)
 
-    def residuals(self, reactions, theta):
+    def residuals(self, reactions, theta, points=None):
         """(errors, jacobian, failed): the error dE_r - ref_r (kcal/mol) of each reaction whose
         species all converged, d(error)/dtheta (a pytree like theta) of each, and the names of
-        the species whose SCF did not converge."""
-        points = self.energies(self.data.species_of(reactions), theta)
+        the species whose SCF did not converge. ``points``: :meth:`energies` if computed."""
+        if points is None:
+            points = self.energies(self.data.species_of(reactions), theta)
         failed = sorted(n for n, p in points.items() if not p.converged)
         errors, jac = {}, {}
         for r in reactions:
@@ -202,21 +227,80 @@ class Trainer:
 
     def loss(self, reactions, theta):
         """(loss, grad, errors (kcal/mol) per reaction kept, names of unconverged species):
-        the mean squared error and its gradient (module docstring)."""
-        errors, jac, failed = self.residuals(reactions, theta)
-        grad = _combine([2.0 * e / len(errors) for e in errors.values()],
-                        [jac[n] for n in errors]) if errors else jax.tree.map(jnp.zeros_like,
-                                                                              theta)
-        loss = float(np.mean([e * e for e in errors.values()])) if errors else float("nan")
-        if self.force_weight and errors:
-            value, g = self.force_term([r for r in reactions if r.name in errors], theta)
-            loss, grad = loss + value, _combine([1.0, 1.0], [grad, g])
-        return loss, grad, errors, failed
+        the weighted sum of the loss terms and its gradient (module docstring)."""
+        points = self.energies(self.data.species_of(reactions), theta)
+        errors, jac, failed = self.residuals(reactions, theta, points)
+        terms = []
+        if self.reaction_weight and errors:
+            w = self.reaction_weight
+            terms.append((w * float(np.mean([e * e for e in errors.values()])),
+                          _combine([2.0 * w * e / len(errors) for e in errors.values()],
+                                   [jac[n] for n in errors])))
+        if self.energy_weight:
+            terms.append(self.energy_term(points))
+        kept = [r for r in reactions if not set(r.species) & set(failed)]
+        if self.force_weight and kept:
+            terms.append(self.force_term(kept, theta))
+        if self.density_weight and kept:
+            terms.append(self.density_term(kept, theta))
+        terms = [t for t in terms if t is not None]
+        if not terms:
+            return float("nan"), jax.tree.map(jnp.zeros_like, theta), errors, failed
+        return (sum(v for v, _ in terms), _combine([1.0] * len(terms), [g for _, g in terms]),
+                errors, failed)
+
+    def energy_term(self, points: dict):
+        """w_E mean_s (627.509... (E_s - E_ref,s))^2 over the converged species of ``points``
+        with a reference energy, and its gradient; None when there are none."""
+        refs = self.data.references
+        names = [n for n, p in points.items()
+                 if p.converged and n in refs and refs[n].energy is not None]
+        if not names:
+            return None
+        errors = [HARTREE_KCAL * (points[n].e_tot - refs[n].energy) for n in names]
+        w, m = self.energy_weight, len(names)
+        return (w * sum(e * e for e in errors) / m,
+                _combine([2.0 * w * HARTREE_KCAL * e / m for e in errors],
+                         [points[n].grad for n in names]))
+
+    def density_term(self, reactions, theta):
+        """w_D mean_s int (rho_s - rho_ref,s)^2 dr (e^2/Bohr^3) over the molecules of
+        ``reactions`` with a reference density, and its gradient
+        (:func:`dftad.learn.density_error_and_grad`); None when there are none."""
+        refs = self.data.references
+        names = [n for n in self.data.species_of(reactions)
+                 if n in refs and refs[n].density is not None]
+        for n in names:
+            nao = self.calc(n).setup.basis.nao
+            if refs[n].density_basis.lower() != self.basis.lower() or \
+                    refs[n].density.shape != (nao, nao):
+                raise ConfigError(f"{n}: the reference density is in {refs[n].density_basis} "
+                                  f"{refs[n].density.shape}; training uses {self.basis} "
+                                  f"({nao} AOs)")
+        if not names:
+            return None
+        _, unravel = ravel_pytree(theta)
+
+        def pack(r):
+            return np.concatenate([[r[0], r[2]], np.asarray(ravel_pytree(r[1])[0])])
+
+        def unpack(a):
+            return float(a[0]), unravel(jnp.asarray(a[2:])), bool(a[1])
+
+        results = self.map(lambda sp: learn.density_error_and_grad(
+            sp, self.model, theta, refs[sp.name].density), names, pack, unpack)
+        kept = [n for n in names if results[n][2]]
+        if not kept:
+            return None
+        w, m = self.density_weight, len(kept)
+        return (w * sum(results[n][0] for n in kept) / m,
+                _combine([w / m] * m, [results[n][1] for n in kept]))
 
     def force_term(self, reactions, theta):
-        """w_F mean_s mean_(atoms, xyz) |F_s - 0|^2 in (kcal/mol/A)^2 over the molecules (two
-        atoms or more) of ``reactions`` at their (equilibrium) geometries, and its gradient
-        (through the implicit second derivative, :func:`dftad.learn.force_error_and_grad`)."""
+        """w_F mean_s mean_(atoms, xyz) |F_s - F_ref,s|^2 in (kcal/mol/A)^2 over the molecules
+        (two atoms or more) of ``reactions``, F_ref from the dataset's references or else zero
+        (equilibrium geometries), and its gradient (through the implicit second derivative,
+        :func:`dftad.learn.force_error_and_grad`)."""
         names = [n for n in self.data.species_of(reactions) if self.data.species[n].natm > 1]
         unit = (HARTREE_KCAL / BOHR_ANGSTROM) ** 2
         _, unravel = ravel_pytree(theta)
@@ -227,8 +311,14 @@ class Trainer:
         def unpack(a):
             return float(a[0]), unravel(jnp.asarray(a[2:])), None, bool(a[1])
 
-        results = self.map(lambda sp: learn.force_error_and_grad(sp, self.model, theta), names,
-                           pack, unpack)
+        refs = self.data.references
+
+        def error(sp):
+            ref = refs.get(sp.name)
+            return learn.force_error_and_grad(sp, self.model, theta,
+                                              None if ref is None else ref.forces)
+
+        results = self.map(error, names, pack, unpack)
         values, grads = [], []
         for n in names:
             v, g, _, converged = results[n]

@@ -1,5 +1,8 @@
 """Datasets (dftad.dataset): the shipped W4-11 subset and every malformed input."""
 
+import json
+
+import numpy as np
 import pytest
 
 from dftad.dataset import load_dataset, parse_reaction
@@ -74,3 +77,39 @@ def test_bad_species_file_names_the_file(tmp_path):
         load_dataset(folder)
     with pytest.raises(ValueError, match="does not exist"):
         load_dataset(tmp_path / "nowhere")
+
+
+def test_references_load_and_are_checked(tmp_path):
+    """references.json: energy, forces and density per species, each optional; the numbers
+    come back as written (forces in atom order, the density matrix from its .npy file)."""
+    folder = _folder(tmp_path, "$tmer {a,b}/$f x -1 2 $w 1\n")
+    density = np.arange(4.0).reshape(2, 2)
+    np.save(folder / "a.npy", density)
+    (folder / "references.json").write_text(json.dumps({
+        "a": {"energy": -0.5, "forces": [[0.0, 0.0, 0.01]],
+              "density": {"file": "a.npy", "basis": "sto-3g"}},
+        "b": {"energy": -0.49}}))
+    refs = load_dataset(folder).references
+    assert set(refs) == {"a", "b"} and refs["b"].forces is None and refs["b"].density is None
+    assert refs["a"].energy == -0.5 and refs["a"].density_basis == "sto-3g"
+    np.testing.assert_array_equal(refs["a"].forces, [[0.0, 0.0, 0.01]])
+    np.testing.assert_array_equal(refs["a"].density, density)
+
+
+@pytest.mark.parametrize("table, message", [
+    ("[1, 2]", "expected an object"),
+    ("{", "not valid JSON"),
+    ('{"c": {"energy": 1.0}}', "no such species"),
+    ('{"a": {"enrgy": 1.0}}', "expected some of"),
+    ('{"a": {"energy": "x"}}', "energy must be a number"),
+    ('{"a": {"energy": NaN}}', "energy must be a number"),
+    ('{"a": {"forces": [[0, 0]]}}', "forces must be 1 rows of 3"),
+    ('{"a": {"forces": [[0, 0, 0], [0, 0, 0]]}}', "forces must be 1 rows of 3"),
+    ('{"a": {"density": "a.npy"}}', "density must be"),
+    ('{"a": {"density": {"file": "none.npy", "basis": "sto-3g"}}}', "cannot read the density"),
+])
+def test_malformed_references(tmp_path, table, message):
+    folder = _folder(tmp_path, "$tmer {a,b}/$f x -1 2 $w 1\n")
+    (folder / "references.json").write_text(table)
+    with pytest.raises(ValueError, match=message):
+        load_dataset(folder)

@@ -4,15 +4,18 @@ energies and losses, against the implicitly differentiated whole program, checkp
 resuming."""
 
 import dataclasses
+import json
 import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pyscf import gto, scf
 
 import dftad
 from dftad import learn, train
+from dftad.constants import HARTREE_KCAL
 from dftad.xc import parse_xc
 from dftad.xc.models import B3LYP3, Subset, get_path, model_from_config, set_path
 
@@ -264,7 +267,6 @@ def test_training_recovers_b3lyp_coefficients(tmp_path):
     """Reference reaction energies from dftad's own B3LYP; started from its three coefficients
     perturbed by 20%, training (Levenberg-Marquardt on the reaction errors) recovers them to
     1e-3."""
-    from dftad.constants import HARTREE_KCAL
 
     atoms = {"h2": ("h",), "oh": ("o", "h"), "h2o": ("o", "h"), "nh3": ("n", "h")}
     model = B3LYP3()
@@ -360,9 +362,12 @@ def test_no_compilation_after_the_first_epoch(tmp_path):
 def test_force_loss_gradient_equals_finite_differences(tmp_path):
     """A loss with a force term (zero reference forces; the forces depend on the density's
     response, differentiated implicitly at the fixed point) has the gradient of central
-    differences of the SCF-converged loss, to 1e-6 relative; closed (H2O) and open shell (OH)."""
-    cfg = _config(tmp_path, _dataset(tmp_path / "data", [OH, "$tmer {h2o,o,h}/$f  x -1 1 2 "
-                                                         "$w 232.6"]))
+    differences of the SCF-converged loss, to 1e-6 relative; closed (H2O, with given reference
+    forces) and open shell (OH, zero reference forces)."""
+    data = _dataset(tmp_path / "data", [OH, "$tmer {h2o,o,h}/$f  x -1 1 2 $w 232.6"])
+    _references(data, {"h2o": {"forces": [[0.0, 0.0, 0.002], [0.0, 0.001, -0.001],
+                                          [0.0, -0.001, -0.001]]}})
+    cfg = _config(tmp_path, data)
     cfg["loss"]["forces"] = 0.5
     trainer = train.Trainer.from_config(cfg)
     theta = train.start_values(trainer.model, cfg["functional"])
@@ -373,4 +378,63 @@ def test_force_loss_gradient_equals_finite_differences(tmp_path):
     assert loss > dataclasses.replace(trainer, force_weight=0.0).loss(reactions, theta)[0]
     # a larger step: the force term carries the SCF convergence noise of the forces (~1e-8 Ha/Bohr
     # in (kcal/mol/A)^2), divided by h
+    _assert_central_differences(trainer, reactions, theta, grad, h=1e-4)
+
+
+def _references(folder, table, densities=()):
+    """Write references.json (and, for ``densities``, PySCF HF/UHF density matrices of those
+    species in BASIS) into the dataset ``folder``."""
+    table = {k: dict(v) for k, v in table.items()}
+    for name in densities:
+        mol = dftad.load(f"molecules/w4-11/species/{name}.xyz")
+        pmol = gto.M(atom=mol.to_pyscf_atom(), unit="Bohr", basis=BASIS, charge=mol.charge,
+                     spin=mol.spin, verbose=0)
+        dm = (scf.RHF if mol.spin == 0 else scf.UHF)(pmol).run().make_rdm1()
+        np.save(folder / f"{name}.npy", dm if dm.ndim == 2 else dm.sum(axis=0))
+        table.setdefault(name, {})["density"] = {"file": f"{name}.npy", "basis": BASIS}
+    (folder / "references.json").write_text(json.dumps(table))
+
+
+def test_total_energy_loss_gradient_equals_finite_differences(tmp_path):
+    """Reference total energies (per species, optional: the H atom has none) add
+    w_E mean (E - E_ref)^2 to the reaction loss; the weighted sum's gradient equals central
+    differences of the SCF-converged loss to 1e-6 relative."""
+    data = _dataset(tmp_path / "data", [H2, OH])
+    _references(data, {"h2": {"energy": -1.18}, "oh": {"energy": -75.72},
+                       "o": {"energy": -75.05}})
+    cfg = _config(tmp_path, data)
+    cfg["loss"].update(reactions=0.5, energies=2.0)
+    trainer = train.Trainer.from_config(cfg)
+    theta = train.start_values(trainer.model, cfg["functional"])
+    reactions = trainer.data.reactions
+    loss, grad, errors, failed = trainer.loss(reactions, theta)
+    assert not failed and len(errors) == 2
+    points = trainer.energies(["h2", "oh", "o"], theta)
+    expected = 0.5 * np.mean([e * e for e in errors.values()]) + 2.0 * np.mean(
+        [(HARTREE_KCAL * (points[n].e_tot - e)) ** 2
+         for n, e in (("h2", -1.18), ("oh", -75.72), ("o", -75.05))])
+    assert abs(loss - expected) <= 1e-10 * expected
+    _assert_central_differences(trainer, reactions, theta, grad)
+
+
+@pytest.mark.slow
+def test_density_loss_gradient_equals_finite_differences(tmp_path):
+    """A density term (reference densities: PySCF's HF/UHF in the same basis, closed shell H2O
+    and open shell NH2; the SCF density's response to theta differentiated implicitly) has the
+    gradient of central differences of the SCF-converged loss, to 1e-6 relative. (Not OH: the
+    orientation of its pi hole is a flat direction of the energy, so its density, unlike its
+    energy, is not a well-defined function of theta.)"""
+    data = _dataset(tmp_path / "data", ["$tmer {nh2,n,h}/$f  x -1 1 2 $w 181.5",
+                                        "$tmer {h2o,o,h}/$f  x -1 1 2 $w 232.6"])
+    _references(data, {}, densities=("h2o", "nh2"))
+    cfg = _config(tmp_path, data)
+    cfg["loss"].update(reactions=0.0, densities=100.0)
+    # the densities converged further than the energy tests need: the loss is linear in the
+    # density error, whose SCF noise (~conv_tol_grad) over h would reach 1e-6 of the gradient
+    cfg["scf"]["conv_tol_grad"] = 1e-10
+    trainer = train.Trainer.from_config(cfg)
+    theta = train.start_values(trainer.model, cfg["functional"])
+    reactions = trainer.data.reactions
+    loss, grad, _, failed = trainer.loss(reactions, theta)
+    assert not failed and loss > 0
     _assert_central_differences(trainer, reactions, theta, grad, h=1e-4)
