@@ -101,11 +101,17 @@ def test_energy_gradient_equals_finite_differences(name, model):
 def test_gradient_does_not_depend_on_the_scf_path():
     """The same converged density reached in few or in many (damped) cycles gives the same
     gradient: it is evaluated at the fixed point from the density alone
-    (learn.params_gradient), nothing of the iterations is kept or differentiated."""
+    (learn.params_gradient), nothing of the iterations is kept or differentiated. After few or
+    many cycles it runs the very same compiled executables on inputs of the same shapes (none is
+    added), so its memory and time cannot depend on the cycles (benchmarks/training.py times
+    them)."""
     model = B3LYP3()
     fast = learn.energy_and_grad(_species("h2o", model), model, model.init(), warm_start=False)
+    pieces = (learn._xc_params_block, learn._exchange_energies)
+    compiled = [p.cache_size() for p in pieces]
     slow_sp = _species("h2o", model, damp=0.8, diis_start_cycle=40, max_cycle=200)
     slow = learn.energy_and_grad(slow_sp, model, model.init(), warm_start=False)
+    assert [p.cache_size() for p in pieces] == compiled and all(compiled)
     assert slow.converged and fast.converged
     assert slow.cycles >= 40 > 3 * fast.cycles / 2
     for k in fast.grad:
