@@ -495,7 +495,7 @@ def _train(args) -> int:
         if bad:
             raise train.ConfigError(f"--report-splits: unknown split {bad[0]!r}; known: "
                                     f"{', '.join(train.SPLITS)}")
-        print(train.report(cfg, state, compare, splits))
+        print(train.report(cfg, state, compare, splits, progress=True))
     return 0
 
 

@@ -569,8 +569,10 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 # ---------------------------------------------------------------------- report
-def split_errors(trainer: Trainer, theta, limit: int = 0, splits=SPLITS) -> dict:
-    """{split: {reaction: error (kcal/mol)}} of the ``splits`` at ``theta``."""
+def split_errors(trainer: Trainer, theta, limit: int = 0, splits=SPLITS,
+                 tick=lambda: None) -> dict:
+    """{split: {reaction: error (kcal/mol)}} of the ``splits`` at ``theta``; ``tick()`` after
+    each split (a progress bar)."""
     out = {}
     for which in splits:
         reactions = list(trainer.data.reactions_in(which))
@@ -580,24 +582,36 @@ def split_errors(trainer: Trainer, theta, limit: int = 0, splits=SPLITS) -> dict
         # each species keeps its integrals and grid (~100 MB in def2-SVP): a whole dataset
         # of them, for several functionals, does not fit in memory
         trainer.species.clear()
+        tick()
     return out
 
 
-def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), splits=SPLITS) -> str:
+def report(cfg: dict, state: State, compare=("b3lyp", "pbe"), splits=SPLITS,
+           progress: bool = False) -> str:
     """A markdown table of MAEs (kcal/mol) per split: the model at its start and after
     training, and the ``compare`` functionals in the same basis and grid; written to
     ``report.md`` in the checkpoint folder, with ``functional.json`` (the trained functional)
-    and ``loss.png`` (the loss curve, when matplotlib is installed)."""
+    and ``loss.png`` (the loss curve, when matplotlib is installed). ``progress``: a progress
+    bar over the (functional, split) evaluations."""
     from .xc.models import Fixed, save_functional
 
     trainer = Trainer.from_config(cfg)
     limit = int(cfg["data"]["max_reactions"])
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=(2 + len(compare)) * len(splits), desc="report", unit="split",
+                   dynamic_ncols=True)
+    tick = bar.update if bar is not None else (lambda: None)
     columns = {"start": split_errors(trainer, start_values(trainer.model, cfg["functional"]),
-                                     limit, splits),
-               "trained": split_errors(trainer, state.theta, limit, splits)}
+                                     limit, splits, tick),
+               "trained": split_errors(trainer, state.theta, limit, splits, tick)}
     for name in compare:
         other = dataclasses.replace(trainer, model=Fixed(name), species={})
-        columns[name] = split_errors(other, {}, limit, splits)
+        columns[name] = split_errors(other, {}, limit, splits, tick)
+    if bar is not None:
+        bar.close()
     lines = ["| split | reactions | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for which in splits:
