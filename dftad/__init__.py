@@ -19,12 +19,11 @@ CPU_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
 """XLA:CPU compiles elementwise fusions through LLVM's classic emitters instead of the newer
 MLIR fusion emitters: the same programs compile in about two thirds of the time (the README's
 main job from an empty cache: 117.7 -> 80.5 s of CPU) and run as fast (`benchmarks/RESULTS.md`).
-Opt-in for now (``DFTAD_FAST_COMPILE=1``): it changes rounding, and the full test suite has
-not yet passed with it (a converged DIIS density moved by 1.8e-8). Added to ``XLA_FLAGS`` when
-asked and the user has not set this flag; it takes effect if XLA's backend has not started yet
-(import dftad before running JAX code)."""
+On by default (the full test suite passes with it); ``DFTAD_FAST_COMPILE=0`` leaves XLA's
+defaults. Added to ``XLA_FLAGS`` unless the user has set this flag there; it takes effect if
+XLA's backend has not started yet (import dftad before running JAX code)."""
 
-if (os.environ.get("DFTAD_FAST_COMPILE", "0") not in ("", "0")
+if (os.environ.get("DFTAD_FAST_COMPILE", "1") != "0"
         and "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", "")):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_XLA_FLAGS}".strip()
 
