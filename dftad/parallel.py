@@ -7,7 +7,8 @@ molecules are independent, so they are spread over the devices:
 * **devices of this process**: one Python thread per local device, each running its molecules
   one after another under ``jax.default_device(device)`` (thread-local), so that a molecule's
   integrals, grid and SCF live on its device; JAX releases the GIL while a device computes.
-* **processes** (``jax.distributed.initialize()`` before training, one process per host): each
+* **processes** (``jax.distributed.initialize()`` before training, one process per host; on
+  CPUs also ``jax.config.update("jax_cpu_collectives_implementation", "gloo")``): each
   process computes its own molecules; the results are exchanged with
   ``multihost_utils.process_allgather`` (rows of zeros for the molecules a process does not
   own, summed), so every process holds all of them.

@@ -78,3 +78,63 @@ def test_device_count_errors():
         parallel.local_devices(10_000)
     with pytest.raises(train.ConfigError, match="devices must be"):
         train.make_config({"data": {"path": "x"}, "run": {"devices": -1}})
+
+
+MULTIPROCESS = textwrap.dedent("""
+    import json, sys
+    role, port, data = sys.argv[1], sys.argv[2], sys.argv[3]
+    import jax
+    if role != "single":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                                   process_id=int(role))
+    from dftad import train
+    cfg = train.make_config({
+        "functional": {"model": "b3lyp3", "start": {"a0": 0.24, "ax": 0.6, "ac": 0.9}},
+        "data": {"path": data, "basis": "6-31g", "grid_level": 2},
+        "scf": {"conv_tol": 1e-12, "conv_tol_grad": 1e-8}})
+    t = train.Trainer.from_config(cfg)
+    theta = train.start_values(t.model, cfg["functional"])
+    loss, grad, errors, failed = t.loss(t.data.reactions, theta)
+    print("RESULT " + json.dumps({"loss": loss, "grad": {k: float(v) for k, v in grad.items()},
+                                  "errors": errors, "failed": failed, "own": sorted(t.species)}))
+""")
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_gradient(tmp_path):
+    """jax.distributed with two CPU processes (gloo collectives, a localhost coordinator): each
+    computes its own two of the four species, and both end with the loss, errors and gradient
+    of a single process, to 1e-12."""
+    import shutil
+    import socket
+
+    data = tmp_path / "data"
+    (data / "species").mkdir(parents=True)
+    for n in ("h2", "h", "oh", "o"):
+        shutil.copy(f"molecules/w4-11/species/{n}.xyz", data / "species" / f"{n}.xyz")
+    (data / "reactions.res").write_text("$tmer {h2,h}/$f  x -1 2 $w 109.493\n"
+                                        "$tmer {oh,o,h}/$f  x -1 1 1 $w 107.213\n")
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", MULTIPROCESS, role, port, str(data)],
+                              env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for role in ("0", "1", "single")]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=1800)
+        assert p.returncode == 0, stderr[-3000:]
+        line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
+        outs.append(json.loads(line[len("RESULT "):]))
+    first, second, single = outs
+    assert first["own"] == ["h", "o"] and second["own"] == ["h2", "oh"]
+    assert len(single["own"]) == 4 and not single["failed"] and len(single["errors"]) == 2
+    for out in (first, second):
+        assert abs(out["loss"] - single["loss"]) <= 1e-12 * abs(single["loss"])
+        for k, g in single["grad"].items():
+            assert abs(out["grad"][k] - g) <= 1e-12 * abs(g), k
+        for k, e in single["errors"].items():
+            assert abs(out["errors"][k] - e) <= 1e-12 * max(abs(e), 1.0)
