@@ -166,10 +166,11 @@ def _describe(mol, setup, args) -> str:
             f"{setup.jk.describe()}{grid}")
 
 
-def _scf(args, clock, quiet: bool):
+def _scf(args, clock, quiet: bool, forces: bool = False):
     """(mol, setup, coords, converged result): the SCF (printing cycles unless ``quiet``),
     continued by second-order steps where DIIS does not converge."""
     from dftad import energy
+    from dftad import forces as forces_module
     from dftad.scf import cycle_line
 
     mol, setup, coords = _build(args, clock)
@@ -179,13 +180,15 @@ def _scf(args, clock, quiet: bool):
     def show(st):
         print(cycle_line(st), flush=True)
 
-    # compiles on the first call (or loads the programs from the on-disk cache)
-    res = clock("scf", energy.kernel_stepwise, setup, coords, None if quiet else show)
-    if not bool(res.converged):
-        if not quiet:
-            print(f"DIIS did not converge in {int(res.scf.cycles)} cycles: going on with "
-                  "second-order (trust-region Newton) steps", flush=True)
-        res = clock("scf", energy.converge, setup, coords, res)
+    # compiles on the first call (or loads the programs from the on-disk cache); ``forces``:
+    # the forces' pieces compile beside it
+    with forces_module.compile_ahead(setup, coords, forces):
+        res = clock("scf", energy.kernel_stepwise, setup, coords, None if quiet else show)
+        if not bool(res.converged):
+            if not quiet:
+                print(f"DIIS did not converge in {int(res.scf.cycles)} cycles: going on with "
+                      "second-order (trust-region Newton) steps", flush=True)
+            res = clock("scf", energy.converge, setup, coords, res)
     return mol, setup, coords, res
 
 
@@ -217,7 +220,7 @@ def _energy(args) -> int:
     from dftad import forces, stability
 
     clock = _Clock()
-    mol, setup, coords, res = _scf(args, clock, quiet=args.json)
+    mol, setup, coords, res = _scf(args, clock, quiet=args.json, forces=args.forces)
     stab = None
     if args.stability and bool(res.converged):
         res, stab = clock("stability", stability.follow, setup, coords, res)

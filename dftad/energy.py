@@ -92,7 +92,9 @@ def run(mol: Molecule, basis="def2-svp", xc="b3lyp", forces: bool = False, **kwa
     converge. ``kwargs`` go to :func:`~dftad.setup.build`."""
     setup = build(mol, basis, xc, **kwargs)
     coords = jax.device_put(mol.coords)
-    return finish(setup, coords, kernel_stepwise(setup, coords), forces)
+    with _forces.compile_ahead(setup, coords, forces):  # the forces' pieces beside the SCF
+        res = kernel_stepwise(setup, coords)
+    return finish(setup, coords, res, forces)
 
 
 def _forces_stepwise(setup: Setup, coords, res: Result) -> jax.Array:

@@ -13,6 +13,9 @@ convergence (``tests/test_forces.py`` checks both against PySCF and each other).
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,15 +147,48 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     coords = jax.device_put(coords)
     if not isinstance(setup.jk, IncoreJK):
         return np.asarray(_gradient_at_jit(setup, coords, scf_result))
-    occ, dm = setup.occupation, np.asarray(scf_result.dm)
-    dm_tot, w = occ.total(dm), energy_weighted_dm(dm, np.asarray(scf_result.fock), occ)
-    grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w)
+    return _pieces_gradient(setup, coords, np.asarray(scf_result.dm), np.asarray(scf_result.fock))
+
+
+def _pieces_gradient(setup: Setup, coords, dm, fock, sample: bool = False):
+    occ = setup.occupation
+    dm_tot, w = occ.total(dm), energy_weighted_dm(dm, fock, occ)
+    grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w, sample)
     grad = grad + nuclear_repulsion_gradient(coords, setup.charges)
     grad = grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords,
-                                      _eri_terms(setup, scf_result.dm))
+                                      _eri_terms(setup, dm), sample)
     if setup.semilocal:
         nao_b = scf_pieces.nao_bucket(setup.nao)
-        grad = grad + grid_pieces.exc_gradient(setup, coords, pad_ao(dm, nao_b), nao_b)
+        grad = grad + grid_pieces.exc_gradient(setup, coords, pad_ao(dm, nao_b), nao_b, sample)
     if setup.disp is not None:
         grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
     return grad
+
+
+@contextlib.contextmanager
+def compile_ahead(setup: Setup, coords, enabled: bool = True):
+    """While the ``with`` block runs (the SCF), compile in a background thread what
+    :func:`gradient_stepwise` will run: the forces' pieces on a zero density, the first chunk of
+    each integral class and the first grid block only (a small part of the work that runs
+    every piece). Waits for the thread on leaving. XLA compiles outside Python's lock, so the
+    two overlap: on two cores the README's job from an empty cache takes ~15% less wall time
+    (``benchmarks/RESULTS.md``), more cores gain more. Nothing to do with density fitting
+    (whole programs) or ``enabled`` False; an error there is left to the real call to raise."""
+    thread = None
+    if enabled and isinstance(setup.jk, IncoreJK):
+        nao = setup.nao
+        zeros = np.zeros((nao, nao) if setup.occupation.restricted else (2, nao, nao))
+
+        def run():
+            try:
+                _pieces_gradient(setup, jax.device_put(coords), zeros, zeros, sample=True)
+            except Exception:  # noqa: BLE001 - the real call compiles again and raises
+                pass
+
+        thread = threading.Thread(target=run, name="dftad-compile-ahead", daemon=True)
+        thread.start()
+    try:
+        yield
+    finally:
+        if thread is not None:
+            thread.join()

@@ -206,13 +206,14 @@ def ao_blocks(setup, coords, nao_b: int) -> tuple:
     return tuple(out)
 
 
-def exc_gradient(setup, coords, dm, nao_b: int) -> np.ndarray:
+def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndarray:
     """dE_xc/dR (natm, 3) (Hartree/Bohr) of the density ``dm`` padded to ``nao_b`` (grid
     response included): each block's reverse pass through :func:`_xc_grad`,
-    :func:`_ao_class_vjp` and :func:`_points_vjp`."""
+    :func:`_ao_class_vjp` and :func:`_points_vjp`. ``sample``: the first block only (as
+    :func:`dftad.integrals.eri_pieces.gradient`)."""
     m = _Molecule(setup, coords, nao_b)
     g_R = jnp.zeros(m.R.shape)
-    for i in range(len(m.own)):
+    for i in range(1 if sample else len(m.own)):
         pts, w = m.points(i)
         _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
         g_pts = jnp.zeros(pts.shape)

@@ -81,7 +81,8 @@ class Piece:
                               donate_argnums=self.donate_argnums)
         self.name = f"{fun.__module__}.{fun.__qualname__}"
         self._compiled: dict = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts; each key has its own compile lock
+        self._key_locks: dict = {}
         functools.update_wrapper(self, fun)
 
     def _split(self, args):
@@ -106,7 +107,12 @@ class Piece:
         return exe(*dynamic)
 
     def _get(self, key, args):
+        """Load or compile the executable of ``key``, once: threads that want the same key
+        wait for the one compiling it (:func:`dftad.forces.compile_ahead` compiles in a
+        background thread); different keys compile concurrently."""
         with self._lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
             if key in self._compiled:
                 return self._compiled[key]
             path = self._path(key)

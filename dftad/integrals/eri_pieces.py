@@ -415,12 +415,14 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
-def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
+def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -> jax.Array:
     """d E2 / d coords (natm, 3) (Hartree/Bohr) of the two-electron energy
     E2 = sum over ``terms`` (omega, dm_coul, dm_exch, c_exch) of
     :func:`.two_electron.eri_energy`, at fixed densities: the reverse pass through the class
     pieces (:func:`_quartets_grad`), chunk by chunk, to the pair data, then through the pair
-    pieces (:func:`hermite_gradient`) to the nuclei."""
+    pieces (:func:`hermite_gradient`) to the nuclei. ``sample``: the first chunk of each class
+    only, a part of the sum that runs every piece the whole one does (to compile them ahead,
+    :func:`dftad.forces.compile_ahead`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     acc = [h.zeros() for h in herm]
@@ -438,7 +440,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms) -> jax.Array:
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
-            for ch in c.chunks:
+            for ch in c.chunks[:1] if sample else c.chunks:
                 ct = _gamma(ch.meta, dm_coul, dm_exch, c_exch, c.ls, cart, c.bra == c.ket)
                 d = _quartets_grad(c.ls, herm[c.bra].rows(ch.ip), herm[c.ket].rows(ch.iq),
                                    ch.local, ct, omega)

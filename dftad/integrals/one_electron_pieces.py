@@ -168,9 +168,10 @@ def matrices(basis: Basis, coords, charges):
     return jnp.asarray(mats[0]), jnp.asarray(mats[1]), jnp.asarray(mats[2:2 + natm])
 
 
-def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
+def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.Array:
     """d/dR (natm, 3) of sum D (T + V) - sum W S at fixed symmetric ``dm`` and ``w``
-    (Hartree/Bohr): the reverse pass through :func:`_chunk_grad`."""
+    (Hartree/Bohr): the reverse pass through :func:`_chunk_grad`. ``sample``: the first chunk
+    of each class only (as :func:`.eri_pieces.gradient`)."""
     nuc, z, natm_b = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
@@ -178,7 +179,7 @@ def gradient(basis: Basis, coords, charges, dm, w) -> jax.Array:
     grad = jnp.zeros((natm_b, 3))
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
-        for ch in c.chunks:
+        for ch in c.chunks[:1] if sample else c.chunks:
             ct = _cotangent(ch.meta, dm, w, c.ls, cart)
             grad = grad + _chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
                                       atoms[ch.ip], natm_b)
