@@ -68,6 +68,10 @@ def _device():
     return (dev.platform, dev.id)
 
 
+REGISTRY: list = []
+"""Every :class:`Piece` made in this process."""
+
+
 class Piece:
     """``jax.jit(fun, static_argnums=..., donate_argnums=...)`` with its executables kept by key
     (see the module docstring). Call it with positional arguments only. ``donate_argnums``: an
@@ -84,6 +88,7 @@ class Piece:
         self._lock = threading.Lock()  # guards the dicts; each key has its own compile lock
         self._key_locks: dict = {}
         functools.update_wrapper(self, fun)
+        REGISTRY.append(self)
 
     def _split(self, args):
         static = tuple(a for i, a in enumerate(args) if i in self.static_argnums)

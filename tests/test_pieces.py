@@ -69,6 +69,7 @@ def test_schwarz_bounds_from_the_pieces():
 
 def _piece_counts():
     return tuple(f.cache_size() for f in (eri_pieces._quartets, eri_pieces._quartets_grad,
+                                           eri_pieces._hermite, eri_pieces._hermite_grad,
                                            one_electron_pieces._chunk,
                                            one_electron_pieces._chunk_grad, scf_pieces._core,
                                            scf_pieces._jk, scf_pieces._head, scf_pieces._tail,
@@ -127,6 +128,33 @@ def test_a_new_molecule_compiles_nothing():
     g.grid_response = True
     assert abs(float(res.e_tot) - mf.e_tot) < 1e-8
     assert np.abs(np.asarray(res.forces) + g.kernel()).max() < 2e-6
+
+
+def test_compile_ahead_compiles_what_the_forces_run(monkeypatch):
+    """UKS LDA/STO-3G forces of CH3 with every piece's executables set aside: the pass that
+    :func:`dftad.forces.compile_ahead` runs beside the SCF (a zero density, one chunk per
+    class, one grid block) compiles, in its thread, every program the forces then run: the
+    forces compile none."""
+    for p in pieces.REGISTRY:
+        monkeypatch.setattr(p, "_compiled", {})
+        monkeypatch.setattr(p, "_key_locks", {})
+    compiles = []
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    setup, coords = _setup("methyl_radical", "sto-3g", "lda")
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        with forces.compile_ahead(setup, coords):
+            res = energy.kernel_stepwise(setup, coords)
+        ahead = len(compiles)
+        forces.gradient_stepwise(setup, coords, res.scf)
+        assert len(compiles) == ahead
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert ahead > 0
 
 
 @pytest.mark.parametrize("basis", ["def2-svp", pytest.param("def2-tzvp", marks=pytest.mark.slow)])
