@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import bfgs, energy, properties
+from . import bfgs, energy, forces, properties
 from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 from .hamiltonian import Result
 from .molecule import Molecule
@@ -100,9 +100,12 @@ def force_stats(forces) -> tuple[float, float]:
 def single_point(setup: Setup, coords, dm0=None, callback=None) -> Result:
     """Energy and forces at ``coords`` (Bohr), the SCF started from ``dm0`` (e.g. the previous
     geometry's density) and continued by second-order steps where DIIS does not converge.
-    Raises :class:`SCFNotConverged` rather than return forces of an unconverged density."""
+    Raises :class:`SCFNotConverged` rather than return forces of an unconverged density.
+    Without ``dm0`` (a first step), the forces' pieces compile beside the SCF
+    (:func:`dftad.forces.compile_ahead`)."""
     coords = jnp.asarray(coords)
-    res = energy.kernel_stepwise(setup, coords, callback, dm0)
+    with forces.compile_ahead(setup, coords, dm0 is None):
+        res = energy.kernel_stepwise(setup, coords, callback, dm0)
     res = energy.finish(setup, coords, res, forces=True, warn=False)
     if not bool(res.converged):
         raise SCFNotConverged(
