@@ -320,21 +320,25 @@ def _blocks_of(raw, atoms=None):
 @dataclasses.dataclass
 class HermiteRows:
     """The Hermite data p (n + 1,), P (n + 1, 3), G (n + 1, nherm, nab) of the n primitive pairs
-    of one pair set (NumPy, G without the ket sign), from the pair pieces (:func:`_hermite`).
-    Row n is padding (p = 2, P = 0, G = 0: integrals zero, nothing divided by zero), so that a
-    chunk's padding index -1 gathers it."""
+    of one pair set (NumPy, G without the ket sign), from the pair pieces (:func:`_hermite`),
+    with the raw rows and centre atoms (n, 2) they came from (for :meth:`gradient`). Row n is
+    padding (p = 2, P = 0, G = 0: integrals zero, nothing divided by zero), so that a chunk's
+    padding index -1 gathers it."""
 
+    ls: tuple  # (la, lb) of the pair class
+    raw: np.ndarray
+    atoms: np.ndarray
     p: np.ndarray
     P: np.ndarray
     G: np.ndarray
 
     @classmethod
     def of(cls, basis: Basis, coords, ps: PairSet) -> HermiteRows:
-        raw = raw_pairs(basis, coords, ps)[0]
-        la, lb = (max(l, 0) for l in _ls(ps))
-        parts = [[np.asarray(x) for x in _hermite(la, lb, rows)] for _, rows, _ in _blocks_of(raw)]
+        raw, atoms = raw_pairs(basis, coords, ps)
+        ls = tuple(max(l, 0) for l in _ls(ps))
+        parts = [[np.asarray(x) for x in _hermite(*ls, rows)] for _, rows, _ in _blocks_of(raw)]
         p, P, G = (np.concatenate([b[i] for b in parts])[: len(raw)] for i in range(3))
-        return cls(np.append(p, 2.0), np.concatenate([P, np.zeros((1, 3))]),
+        return cls(ls, raw, atoms, np.append(p, 2.0), np.concatenate([P, np.zeros((1, 3))]),
                    np.concatenate([G, np.zeros((1,) + G.shape[1:])]))
 
     def rows(self, idx):
@@ -343,8 +347,20 @@ class HermiteRows:
         return tuple(jax.device_put(x[idx]) for x in (self.p, self.P, self.G))
 
     def zeros(self):
-        """Accumulators (dP, dG) for the cotangents of P and G."""
+        """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
         return [np.zeros_like(self.P), np.zeros_like(self.G)]
+
+    def gradient(self, d_p, d_g, natm: int) -> jax.Array:
+        """The gradient (natm, 3) for the cotangents ``d_p``, ``d_g`` (:meth:`zeros`; the
+        padding row is ignored): the reverse pass of the pair pieces."""
+        grad = jnp.zeros((natm, 3))
+        n = len(self.raw)
+        for s, rows, at in _blocks_of(self.raw, self.atoms):
+            m = min(PAIR_BLOCK, n - s)
+            dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
+            dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
+            grad = grad + _hermite_grad(*self.ls, rows, dp, dg, at, natm)
+        return grad
 
 
 def _scatter_add(acc, idx, d) -> None:
@@ -354,20 +370,6 @@ def _scatter_add(acc, idx, d) -> None:
     m = scipy.sparse.csr_matrix((np.ones(b), (np.where(idx < 0, n - 1, idx), np.arange(b))),
                                 shape=(n, b))
     acc += (m @ np.asarray(d).reshape(b, -1)).reshape(acc.shape)
-
-
-def hermite_gradient(basis: Basis, coords, ps: PairSet, d_p, d_g, natm: int) -> jax.Array:
-    """The gradient (natm, 3) for the cotangents ``d_p``, ``d_g`` (:meth:`HermiteRows.zeros`)
-    of a pair set's Hermite data: the reverse pass of the pair pieces."""
-    raw, atoms = raw_pairs(basis, coords, ps)
-    la, lb = (max(l, 0) for l in _ls(ps))
-    grad = jnp.zeros((natm, 3))
-    for s, rows, at in _blocks_of(raw, atoms):
-        dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
-        n = min(PAIR_BLOCK, len(raw) - s)
-        dp[:n], dg[:n] = d_p[s:s + n], d_g[s:s + n]
-        grad = grad + _hermite_grad(la, lb, rows, dp, dg, at, natm)
-    return grad
 
 
 # ---------------------------------------------------------------------- padding
@@ -420,7 +422,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     E2 = sum over ``terms`` (omega, dm_coul, dm_exch, c_exch) of
     :func:`.two_electron.eri_energy`, at fixed densities: the reverse pass through the class
     pieces (:func:`_quartets_grad`), chunk by chunk, to the pair data, then through the pair
-    pieces (:func:`hermite_gradient`) to the nuclei. ``sample``: the first chunk of each class
+    pieces (:meth:`HermiteRows.gradient`) to the nuclei. ``sample``: the first chunk of each class
     only, a part of the sum that runs every piece the whole one does (to compile them ahead,
     :func:`dftad.forces.compile_ahead`)."""
     lay = _layout(plan, basis, basis)
@@ -451,8 +453,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         add(*pending)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
-    grad = sum(hermite_gradient(basis, coords, ps, d_p[:-1], d_g[:-1], natm_b)
-               for ps, (d_p, d_g) in zip(lay.bra_sets, acc))
+    grad = sum(h.gradient(d_p, d_g, natm_b) for h, (d_p, d_g) in zip(herm, acc))
     return np.asarray(grad)[:natm]
 
 
