@@ -14,6 +14,7 @@ scripts import PySCF.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -104,6 +105,24 @@ def to_pyscf_scf(mol: Molecule, setup, result):
     return mf
 
 
+def _grid_bucket(n: int) -> int:
+    return max(256, 1 << (n - 1).bit_length())
+
+
+@functools.cache
+def _eval_xc_program():
+    """:func:`dftad.xc.eval_xc` jitted (the functional's parameters are data)."""
+    import jax
+
+    from ..xc import eval_xc
+
+    return jax.jit(eval_xc, static_argnums=(2,))
+
+
+def _eval_xc_jit(f, rho, spin):
+    return _eval_xc_program()(f, rho, spin)
+
+
 def use_functional(mf, functional):
     """Make the PySCF Kohn-Sham object ``mf`` (``dft.RKS``/``dft.UKS``) use a dftad
     :class:`~dftad.xc.functional.Functional` (a trained one, ``dftad.xc.models``), evaluated by
@@ -112,8 +131,6 @@ def use_functional(mf, functional):
     exchange from the functional's (alpha, beta, omega) in PySCF's ``rsh_coeff`` convention.
     Energies and potentials only (PySCF's response properties need second derivatives, which
     this hook does not provide). Returns ``mf``."""
-    from ..xc import eval_xc
-
     f = functional
     if f.family == "hf":
         raise ValueError("a functional without a semilocal part is Hartree-Fock: use scf.RHF")
@@ -123,8 +140,13 @@ def use_functional(mf, functional):
         if deriv > 1:
             raise NotImplementedError("a dftad functional in PySCF gives first derivatives "
                                       "only (energies, potentials, gradients)")
-        exc, vrho, vsigma, vtau = (None if x is None else np.asarray(x)
-                                   for x in eval_xc(f, rho, spin))
+        rho = np.asarray(rho, dtype=np.float64)
+        n = rho.shape[-1]
+        # PySCF's grid blocks vary in size: padded (with copies of the last point, a valid
+        # density) to a power of two, so one compiled program serves every block of a bucket
+        pad = [(0, 0)] * (rho.ndim - 1) + [(0, _grid_bucket(n) - n)]
+        out = _eval_xc_jit(f, np.pad(rho, pad, mode="edge"), spin)
+        exc, vrho, vsigma, vtau = (None if x is None else np.asarray(x)[:n] for x in out)
         return exc, (vrho, vsigma, None, vtau), None, None
 
     alpha, beta, omega = (float(f.params[k]) for k in ("alpha", "beta", "omega"))
