@@ -78,6 +78,8 @@ def test_bfgs_moves_without_compiling_and_reaches_the_geometric_minimum():
     assert abs(atoms.get_potential_energy() / units.Hartree - ref.e_tot) < 1e-6
 
 
+@pytest.mark.slow  # ~2 min (300 SCF + forces); forces = -dE/dR is checked by finite
+# differences in test_units_caching_and_forces_equal_finite_differences
 def test_velocity_verlet_conserves_energy():
     """300 steps of 0.25 fs (75 fs, about eight O-H periods) from a stretched water, the SCF
     converged to |[F,D]| < 1e-9 (forces the energy's derivative to ~1e-9 Ha/Bohr): the total

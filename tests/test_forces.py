@@ -140,6 +140,8 @@ def test_density_fitting_forces_match_pyscf(xc):
     assert np.abs(forces.sum(axis=0)).max() < 1e-8
 
 
+@pytest.mark.slow  # ~2.5 min (reverse mode through the implicit B3LYP SCF; test_implicit
+# checks reverse-mode implicit gradients against finite differences in the default run)
 def test_variational_forces_equal_implicit_gradient():
     """-grad of the implicit-SCF energy (reverse mode through custom_root, an adjoint linear
     response solve) equals the variational forces to the SCF convergence."""

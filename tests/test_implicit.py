@@ -155,6 +155,7 @@ def test_second_derivative_of_a_non_variational_output():
     assert np.abs(hess - fd).max() < 1e-5, np.abs(hess - fd).max()
 
 
+@pytest.mark.slow  # ~2.5 min (second-order steps and their jvp compiled for NO)
 def test_non_aufbau_fixed_point():
     """UKS LDA NO / STO-3G: DIIS does not converge before the rescue shift (scf.py), and
     second-order steps finish it (energy.second_order), at a fixed point that is not aufbau (an

@@ -87,7 +87,9 @@ def _pyscf_dipole_in_field(pmol, xc, field):
                                                                 pmol.intor("int1e_r"), dm)
 
 
-@pytest.mark.parametrize("xc", ["hf", "b3lyp"])
+# B3LYP: ~3 min compiling the XC kernel's forward-over-forward pass (the XC response is
+# checked in the default run by test_stability's orbital Hessians and test_implicit)
+@pytest.mark.parametrize("xc", ["hf", pytest.param("b3lyp", marks=pytest.mark.slow)])
 def test_dipole_and_polarizability_vs_pyscf_finite_field(xc):
     mol = dftad.load("water")
     setup = dftad.build(mol, "sto-3g", xc, **TIGHT)
