@@ -132,20 +132,23 @@ class Piece:
     def _compile(self, path, args):
         """``(executable, fresh)``; ``fresh``: compiled here, not loaded from JAX's on-disk
         cache. XLA:CPU serializes an executable it loaded from that cache without its kernels (a
-        later load fails, or crashes), so only fresh ones are saved; naming the program after its
-        piece file keeps JAX's cache from answering for a piece whose file does not exist yet."""
+        later load fails, or crashes), so only fresh ones are saved. Naming the program after its
+        piece file, salt included, keeps JAX's cache from answering for a piece whose file does
+        not exist yet (else a piece whose program JAX had cached before a change of dftad's
+        source would never be saved again: traced, lowered and loaded in every run)."""
         jitted = self.jitted
         if path is not None:
             def named(*a):
                 return self.fun(*a)
 
-            named.__name__ = named.__qualname__ = os.path.basename(path).split(".")[0].replace(
-                "-", "_")
+            salt, base = os.path.split(path)
+            name = f"{base.split('.')[0]}_{os.path.basename(salt)}".replace("-", "_")
+            named.__name__ = named.__qualname__ = name
             jitted = jax.jit(named, static_argnums=self.static_argnums,
                              donate_argnums=self.donate_argnums)
-        hits = _CACHE_HITS[0]
+        hits = _hits()
         exe = jitted.lower(*args).compile()
-        return exe, _CACHE_HITS[0] == hits
+        return exe, _hits() == hits
 
     def _path(self, key):
         base = cache_dir()
@@ -155,13 +158,19 @@ class Piece:
         return os.path.join(base, _salt(), f"{self.fun.__name__}-{digest}.bin")
 
 
-_CACHE_HITS = [0]
-"""Hits of JAX's on-disk compilation cache in this process (see :meth:`Piece._compile`)."""
+_CACHE_HITS = threading.local()
+"""Hits of JAX's on-disk compilation cache in this thread (see :meth:`Piece._compile`): JAX
+reports them in the thread that compiles, and a hit in another thread (``compile_ahead``'s) must
+not make a fresh executable look loaded (it would never be saved)."""
+
+
+def _hits() -> int:
+    return getattr(_CACHE_HITS, "n", 0)
 
 
 def _count_hit(event: str, **_) -> None:
     if event == "/jax/compilation_cache/cache_hits":
-        _CACHE_HITS[0] += 1
+        _CACHE_HITS.n = _hits() + 1
 
 
 jax.monitoring.register_event_listener(_count_hit)

@@ -141,9 +141,16 @@ import json, sys
 import jax
 from jax import monitoring
 import dftad
-from dftad import cli
+from dftad import cli, pieces
 
-counts = {"compiles": 0, "cache_hits": 0}
+counts = {"compiles": 0, "cache_hits": 0, "piece_compiles": 0}
+compile_piece = pieces.Piece._compile
+
+def count_piece(*args):  # a piece traced, lowered and compiled (or found in JAX's cache)
+    counts["piece_compiles"] += 1
+    return compile_piece(*args)
+
+pieces.Piece._compile = count_piece
 
 def on_duration(event, duration, **kwargs):
     if event == "/jax/core/compile/backend_compile_duration":  # every request, hit or not
@@ -171,8 +178,9 @@ sys.exit(code)
 
 def test_printed_scf_and_forces_come_from_the_cache(tmp_path):
     """The default output (SCF cycles printed as they run) and forces: a second process finds
-    every program it needs in the on-disk cache (compile requests minus cache hits = 0). A
-    program with a host callback (printing from inside the compiled loop) is never cached."""
+    every program it needs in the on-disk cache (compile requests minus cache hits = 0), and
+    every compiled piece in its own file (none traced or lowered again). A program with a host
+    callback (printing from inside the compiled loop) is never cached."""
     env = dict(os.environ, DFTAD_CACHE_DIR=str(tmp_path / "xla"))
     cmd = [sys.executable, "-c", _COUNT_COMPILES, "energy", "water", "--basis", "sto-3g",
            "--xc", "lda,vwn", "--grid-level", "0", "--forces"]
@@ -186,6 +194,7 @@ def test_printed_scf_and_forces_come_from_the_cache(tmp_path):
     assert e1 == e2
     assert first["compiles"] > first["cache_hits"]  # compiled (a few programs twice: hits)
     assert second["compiles"] > 0 and second["compiles"] == second["cache_hits"], second
+    assert first["piece_compiles"] > 0 and second["piece_compiles"] == 0, second
 
 
 def test_compilation_cache_can_be_turned_off(monkeypatch):
