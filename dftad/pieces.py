@@ -12,7 +12,9 @@ process loads it without tracing, lowering or compiling (``jax.jit``'s own persi
 still traces and lowers every program to find it: most of a cached run's time). The files live
 in a folder named by a hash of the versions of jax and jaxlib, the device kind and dftad's own
 source, so a changed dftad or JAX never loads a stale executable (older folders can be
-deleted); a file that does not load is compiled again.
+deleted); a file that does not load is compiled again. Small arrays computed once per key (the
+atoms' SAD densities, :func:`dftad.scf_pieces.atomic_density`) live there too
+(:func:`data_path`).
 """
 
 from __future__ import annotations
@@ -214,6 +216,40 @@ def _save(path, exe) -> None:
             f.write(blob)
         os.replace(tmp, path)
     except Exception:  # noqa: BLE001 - a read-only or full disk: keep it in memory only
+        pass
+
+
+def data_path(kind: str, key: str) -> str | None:
+    """Where a small array computed once per ``key`` (a string) lives beside the pieces (same
+    salted folder), None when the on-disk cache is off."""
+    base = cache_dir()
+    if base is None:
+        return None
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return os.path.join(base, _salt(), f"{kind}-{digest}.npy")
+
+
+def load_array(path) -> np.ndarray | None:
+    """The array saved at ``path`` (:func:`save_array`), None if absent or unreadable."""
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def save_array(path, a) -> None:
+    """Save ``a`` at ``path`` (atomically; nothing where the cache is off or the disk full)."""
+    if path is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(a))
+        os.replace(tmp, path)
+    except OSError:
         pass
 
 

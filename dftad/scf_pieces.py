@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import grid_pieces, guess, scf
+from . import grid_pieces, guess, pieces, scf
 from .hamiltonian import Components, Result, assemble, energy_nuc, exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .jk import DFJK, IncoreJK, coulomb_exchange
@@ -237,14 +237,20 @@ def atomic_density(basis, z: int) -> np.ndarray:
     """The SAD density of a neutral atom of nuclear charge ``z`` in its own ``basis`` (a one-atom
     basis, :meth:`~dftad.basis.Basis.on_atom`): the fractional-occupation RHF of
     :func:`dftad.guess.sad_guess` from its S, T + V and ERIs (computed by the shared integral
-    pieces), kept for the process."""
+    pieces), kept for the process and, with the on-disk cache on, in a file beside the pieces
+    (:func:`dftad.pieces.data_path`): a later process reads it instead of solving the atom."""
     key = _atom_key(basis, z)
     if key not in _ATOMS:
-        origin = jnp.zeros((1, 3))
-        charge = jnp.asarray([float(z)])
-        s, t, v = one_electron_pieces.matrices(basis, origin, charge)
-        eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
-        _ATOMS[key] = np.asarray(_atom_scf(s, t + v[0], eri, jnp.asarray(float(z))))
+        path = pieces.data_path("atom", repr(key))
+        dm = pieces.load_array(path)
+        if dm is None or dm.shape != (basis.nao, basis.nao):
+            origin = jnp.zeros((1, 3))
+            charge = jnp.asarray([float(z)])
+            s, t, v = one_electron_pieces.matrices(basis, origin, charge)
+            eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
+            dm = np.asarray(_atom_scf(s, t + v[0], eri, jnp.asarray(float(z))))
+            pieces.save_array(path, dm)
+        _ATOMS[key] = dm
     return _ATOMS[key]
 
 

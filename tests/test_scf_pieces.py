@@ -65,3 +65,30 @@ def test_the_padded_scf_equals_the_unpadded_one(name, xc, df):
     assert abs(np.sum(sad * np.asarray(ints.s1e)) - sum(mol.nelec)) < 1e-10
     if mol.spin == 0:  # (OH's 2-Pi has near-degenerate UKS solutions: a guess picks one)
         assert abs(float(scf_pieces.solve(setup, coords).e_tot - ref.e_tot)) < 1e-10
+
+
+def test_atomic_densities_are_kept_on_disk(tmp_path, monkeypatch):
+    """With the on-disk cache on, an element's SAD density is solved once and written beside the
+    pieces; a later process (the in-memory copies dropped) reads the same array, bit for bit,
+    without solving the atom again; a file of the wrong shape is solved again."""
+    from dftad import pieces
+
+    basis = dftad.build(dftad.load("water"), "sto-3g", "hf").basis.on_atom(0)
+    monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(scf_pieces, "_ATOMS", {})
+    solved = scf_pieces.atomic_density(basis, 8)
+    files = list(tmp_path.rglob("atom-*.npy"))
+    assert len(files) == 1
+    monkeypatch.setattr(scf_pieces, "_ATOMS", {})
+    atom_scf = scf_pieces._atom_scf
+
+    def must_not_run(*args):
+        raise AssertionError("the atom was solved again")
+
+    monkeypatch.setattr(scf_pieces, "_atom_scf", must_not_run)
+    read = scf_pieces.atomic_density(basis, 8)
+    np.testing.assert_array_equal(read, solved)
+    np.save(files[0], np.zeros((2, 2)))  # stale: solved again
+    monkeypatch.setattr(scf_pieces, "_ATOMS", {})
+    monkeypatch.setattr(scf_pieces, "_atom_scf", atom_scf)
+    np.testing.assert_array_equal(scf_pieces.atomic_density(basis, 8), solved)
