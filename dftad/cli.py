@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -142,6 +143,7 @@ def _load(args):
 def _build(args, clock):
     """(mol, setup, coords) from the shared calculation options."""
     import jax
+    import numpy as np
 
     import dftad
 
@@ -154,7 +156,7 @@ def _build(args, clock):
                             density_fit=args.df, max_cycle=args.max_cycle,
                             level_shift=args.level_shift, damp=args.damp,
                             disp=args.disp, atm=args.atm)
-        return mol, setup, jax.numpy.asarray(mol.coords)
+        return mol, setup, jax.device_put(np.asarray(mol.coords, dtype=np.float64))
 
     return clock("setup", build)
 
@@ -537,5 +539,18 @@ def main(argv=None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``dftad`` command: :func:`main`, then the process ends at once. JAX's exit handlers
+    would release every compiled program one by one (~0.5 s after energy and forces, a tenth of
+    a cached run); by then every result is printed and every file written and closed (the
+    commands write files in ``with`` blocks, compiles finish before their results are used, no
+    thread is left running), so nothing is lost without them. An exception ends the process the
+    usual way."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -140,12 +140,14 @@ class Problem:
         self.nao_b = nao_b = nao_bucket(basis.nao)
         self.coords = coords
         mats = one_electron_pieces.padded_matrices(basis, coords, setup.charges)
-        self.s1e, self.h1e, self.x = _core(mats, jnp.asarray(basis.nao), nao_b)
-        self.mo_occ = jnp.asarray(setup.occupation.occupations(nao_b, np))
+        # device_put, not jnp.asarray: no program compiled (or loaded) per conversion
+        self.s1e, self.h1e, self.x = _core(mats, jax.device_put(np.int64(basis.nao)), nao_b)
+        self.mo_occ = jax.device_put(setup.occupation.occupations(nao_b, np))
         self.omegas, self.weights = _exchange(setup)
         self.tensors = self._tensors(self.omegas)
         self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
-        self.e_nuc = jnp.asarray(energy_nuc(np.asarray(coords), np.asarray(setup.charges), np))
+        self.e_nuc = jax.device_put(energy_nuc(np.asarray(coords), np.asarray(setup.charges),
+                                               np))
         self.e_disp = (jnp.zeros(()) if setup.disp is None
                        else _disp_energy(setup.disp, coords))
 
@@ -270,7 +272,7 @@ def iterate(p: Problem, callback=None, dm0=None) -> tuple[Result, scf.State]:
     opts, df = setup.options, setup.density_fitting
     dm = p.guess() if dm0 is None else p.pad(dm0)
     st, parts = _first(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, dm, *p.energy_terms(dm))
-    while bool(scf.running(opts, st)):
+    while not bool(st.converged) and int(st.cycle) < opts.max_cycle:  # scf.running, on the host
         dm, focks, errors, vj, vk = _head(opts, df, p.s1e, p.x, p.mo_occ, p.tensors, p.weights,
                                           st)
         st, parts = _tail(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, st, dm, focks, errors,

@@ -350,17 +350,17 @@ class HermiteRows:
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
         return [np.zeros_like(self.P), np.zeros_like(self.G)]
 
-    def gradient(self, d_p, d_g, natm: int) -> jax.Array:
+    def gradient(self, d_p, d_g, natm: int) -> np.ndarray:
         """The gradient (natm, 3) for the cotangents ``d_p``, ``d_g`` (:meth:`zeros`; the
-        padding row is ignored): the reverse pass of the pair pieces."""
-        grad = jnp.zeros((natm, 3))
+        padding row is ignored): the reverse pass of the pair pieces (summed on the host)."""
+        parts = []
         n = len(self.raw)
         for s, rows, at in _blocks_of(self.raw, self.atoms):
             m = min(PAIR_BLOCK, n - s)
             dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
-            grad = grad + _hermite_grad(*self.ls, rows, dp, dg, at, natm)
-        return grad
+            parts.append(_hermite_grad(*self.ls, rows, dp, dg, at, natm))
+        return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
 
 
 def _scatter_add(acc, idx, d) -> None:
@@ -453,8 +453,9 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         add(*pending)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
-    grad = sum(h.gradient(d_p, d_g, natm_b) for h, (d_p, d_g) in zip(herm, acc))
-    return np.asarray(grad)[:natm]
+    grad = sum((h.gradient(d_p, d_g, natm_b) for h, (d_p, d_g) in zip(herm, acc)),
+               np.zeros((natm_b, 3)))
+    return grad[:natm]
 
 
 def schwarz(basis: Basis, coords, sets) -> list:

@@ -142,7 +142,7 @@ def _nuclei(coords, charges):
     nuc[: len(r)] = r
     z = np.zeros(natm_b)
     z[: len(r)] = np.asarray(charges)
-    return jnp.asarray(nuc), jnp.asarray(z), natm_b
+    return jax.device_put(nuc), jax.device_put(z), natm_b
 
 
 def padded_matrices(basis: Basis, coords, charges) -> jax.Array:
@@ -176,11 +176,12 @@ def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
     cart = basis.layout.cart
-    grad = jnp.zeros((natm_b, 3))
+    parts = []  # summed on the host at the end (eager adds would each be a program)
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
         for ch in c.chunks[:1] if sample else c.chunks:
             ct = _cotangent(ch.meta, dm, w, c.ls, cart)
-            grad = grad + _chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
-                                      atoms[ch.ip], natm_b)
-    return np.asarray(grad)[: len(np.asarray(coords))]
+            parts.append(_chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
+                                     atoms[ch.ip], natm_b))
+    grad = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
+    return grad[: len(np.asarray(coords))]

@@ -51,7 +51,7 @@ def _as_params(tree):
     """Defaults (floats and tuples of floats) -> pytree of float64 arrays."""
     if isinstance(tree, dict):
         return {k: _as_params(v) for k, v in tree.items()}
-    return jnp.asarray(np.asarray(tree, dtype=np.float64))
+    return jax.device_put(np.asarray(tree, dtype=np.float64))  # no program (jnp.asarray: one)
 
 
 def _straight(x, bounded):
