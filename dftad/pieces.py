@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import pickle
 import threading
@@ -153,11 +154,9 @@ class Piece:
         return exe, _hits() == hits
 
     def _path(self, key):
-        base = cache_dir()
-        if base is None or key[-1] is not None:
+        if key[-1] is not None:
             return None  # a serialized executable loads onto the first device only
-        digest = hashlib.sha256(repr((self.name, key)).encode()).hexdigest()[:32]
-        return os.path.join(base, _salt(), f"{self.fun.__name__}-{digest}.bin")
+        return _cache_file(self.fun.__name__, repr((self.name, key)), "bin")
 
 
 _CACHE_HITS = threading.local()
@@ -210,23 +209,37 @@ def _save(path, exe) -> None:
 
     try:
         blob = pickle.dumps(serialize_executable.serialize(exe))
+    except Exception:  # noqa: BLE001 - not serializable here: keep it in memory only
+        return
+    _write(path, blob)
+
+
+def _write(path, blob: bytes) -> None:
+    """``blob`` to ``path`` atomically (a temporary file renamed); nothing on a read-only or
+    full disk (kept in memory only)."""
+    try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
-    except Exception:  # noqa: BLE001 - a read-only or full disk: keep it in memory only
+    except OSError:
         pass
+
+
+def _cache_file(stem: str, key: str, ext: str) -> str | None:
+    """``<cache>-pieces/<salt>/<stem>-<hash of key>.<ext>``, None when the on-disk cache is off."""
+    base = cache_dir()
+    if base is None:
+        return None
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return os.path.join(base, _salt(), f"{stem}-{digest}.{ext}")
 
 
 def data_path(kind: str, key: str) -> str | None:
     """Where a small array computed once per ``key`` (a string) lives beside the pieces (same
     salted folder), None when the on-disk cache is off."""
-    base = cache_dir()
-    if base is None:
-        return None
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return os.path.join(base, _salt(), f"{kind}-{digest}.npy")
+    return _cache_file(kind, key, "npy")
 
 
 def load_array(path) -> np.ndarray | None:
@@ -241,16 +254,10 @@ def load_array(path) -> np.ndarray | None:
 
 def save_array(path, a) -> None:
     """Save ``a`` at ``path`` (atomically; nothing where the cache is off or the disk full)."""
-    if path is None:
-        return
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(a))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(a))
+        _write(path, buf.getvalue())
 
 
 def piece(static_argnums=(), donate_argnums=()):

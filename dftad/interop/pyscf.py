@@ -105,10 +105,6 @@ def to_pyscf_scf(mol: Molecule, setup, result):
     return mf
 
 
-def _grid_bucket(n: int) -> int:
-    return max(256, 1 << (n - 1).bit_length())
-
-
 @functools.cache
 def _eval_xc_program():
     """:func:`dftad.xc.eval_xc` jitted (the functional's parameters are data)."""
@@ -119,10 +115,6 @@ def _eval_xc_program():
     return jax.jit(eval_xc, static_argnums=(2,))
 
 
-def _eval_xc_jit(f, rho, spin):
-    return _eval_xc_program()(f, rho, spin)
-
-
 def use_functional(mf, functional):
     """Make the PySCF Kohn-Sham object ``mf`` (``dft.RKS``/``dft.UKS``) use a dftad
     :class:`~dftad.xc.functional.Functional` (a trained one, ``dftad.xc.models``), evaluated by
@@ -131,6 +123,8 @@ def use_functional(mf, functional):
     exchange from the functional's (alpha, beta, omega) in PySCF's ``rsh_coeff`` convention.
     Energies and potentials only (PySCF's response properties need second derivatives, which
     this hook does not provide). Returns ``mf``."""
+    from ..integrals.eri_pieces import bucket
+
     f = functional
     if f.family == "hf":
         raise ValueError("a functional without a semilocal part is Hartree-Fock: use scf.RHF")
@@ -144,8 +138,8 @@ def use_functional(mf, functional):
         n = rho.shape[-1]
         # PySCF's grid blocks vary in size: padded (with copies of the last point, a valid
         # density) to a power of two, so one compiled program serves every block of a bucket
-        pad = [(0, 0)] * (rho.ndim - 1) + [(0, _grid_bucket(n) - n)]
-        out = _eval_xc_jit(f, np.pad(rho, pad, mode="edge"), spin)
+        pad = [(0, 0)] * (rho.ndim - 1) + [(0, bucket(n, 256) - n)]
+        out = _eval_xc_program()(f, np.pad(rho, pad, mode="edge"), spin)
         exc, vrho, vsigma, vtau = (None if x is None else np.asarray(x)[:n] for x in out)
         return exc, (vrho, vsigma, None, vtau), None, None
 
