@@ -57,10 +57,18 @@ def cart_powers(l: int) -> np.ndarray:
 @functools.cache
 def cart2sph(l: int) -> np.ndarray:
     """(ncart, nsph) matrix from bare monomials to PySCF's real spherical AOs (m = -l..l;
-    x, y, z for p)."""
+    x, y, z for p). Kept on disk beside the basis data (:func:`element_shells`)."""
+    from . import pieces
+
+    path = pieces.data_path("cart2sph", repr((_pyscf_version(), l)))
+    kept = pieces.load_array(path)
+    if kept is not None and kept.shape == (ncart(l), nsph(l)):
+        return kept
     from pyscf import gto
 
-    return np.asarray(gto.cart2sph(l), dtype=np.float64)
+    c2s = np.asarray(gto.cart2sph(l), dtype=np.float64)
+    pieces.save_array(path, c2s)
+    return c2s
 
 
 def cart_factor(l: int) -> float:
@@ -154,30 +162,101 @@ class Basis:
         """Load ``basis`` (a name in PySCF's library, or a mapping element -> name) for ``mol``.
 
         General contractions are split into one shell per contraction, which keeps PySCF's AO
-        order. Raises ``ValueError`` naming the element when the basis does not cover it.
+        order (atoms in order, each atom's shells as in the basis file). Raises ``ValueError``
+        naming the element when the basis does not cover it.
         """
-        from .interop.pyscf import to_pyscf_mole
-
-        pmol = to_pyscf_mole(mol, basis, cart)
+        shells = element_shells(mol, basis, cart)
         shell_l, shell_atom, shell_nprim, exps, coefs = [], [], [], [], []
-        for ib in range(pmol.nbas):
-            l = int(pmol.bas_angular(ib))
-            if l > L_MAX:
-                raise ValueError(f"basis {basis!r}: angular momentum l={l} > {L_MAX} unsupported")
-            e = np.asarray(pmol.bas_exp(ib), dtype=np.float64)
-            c = np.asarray(pmol.bas_ctr_coeff(ib), dtype=np.float64)
-            for k in range(c.shape[1]):
+        for atom, symbol in enumerate(mol.symbols):
+            for l, e, c in shells[symbol]:
                 shell_l.append(l)
-                shell_atom.append(int(pmol.bas_atom(ib)))
+                shell_atom.append(atom)
                 shell_nprim.append(len(e))
                 exps.append(e)
-                coefs.append(c[:, k])
+                coefs.append(c)
         name = basis if isinstance(basis, str) else repr(sorted(dict(basis).items()))
         layout = BasisLayout(tuple(shell_l), tuple(shell_atom), tuple(shell_nprim), cart, name)
-        basis_obj = cls(layout, jax.device_put(np.concatenate(exps)),
-                        jax.device_put(np.concatenate(coefs)))
-        assert basis_obj.nao == pmol.nao, (basis_obj.nao, pmol.nao)
-        return basis_obj
+        return cls(layout, jax.device_put(np.concatenate(exps)),
+                   jax.device_put(np.concatenate(coefs)))
+
+
+Shells = list  # [(l, exponents (nprim,), coefficients (nprim,)), ...] of one element
+
+
+def element_shells(mol: Molecule, basis="def2-svp", cart: bool = False) -> dict[str, Shells]:
+    """Each element's shells in ``basis`` (one per contraction), from PySCF's library.
+
+    With the on-disk cache on (:func:`dftad.enable_compilation_cache`), a named basis is kept
+    per element beside the compiled pieces (:func:`dftad.pieces.data_path`, keyed by PySCF's
+    version too), so a later process needs no PySCF (its import is a tenth of a cached run)."""
+    from . import pieces
+
+    symbols = sorted(set(mol.symbols))
+    paths = dict.fromkeys(symbols)
+    if isinstance(basis, str):
+        paths = {s: pieces.data_path("basis", repr((_pyscf_version(), basis, s, cart)))
+                 for s in symbols}
+        kept = {s: _decode_shells(pieces.load_array(paths[s])) for s in symbols}
+        if all(v is not None for v in kept.values()):
+            return kept
+    shells = _pyscf_shells(mol, basis, cart)
+    for s in symbols:
+        pieces.save_array(paths[s], _encode_shells(shells[s]))
+    return shells
+
+
+def _pyscf_shells(mol: Molecule, basis, cart: bool) -> dict[str, Shells]:
+    from .interop.pyscf import to_pyscf_mole
+
+    pmol = to_pyscf_mole(mol, basis, cart)
+    shells: dict[str, Shells] = {}
+    for ib in range(pmol.nbas):
+        l = int(pmol.bas_angular(ib))
+        if l > L_MAX:
+            raise ValueError(f"basis {basis!r}: angular momentum l={l} > {L_MAX} unsupported")
+        atom = int(pmol.bas_atom(ib))
+        symbol = mol.symbols[atom]
+        if mol.symbols.index(symbol) != atom:
+            continue  # an element's shells are read from its first atom
+        e = np.asarray(pmol.bas_exp(ib), dtype=np.float64)
+        c = np.asarray(pmol.bas_ctr_coeff(ib), dtype=np.float64)
+        shells.setdefault(symbol, []).extend((l, e, c[:, k]) for k in range(c.shape[1]))
+    return shells
+
+
+def _pyscf_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pyscf")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source checkout of PySCF
+        return "unknown"
+
+
+def _encode_shells(shells: Shells) -> np.ndarray:
+    """One flat array: nshell, then per shell l, nprim, exponents, coefficients."""
+    parts = [np.array([len(shells)], dtype=np.float64)]
+    for l, e, c in shells:
+        parts += [np.array([l, len(e)], dtype=np.float64), e, c]
+    return np.concatenate(parts)
+
+
+def _decode_shells(a) -> Shells | None:
+    """:func:`_encode_shells` read back; None for a missing or malformed array."""
+    if a is None or a.ndim != 1 or a.dtype != np.float64 or a.size < 1:
+        return None
+    try:
+        shells, pos = [], 1
+        for _ in range(int(a[0])):
+            l, n = int(a[pos]), int(a[pos + 1])
+            e, c = a[pos + 2:pos + 2 + n], a[pos + 2 + n:pos + 2 + 2 * n]
+            if len(c) != n or not 0 <= l <= L_MAX:
+                return None
+            shells.append((l, e.copy(), c.copy()))
+            pos += 2 + 2 * n
+        return shells if pos == a.size and shells else None
+    except (IndexError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------- normalisation (JAX)

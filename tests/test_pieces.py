@@ -144,6 +144,7 @@ def test_compile_ahead_compiles_what_the_forces_run(monkeypatch):
     for p in pieces.REGISTRY:
         monkeypatch.setattr(p, "_compiled", {})
         monkeypatch.setattr(p, "_key_locks", {})
+    monkeypatch.setattr(pieces, "cache_dir", lambda: None)  # compiled here, not loaded from files
     compiles = []
 
     def count(event, duration, **_):

@@ -77,3 +77,48 @@ def test_bad_input_is_a_clear_error(kwargs, message):
 def test_too_many_electrons_for_the_basis():
     with pytest.raises(ValueError, match="do not fit"):
         dftad.build(dftad.load("He 0 0 0; He 0 0 3", charge=-2), "sto-3g", "hf")
+
+
+def test_basis_is_kept_on_disk(tmp_path, monkeypatch):
+    """With the on-disk cache on, a named basis is read from PySCF once per element and kept:
+    a later build (PySCF's loader made to fail), also of another molecule with those elements,
+    gives PySCF's shells bit for bit, spherical transforms included; a damaged file is read from
+    PySCF again."""
+    import numpy as np
+
+    from dftad import basis as basis_mod
+    from dftad import pieces
+    from dftad.interop import pyscf as interop
+
+    def arrays(b):
+        return np.asarray(b.exponents), np.asarray(b.coefficients)
+
+    methanol, water = dftad.load("methanol"), dftad.load("water")
+    monkeypatch.setattr(pieces, "cache_dir", lambda: None)
+    ref = {m: basis_mod.Basis.build(mol, "def2-tzvp") for m, mol in
+           (("methanol", methanol), ("water", water))}  # cache off: PySCF's shells
+    c2s_ref = basis_mod.cart2sph.__wrapped__(3)
+    monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
+    basis_mod.Basis.build(methanol, "def2-tzvp")  # read from PySCF, kept
+    basis_mod.cart2sph.__wrapped__(3)
+    read = interop.to_pyscf_mole
+
+    def no_pyscf(*args, **kwargs):
+        raise AssertionError("basis read from PySCF again")
+
+    monkeypatch.setattr(interop, "to_pyscf_mole", no_pyscf)
+    for m, mol in (("methanol", methanol), ("water", water)):
+        kept = basis_mod.Basis.build(mol, "def2-tzvp")
+        assert kept.layout == ref[m].layout
+        for a, b in zip(arrays(kept), arrays(ref[m])):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(basis_mod.cart2sph.__wrapped__(3), c2s_ref)
+    files = list(tmp_path.rglob("basis-*.npy"))
+    assert len(files) == 3  # H, C, O
+    for f in files:
+        np.save(f, np.arange(5.0))  # a malformed record
+    with pytest.raises(AssertionError, match="again"):
+        basis_mod.Basis.build(water, "def2-tzvp")
+    monkeypatch.setattr(interop, "to_pyscf_mole", read)
+    for a, b in zip(arrays(basis_mod.Basis.build(water, "def2-tzvp")), arrays(ref["water"])):
+        np.testing.assert_array_equal(a, b)
