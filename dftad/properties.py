@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy, forces
+from . import energy, forces, hamiltonian
 from .constants import AU_DEBYE, AU_KM_MOL, AU_WAVENUMBER
 from .hamiltonian import Result
 from .integrals import one_electron
@@ -69,13 +69,39 @@ def second_derivatives(setup: Setup, coords, xc_params=None) -> SecondDerivative
     implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole)."""
 
     def first(c):
-        res = energy.kernel(setup, c, xc_params)
-        grad = forces.gradient_at(setup, c, res.scf, xc_params)
+        res, grad = energy_and_gradient(setup, c, xc_params)
         mu = dipole(setup, c, res.scf.dm)
         return (grad, mu), (grad, mu, res)
 
     (hess, dmu), (grad, mu, res) = jax.jacfwd(first, has_aux=True)(coords)
     return SecondDerivatives(res, grad, mu, hess, dmu)
+
+
+def energy_and_gradient(setup: Setup, coords, xc_params=None):
+    """(SCF :class:`~dftad.Result`, dE/dR (natm, 3)) from one pass through the integrals,
+    differentiable to second order: the SCF's density follows the geometry by the implicit
+    function theorem (:func:`dftad.energy.kernel_from_integrals`), and the gradient is the
+    pullback of the Lagrangian E[D] - sum W S (:func:`dftad.forces.lagrangian`) through the same
+    forward pass (as :func:`dftad.forces.energy_and_forces`, which does not differentiate the SCF).
+    Forward mode over it traces the integral class kernels once for the SCF and the gradient
+    together: the Hessian program traces and compiles in a fraction of the time of the SCF and
+    :func:`dftad.forces.gradient_at` differentiated apart."""
+    params = hamiltonian.xc_params_of(setup, xc_params)
+    omegas, weights = hamiltonian.exchange_operators(setup, params)
+    basis, occ = setup.basis, setup.occupation
+    one, one_pullback = jax.vjp(lambda c: hamiltonian.one_electron_part(setup, c), coords)
+    factors, jk_pullback = jax.vjp(lambda c: setup.jk.factors(basis, c, omegas), coords)
+    ao = hamiltonian.grid_ao(setup, coords) if setup.semilocal else None
+    ints = hamiltonian.Integrals(*one, jk=setup.jk.tensors(basis, factors), grid_ao=ao)
+    res = energy.kernel_from_integrals(setup, ints, xc_params)
+    dm = res.scf.dm
+    w = forces.energy_weighted_dm(dm, res.scf.fock, occ)
+    dm_tot = occ.total(dm)
+    one_bar = jax.grad(lambda o: forces._one_electron_lagrangian(o, dm_tot, w))(one)
+    factors_bar = jax.grad(lambda f: forces._two_electron_energy(setup, f, dm, weights))(factors)
+    grad = (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
+            + jax.grad(hamiltonian.exc_direct, argnums=1)(setup, coords, dm, params))
+    return res, grad
 
 
 def hessian(setup: Setup, coords, xc_params=None):
