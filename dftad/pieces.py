@@ -127,18 +127,24 @@ class Piece:
             exe = _load(path) if path is not None else None
             if exe is None:
                 exe, fresh = self._compile(path, args)
+                if path is not None and not fresh:
+                    # JAX's cache holds the program but its file is gone or does not load:
+                    # compile it once more under another name (JAX's cache cannot answer), so
+                    # that it is saved and later processes load it instead of tracing it again
+                    exe, fresh = self._compile(path, args, again=True)
                 if path is not None and fresh:
                     _save(path, exe)
             self._compiled[key] = exe
             return exe
 
-    def _compile(self, path, args):
+    def _compile(self, path, args, again=False):
         """``(executable, fresh)``; ``fresh``: compiled here, not loaded from JAX's on-disk
         cache. XLA:CPU serializes an executable it loaded from that cache without its kernels (a
         later load fails, or crashes), so only fresh ones are saved. Naming the program after its
         piece file, salt included, keeps JAX's cache from answering for a piece whose file does
         not exist yet (else a piece whose program JAX had cached before a change of dftad's
-        source would never be saved again: traced, lowered and loaded in every run)."""
+        source would never be saved again: traced, lowered and loaded in every run).
+        ``again``: another name, for a piece JAX's cache answers but whose file is missing."""
         jitted = self.jitted
         if path is not None:
             def named(*a):
@@ -146,6 +152,7 @@ class Piece:
 
             salt, base = os.path.split(path)
             name = f"{base.split('.')[0]}_{os.path.basename(salt)}".replace("-", "_")
+            name += "_again" if again else ""
             named.__name__ = named.__qualname__ = name
             jitted = jax.jit(named, static_argnums=self.static_argnums,
                              donate_argnums=self.donate_argnums)

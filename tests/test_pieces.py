@@ -189,7 +189,9 @@ def test_one_electron_pieces_equal_the_whole_program(basis):
 
 def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
     """An executable is written once and a fresh Piece (a new process) loads it without tracing
-    or compiling; a damaged file is compiled again; another static argument is another file."""
+    or compiling; a damaged file is compiled again and saved again (also where JAX's on-disk
+    cache, on in the test session, still holds the program); another static argument is another
+    file."""
     monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
 
     def f(x, n):
@@ -200,11 +202,24 @@ def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
     assert np.allclose(pieces.Piece(f, (1,))(x, 3), ref, rtol=0, atol=1e-15)
     files = list(tmp_path.rglob("*.bin"))
     assert len(files) == 1
-    loaded = pieces.Piece(f, (1,))
-    loaded.jitted = None  # loading must not trace or compile
-    assert np.allclose(loaded(x, 3), ref, rtol=0, atol=1e-15)
-    assert loaded.cache_size() == 1
+    compiles = []
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    def load():  # a fresh Piece, as in a new process: must neither trace nor compile
+        loaded = pieces.Piece(f, (1,))
+        jax.monitoring.register_event_duration_secs_listener(count)
+        try:
+            assert np.allclose(loaded(x, 3), ref, rtol=0, atol=1e-15)
+        finally:
+            jax.monitoring.unregister_event_duration_listener(count)
+        assert loaded.cache_size() == 1 and compiles == []
+
+    load()
     files[0].write_bytes(b"not an executable")
     assert np.allclose(pieces.Piece(f, (1,))(x, 3), ref, rtol=0, atol=1e-15)
+    load()  # the damaged file was written again
     pieces.Piece(f, (1,))(x, 4)
     assert len(list(tmp_path.rglob("*.bin"))) == 2
