@@ -530,13 +530,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     import dftad
+    from dftad import pieces
 
     dftad.enable_compilation_cache()  # a second run of the same calculation skips compiling
+    job = repr(sorted(vars(args).items()))
+    preloading = pieces.preload(job)  # what this command loaded last time, in a thread
+    code = 2
     try:
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        return code
     except (ValueError, ImportError) as err:  # bad input; an optional dependency missing
         print(f"dftad: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        pieces.remember(job if code == 0 else None, preloading)
 
 
 def entry() -> None:

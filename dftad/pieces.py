@@ -124,7 +124,7 @@ class Piece:
             if key in self._compiled:
                 return self._compiled[key]
             path = self._path(key)
-            exe = _load(path) if path is not None else None
+            exe = _take(path) if path is not None else None
             if exe is None:
                 exe, fresh = self._compile(path, args)
                 if path is not None and not fresh:
@@ -209,6 +209,83 @@ def _load(path):
         return None
     except Exception:  # noqa: BLE001 - a stale or truncated file: compile again
         return None
+
+
+_AHEAD: dict = {}
+"""Piece file -> ``threading.Event`` set once :func:`preload`'s thread has loaded it (into
+``_LOADED_AHEAD``) or given up; None where a caller claimed it first (loads it itself)."""
+_LOADED_AHEAD: dict = {}
+_USED: list = []
+"""The piece files this process asked for, in order (what :func:`remember` writes)."""
+_AHEAD_LOCK = threading.Lock()
+
+
+def _take(path):
+    """The executable at ``path``: the one :func:`preload`'s thread loaded (waiting for it while
+    it loads it), else loaded here; None when there is none (compile)."""
+    with _AHEAD_LOCK:
+        _USED.append(path)
+        ready = _AHEAD.get(path)
+        if ready is None:
+            _AHEAD[path] = None
+    if ready is None:
+        return _load(path)
+    ready.wait()
+    exe = _LOADED_AHEAD.pop(path, None)
+    return exe if exe is not None else _load(path)
+
+
+def _manifest(job: str) -> str | None:
+    return _cache_file("manifest", job, "txt")
+
+
+def preload(job: str) -> threading.Thread | None:
+    """Start loading, in a thread, the piece files that ``job`` (a string naming a calculation,
+    e.g. the command line) used the last time it ran (:func:`remember`), in the order it asked
+    for them: a repeated calculation finds its executables loaded while it sets up, and the
+    SCF's while the forces' load. Loading only: a file that is not needed costs time, never a
+    wrong result. Returns the thread (join it when the job is done), None without a record."""
+    with _AHEAD_LOCK:
+        _USED.clear()
+    path = _manifest(job)
+    try:
+        with open(path) as f:
+            names = f.read().split()
+    except (OSError, TypeError):
+        return None
+    folder = os.path.dirname(path)
+    files = [os.path.join(folder, n) for n in names if n.endswith(".bin") and os.sep not in n]
+
+    def run():
+        for file in files:
+            with _AHEAD_LOCK:
+                if file in _AHEAD:
+                    continue
+                ready = _AHEAD[file] = threading.Event()
+            try:
+                exe = _load(file)
+                if exe is not None:
+                    _LOADED_AHEAD[file] = exe
+            finally:
+                ready.set()
+
+    thread = threading.Thread(target=run, name="dftad-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def remember(job: str | None, thread: threading.Thread | None = None) -> None:
+    """Write which piece files ``job`` used since its :func:`preload` (for the next one; None:
+    write nothing, e.g. the job failed); join ``thread`` (the preload) and drop what it loaded
+    that was not used."""
+    if thread is not None:
+        thread.join()
+    with _AHEAD_LOCK:
+        used = list(dict.fromkeys(os.path.basename(p) for p in _USED))
+        _LOADED_AHEAD.clear()
+    path = None if job is None else _manifest(job)
+    if path is not None and used:
+        _write(path, "\n".join(used).encode())
 
 
 def _save(path, exe) -> None:

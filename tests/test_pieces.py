@@ -2,6 +2,8 @@
 one_electron_pieces) against the whole-program evaluation (two_electron, one_electron), and
 that two molecules share them."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,11 +84,14 @@ def _piece_counts():
                                            scf_pieces._first, scf_pieces._atom_scf))
 
 
-def test_two_molecules_share_the_compiled_pieces():
+def test_two_molecules_share_the_compiled_pieces(monkeypatch):
     """Energies and forces of water, then of methanol (same elements and basis, twice the atoms,
     never seen): methanol compiles no new integral or SCF piece (both fit the smallest nao
     bucket); its energy equals the whole program's to 1e-10 Ha and its forces equal the
     whole-program gradient of the same SCF to 1e-10."""
+    # atom densities solved here, not read from files other tests of the session wrote (water's
+    # H and O read from disk would leave the atom SCF uncompiled until methanol's C)
+    monkeypatch.setattr(pieces, "data_path", lambda kind, key: None)
     water, cw = _setup("water")
     res = energy.kernel_stepwise(water, cw)
     forces.gradient_stepwise(water, cw, res.scf)
@@ -100,7 +105,7 @@ def test_two_molecules_share_the_compiled_pieces():
     assert float(jnp.abs(grad - ref).max()) < 1e-10
 
 
-def test_a_new_molecule_compiles_nothing():
+def test_a_new_molecule_compiles_nothing(monkeypatch):
     """B3LYP/def2-SVP energy and forces through dftad.run (the CLI's path): water, then
     methanol (same elements and basis, twice the atoms, never seen). Methanol compiles no XLA
     program at all (counted with JAX's monitoring hook: integrals, SCF, grid, XC and their
@@ -111,6 +116,7 @@ def test_a_new_molecule_compiles_nothing():
 
     from dftad.interop.pyscf import to_pyscf_mole
 
+    monkeypatch.setattr(pieces, "data_path", lambda kind, key: None)  # as in the test above
     compiles = []
 
     def count(event, duration, **_):
@@ -223,3 +229,44 @@ def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
     load()  # the damaged file was written again
     pieces.Piece(f, (1,))(x, 4)
     assert len(list(tmp_path.rglob("*.bin"))) == 2
+
+
+def test_a_repeated_job_preloads_its_pieces(tmp_path, monkeypatch):
+    """What a job (the CLI's command line) used is remembered; the next run of the job loads it
+    in a thread before asking (``pieces.preload``), and then runs it without compiling and with
+    the same numbers. A failed job remembers nothing; a record naming a missing file is only a
+    file not preloaded."""
+    monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
+
+    def g(x, n):
+        return jnp.cos(x) + n
+
+    x = jnp.arange(4.0)
+    assert pieces.preload("job") is None  # nothing recorded yet
+    first = pieces.Piece(g, (1,))
+    refs = [np.asarray(first(x, n)) for n in (1, 2)]
+    pieces.remember("job")
+    pieces.remember(None)  # a failed job writes nothing
+    (record,) = tmp_path.rglob("manifest-*.txt")
+    names = record.read_text().split()
+    assert len(names) == 2 and all(n.startswith("g-") and n.endswith(".bin") for n in names)
+    record.write_text("\n".join(names + ["g-missing.bin"]))
+    monkeypatch.setattr(pieces, "_AHEAD", {})  # a new process
+    thread = pieces.preload("job")
+    thread.join()
+    assert sorted(os.path.basename(p) for p in pieces._LOADED_AHEAD) == sorted(names)
+    compiles = []
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    again = pieces.Piece(g, (1,))
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        for n, ref in zip((1, 2), refs):
+            np.testing.assert_array_equal(np.asarray(again(x, n)), ref)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert compiles == [] and pieces._LOADED_AHEAD == {}
+    pieces.remember("job", thread)
