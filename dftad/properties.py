@@ -84,8 +84,8 @@ def energy_and_gradient(setup: Setup, coords, xc_params=None):
     pullback of the Lagrangian E[D] - sum W S (:func:`dftad.forces.lagrangian`) through the same
     forward pass (as :func:`dftad.forces.energy_and_forces`, which does not differentiate the SCF).
     Forward mode over it traces the integral class kernels once for the SCF and the gradient
-    together: the Hessian program traces and compiles in a fraction of the time of the SCF and
-    :func:`dftad.forces.gradient_at` differentiated apart."""
+    together (water HF/def2-SVP Hessian: 23 s of tracing instead of 30 s with the SCF and
+    :func:`dftad.forces.gradient_at` differentiated apart)."""
     params = hamiltonian.xc_params_of(setup, xc_params)
     omegas, weights = hamiltonian.exchange_operators(setup, params)
     basis, occ = setup.basis, setup.occupation
