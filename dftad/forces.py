@@ -94,24 +94,40 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
     the tensor). E_xc is differentiated with the AOs rematerialised per grid block
     (:func:`exc_direct`): the SCF's AO values are a constant here, so no grid-sized cotangent is
     formed. The SCF is not differentiated (the energy is variational)."""
+    ints, gradient = integrals_and_gradient(setup, coords, xc_params)
+    ints = ints._replace(jk=jax.lax.stop_gradient(ints.jk),
+                         grid_ao=jax.lax.stop_gradient(ints.grid_ao))
+    energy_fn, components = hamiltonian(setup, ints, xc_params_of(setup, xc_params))
+    if dm0 is None:
+        dm0 = guess.initial_guess(setup, ints)
+    res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, setup.occupation,
+                                          setup.options))
+    return Result(res, components(res.dm), -gradient(res.dm, res.fock))
+
+
+def integrals_and_gradient(setup: Setup, coords, xc_params=None):
+    """(:class:`~dftad.hamiltonian.Integrals` at ``coords``, ``gradient(dm, fock)`` -> dE/dR
+    (natm, 3)): the gradient is the pullback of :func:`lagrangian` through the same forward
+    pass that gave the integrals (the quartet blocks, not the unpacked tensor), with W from
+    ``dm`` and ``fock`` (:func:`energy_weighted_dm`). Differentiable: forward mode over an SCF
+    on these integrals and this gradient traces the class kernels once (Hessians)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
     basis, occ = setup.basis, setup.occupation
     one, one_pullback = jax.vjp(lambda c: one_electron_part(setup, c), coords)
     factors, jk_pullback = jax.vjp(lambda c: setup.jk.factors(basis, c, omegas), coords)
-    ao = jax.lax.stop_gradient(grid_ao(setup, coords)) if setup.semilocal else None
-    ints = Integrals(*one, jk=jax.lax.stop_gradient(setup.jk.tensors(basis, factors)), grid_ao=ao)
-    energy_fn, components = hamiltonian(setup, ints, params)
-    if dm0 is None:
-        dm0 = guess.initial_guess(setup, ints)
-    res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, occ, setup.options))
-    w = energy_weighted_dm(res.dm, res.fock, occ)
-    dm_tot = occ.total(res.dm)
-    one_bar = jax.grad(lambda o: _one_electron_lagrangian(o, dm_tot, w))(one)
-    factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, res.dm, weights))(factors)
-    grad = (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
-            + jax.grad(exc_direct, argnums=1)(setup, coords, res.dm, params))
-    return Result(res, components(res.dm), -grad)
+    ao = grid_ao(setup, coords) if setup.semilocal else None
+    ints = Integrals(*one, jk=setup.jk.tensors(basis, factors), grid_ao=ao)
+
+    def gradient(dm, fock):
+        w = energy_weighted_dm(dm, fock, occ)
+        dm_tot = occ.total(dm)
+        one_bar = jax.grad(lambda o: _one_electron_lagrangian(o, dm_tot, w))(one)
+        factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, dm, weights))(factors)
+        return (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
+                + jax.grad(exc_direct, argnums=1)(setup, coords, dm, params))
+
+    return ints, gradient
 
 
 def nuclear_repulsion_gradient(coords, charges) -> np.ndarray:

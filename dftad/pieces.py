@@ -25,6 +25,7 @@ import io
 import os
 import pickle
 import threading
+from concurrent import futures
 
 import jax
 import numpy as np
@@ -212,11 +213,10 @@ def _load(path):
 
 
 _AHEAD: dict = {}
-"""Piece file -> ``threading.Event`` set once :func:`preload`'s thread has loaded it (into
-``_LOADED_AHEAD``) or given up; None where a caller claimed it first (loads it itself)."""
-_LOADED_AHEAD: dict = {}
-_USED: list = []
-"""The piece files this process asked for, in order (what :func:`remember` writes)."""
+"""Piece file -> ``Future`` of its executable, loaded by :func:`preload`'s thread."""
+_USED: dict = {}
+"""The piece files this process asked for, in order (an ordered set; what :func:`remember`
+writes, and what the preload thread skips)."""
 _AHEAD_LOCK = threading.Lock()
 
 
@@ -224,14 +224,9 @@ def _take(path):
     """The executable at ``path``: the one :func:`preload`'s thread loaded (waiting for it while
     it loads it), else loaded here; None when there is none (compile)."""
     with _AHEAD_LOCK:
-        _USED.append(path)
-        ready = _AHEAD.get(path)
-        if ready is None:
-            _AHEAD[path] = None
-    if ready is None:
-        return _load(path)
-    ready.wait()
-    exe = _LOADED_AHEAD.pop(path, None)
+        _USED[path] = None
+        ahead = _AHEAD.pop(path, None)
+    exe = ahead.result() if ahead is not None else None
     return exe if exe is not None else _load(path)
 
 
@@ -259,15 +254,14 @@ def preload(job: str) -> threading.Thread | None:
     def run():
         for file in files:
             with _AHEAD_LOCK:
-                if file in _AHEAD:
+                if file in _AHEAD or file in _USED:
                     continue
-                ready = _AHEAD[file] = threading.Event()
-            try:
-                exe = _load(file)
-                if exe is not None:
-                    _LOADED_AHEAD[file] = exe
-            finally:
-                ready.set()
+                ahead = _AHEAD[file] = futures.Future()
+            exe = _load(file)
+            ahead.set_result(exe)
+            if exe is None:
+                with _AHEAD_LOCK:
+                    _AHEAD.pop(file, None)
 
     thread = threading.Thread(target=run, name="dftad-preload", daemon=True)
     thread.start()
@@ -281,8 +275,8 @@ def remember(job: str | None, thread: threading.Thread | None = None) -> None:
     if thread is not None:
         thread.join()
     with _AHEAD_LOCK:
-        used = list(dict.fromkeys(os.path.basename(p) for p in _USED))
-        _LOADED_AHEAD.clear()
+        used = [os.path.basename(p) for p in _USED]
+        _AHEAD.clear()
     path = None if job is None else _manifest(job)
     if path is not None and used:
         _write(path, "\n".join(used).encode())

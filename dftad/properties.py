@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy, forces, hamiltonian
+from . import energy, forces
 from .constants import AU_DEBYE, AU_KM_MOL, AU_WAVENUMBER
 from .hamiltonian import Result
 from .integrals import one_electron
@@ -86,22 +86,9 @@ def energy_and_gradient(setup: Setup, coords, xc_params=None):
     Forward mode over it traces the integral class kernels once for the SCF and the gradient
     together (water HF/def2-SVP Hessian: 23 s of tracing instead of 30 s with the SCF and
     :func:`dftad.forces.gradient_at` differentiated apart)."""
-    params = hamiltonian.xc_params_of(setup, xc_params)
-    omegas, weights = hamiltonian.exchange_operators(setup, params)
-    basis, occ = setup.basis, setup.occupation
-    one, one_pullback = jax.vjp(lambda c: hamiltonian.one_electron_part(setup, c), coords)
-    factors, jk_pullback = jax.vjp(lambda c: setup.jk.factors(basis, c, omegas), coords)
-    ao = hamiltonian.grid_ao(setup, coords) if setup.semilocal else None
-    ints = hamiltonian.Integrals(*one, jk=setup.jk.tensors(basis, factors), grid_ao=ao)
+    ints, gradient = forces.integrals_and_gradient(setup, coords, xc_params)
     res = energy.kernel_from_integrals(setup, ints, xc_params)
-    dm = res.scf.dm
-    w = forces.energy_weighted_dm(dm, res.scf.fock, occ)
-    dm_tot = occ.total(dm)
-    one_bar = jax.grad(lambda o: forces._one_electron_lagrangian(o, dm_tot, w))(one)
-    factors_bar = jax.grad(lambda f: forces._two_electron_energy(setup, f, dm, weights))(factors)
-    grad = (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
-            + jax.grad(hamiltonian.exc_direct, argnums=1)(setup, coords, dm, params))
-    return res, grad
+    return res, gradient(res.scf.dm, res.scf.fock)
 
 
 def hessian(setup: Setup, coords, xc_params=None):

@@ -254,7 +254,7 @@ def test_a_repeated_job_preloads_its_pieces(tmp_path, monkeypatch):
     monkeypatch.setattr(pieces, "_AHEAD", {})  # a new process
     thread = pieces.preload("job")
     thread.join()
-    assert sorted(os.path.basename(p) for p in pieces._LOADED_AHEAD) == sorted(names)
+    assert sorted(os.path.basename(p) for p in pieces._AHEAD) == sorted(names)
     compiles = []
 
     def count(event, duration, **_):
@@ -268,5 +268,5 @@ def test_a_repeated_job_preloads_its_pieces(tmp_path, monkeypatch):
             np.testing.assert_array_equal(np.asarray(again(x, n)), ref)
     finally:
         jax.monitoring.unregister_event_duration_listener(count)
-    assert compiles == [] and pieces._LOADED_AHEAD == {}
+    assert compiles == [] and pieces._AHEAD == {}
     pieces.remember("job", thread)
