@@ -10,10 +10,10 @@ import tempfile
 def _share_cores():
     """Give each xdist worker its own share of the CPUs (one core each on a 2-core machine).
 
-    Unpinned, both workers' XLA thread pools and PySCF's OpenMP threads spin on both cores: a
-    stepwise SCF (many small programs) beside a PySCF job ran 5-7x slower than alone (benzene
-    B3LYP: 160-206 s in CI, 24-35 s alone). Runs before JAX or PySCF start their thread pools,
-    which size themselves by this affinity."""
+    Unpinned, both workers' XLA thread pools and PySCF's OpenMP threads share both cores; the
+    benzene B3LYP stepwise SCF took 160-206 s in CI beside PySCF jobs (24-35 s alone), 34-36 s
+    with the workers pinned and the session cache below (measured together). Runs before JAX
+    or PySCF start their thread pools, which size themselves by this affinity."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
