@@ -172,26 +172,28 @@ def assemble(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc, kf):
 
 
 def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
-    """``energy_fn(dm) -> (e_tot, fock)`` and ``components(dm) -> Components``.
+    """``energy_fn(dm, orbs=None) -> (e_tot, fock)`` and ``components(dm) -> Components``.
 
     ``components`` evaluates E_xc without its potential (cheaper); ``sum(components(dm)) ==
-    energy_fn(dm)[0]``."""
+    energy_fn(dm)[0]``. ``orbs``: None or X with dm = X X^T per channel (the SCF's occupied
+    orbitals, :func:`dftad.jk.orbitals_of`): the density-fitted exchange is then built through
+    them."""
     f, occ = setup.xc, setup.occupation
     params = xc_params_of(setup, xc_params)
     _, weights = exchange_operators(setup, params)
     kf = 1.0 / occ.per_orbital  # exchange weight in the Fock matrix
 
-    def parts(dm, exc, vxc):
-        vj, vk = jk.coulomb_exchange(setup.jk, ints.jk, dm, occ.total(dm), weights)
+    def parts(dm, exc, vxc, orbs=None):
+        vj, vk = jk.coulomb_exchange(setup.jk, ints.jk, dm, occ.total(dm), weights, orbs)
         return assemble(ints.h1e, ints.e_nuc, ints.e_disp, dm, vj, vk, exc, vxc, kf)
 
     def components(dm):
         exc = numint.exc_only(f, params, ints.grid_ao, dm) if setup.semilocal else 0.0
         return parts(dm, exc, 0.0)[0]
 
-    def energy_fn(dm):
+    def energy_fn(dm, orbs=None):
         exc, vxc = numint.exc_vxc(f, params, ints.grid_ao, dm) if setup.semilocal else (0.0, 0.0)
-        comps, fock = parts(dm, exc, vxc)
+        comps, fock = parts(dm, exc, vxc, orbs)
         return sum(comps), fock
 
     return energy_fn, components

@@ -5,11 +5,13 @@ to print each cycle without a host callback in a compiled program).
 
 The solver knows nothing about the Hamiltonian. It takes
 
-    energy_fn(dm) -> (e_tot, fock)
+    energy_fn(dm, orbs) -> (e_tot, fock)
 
 where ``fock = dE/d dm`` (restricted: ``dm`` (nao, nao) with occupation 2; unrestricted:
-``dm`` (2, nao, nao), one Fock matrix per spin), the overlap ``s1e`` and the electron counts, and
-iterates Roothaan-Hall steps
+``dm`` (2, nao, nao), one Fock matrix per spin) and ``orbs`` is None or the orbital factor X
+of ``dm`` = X X^T (:func:`dftad.jk.orbitals_of`; a cheaper way to some terms, e.g. the
+density-fitted exchange, which the Hamiltonian may ignore), the overlap ``s1e`` and the
+electron counts, and iterates Roothaan-Hall steps
 
     F C = S C e,   D = sum_i^occ n_i C_i C_i^T
 
@@ -37,6 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .jk import orbitals_of
 from .linalg import eig, make_rdm1, orthogonalizer
 from .occupation import Occupation
 
@@ -151,7 +154,7 @@ class State(NamedTuple):
 def start(energy_fn: Callable, s1e, x, dm0, options: SCFOptions = DEFAULT_OPTIONS) -> State:
     """The loop state before the first cycle: ``dm0``, its energy and Fock matrix, empty DIIS
     history. ``x``: the orthogonaliser S^-1/2 (:func:`orthogonalizer`)."""
-    return initial_state(s1e, x, options, dm0, *energy_fn(dm0))
+    return initial_state(s1e, x, options, dm0, *energy_fn(dm0, None))
 
 
 def initial_state(s1e, x, options: SCFOptions, dm0, e0, f0) -> State:
@@ -177,14 +180,18 @@ def step(energy_fn: Callable, s1e, x, occ: Occupation, options: SCFOptions, st: 
     ``rescue_cycle``, the rescue shift), its density (:func:`next_density`), and that density's
     energy, Fock matrix and convergence test (:func:`advance`). ``x``: the orthogonaliser
     S^-1/2 (:func:`orthogonalizer`)."""
-    dm, focks, errors = next_density(s1e, x, occ.occupations(s1e.shape[-1]), options, st)
-    return advance(s1e, x, options, st, dm, focks, errors, *energy_fn(dm))
+    mo_occ = occ.occupations(s1e.shape[-1])
+    dm, focks, errors, orbs = next_density(s1e, x, mo_occ, options, st, max(occ.counts))
+    return advance(s1e, x, options, st, dm, focks, errors, *energy_fn(dm, orbs))
 
 
-def next_density(s1e, x, mo_occ, options: SCFOptions, st: State):
-    """The first half of :func:`step`: ``(dm, focks, errors)``, the density of the extrapolated
-    (and shifted) Fock matrix with occupations ``mo_occ`` (occupied first, as
-    :meth:`~dftad.occupation.Occupation.occupations`) and the updated DIIS history."""
+def next_density(s1e, x, mo_occ, options: SCFOptions, st: State, nocc: int | None = None):
+    """The first half of :func:`step`: ``(dm, focks, errors, orbs)``, the density of the
+    extrapolated (and shifted) Fock matrix with occupations ``mo_occ`` (occupied first, as
+    :meth:`~dftad.occupation.Occupation.occupations`), the updated DIIS history, and the
+    density's orbital factor X (dm = X X^T, :func:`dftad.jk.orbitals_of` over the first
+    ``nocc`` orbitals; None without ``nocc`` or with damping, whose mixed density is not
+    X X^T)."""
     opts = options
     factor = 0.5 if st.dm.ndim == 2 else 1.0  # 1 / occupation per orbital, in the level shift
     space = opts.diis_space
@@ -204,9 +211,10 @@ def next_density(s1e, x, mo_occ, options: SCFOptions, st: State):
         fock = fock + shift * (s1e - factor * sds)
     _, c = eig(fock, x)
     dm = make_rdm1(c, mo_occ)
+    orbs = None if nocc is None or opts.damp else orbitals_of(c, mo_occ, nocc)
     if opts.damp:
         dm = jnp.where(st.cycle > 0, (1 - opts.damp) * dm + opts.damp * st.dm, dm)
-    return dm, focks, errors
+    return dm, focks, errors, orbs
 
 
 def advance(s1e, x, options: SCFOptions, st: State, dm, focks, errors, e_tot, f_new) -> State:

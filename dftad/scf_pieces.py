@@ -74,17 +74,20 @@ def _jk_kind(density_fitting: bool):
 
 
 @piece(static_argnums=(0,))
-def _jk(density_fitting, tensors, dm, weights):
-    """(J[D_tot], K_tot) of ``dm`` (:func:`dftad.jk.coulomb_exchange`)."""
-    return coulomb_exchange(_jk_kind(density_fitting), tensors, dm, total_density(dm), weights)
+def _jk(density_fitting, tensors, dm, weights, orbs=None):
+    """(J[D_tot], K_tot) of ``dm`` (:func:`dftad.jk.coulomb_exchange`; ``orbs``: its orbital
+    factor, or None)."""
+    return coulomb_exchange(_jk_kind(density_fitting), tensors, dm, total_density(dm), weights,
+                            orbs)
 
 
-@piece(static_argnums=(0, 1))
-def _head(options, density_fitting, s1e, x, mo_occ, tensors, weights, st):
+@piece(static_argnums=(0, 1, 2))
+def _head(options, density_fitting, nocc, s1e, x, mo_occ, tensors, weights, st):
     """A cycle's first half: the next density (:func:`dftad.scf.next_density`), the DIIS
-    history, and the density's J and K."""
-    dm, focks, errors = scf.next_density(s1e, x, mo_occ, options, st)
-    return (dm, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights)
+    history, and the density's J and K (density fitting: K through its first ``nocc``
+    orbitals, :attr:`Problem.nocc`)."""
+    dm, focks, errors, orbs = scf.next_density(s1e, x, mo_occ, options, st, nocc)
+    return (dm, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights, orbs)
 
 
 @piece(donate_argnums=(4, 5))
@@ -143,6 +146,10 @@ class Problem:
         # device_put, not jnp.asarray: no program compiled (or loaded) per conversion
         self.s1e, self.h1e, self.x = _core(mats, jax.device_put(np.int64(basis.nao)), nao_b)
         self.mo_occ = jax.device_put(setup.occupation.occupations(nao_b, np))
+        # the orbitals the density-fitted exchange is built from: a bucket of the occupied
+        # ones (the rest have zero weight), so molecules of similar size share the piece
+        self.nocc = (min(eri_pieces.bucket(max(setup.occupation.counts), 8), nao_b)
+                     if setup.density_fitting else None)
         self.omegas, self.weights = _exchange(setup)
         self.tensors = self._tensors(self.omegas)
         self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
@@ -273,8 +280,8 @@ def iterate(p: Problem, callback=None, dm0=None) -> tuple[Result, scf.State]:
     dm = p.guess() if dm0 is None else p.pad(dm0)
     st, parts = _first(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, dm, *p.energy_terms(dm))
     while not bool(st.converged) and int(st.cycle) < opts.max_cycle:  # scf.running, on the host
-        dm, focks, errors, vj, vk = _head(opts, df, p.s1e, p.x, p.mo_occ, p.tensors, p.weights,
-                                          st)
+        dm, focks, errors, vj, vk = _head(opts, df, p.nocc, p.s1e, p.x, p.mo_occ, p.tensors,
+                                          p.weights, st)
         st, parts = _tail(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, st, dm, focks, errors,
                           vj, vk, *p.exc_vxc(dm))
         if callback is not None:

@@ -115,3 +115,44 @@ def test_cderi_gradient_is_finite_under_vmap(water):
     assert bool(jnp.isfinite(outer).all()) and bool(jnp.isfinite(inner).all())
     np.testing.assert_allclose(outer[1], jax.grad(e_coul)(regular), atol=1e-10)
     np.testing.assert_allclose(inner, outer, atol=1e-10)
+
+
+@pytest.mark.parametrize("lead", [(), (2,)], ids=["restricted", "unrestricted"])
+def test_exchange_through_occupied_orbitals(water, lead, monkeypatch):
+    """K built from the orbital factor X of D = X X^T (O(naux nao^2 nocc), what the SCF uses
+    with density fitting) equals PySCF's RI-K of D; its forward and reverse derivatives in B
+    and D equal those of the O(naux nao^3) form for a dD of full rank (not of the form X X^T),
+    also over blocks of auxiliary functions with a remainder."""
+    auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
+    b = jk.cderi(jnp.asarray(df.incore.aux_e2(water, auxmol, "int3c2e")),
+                 jnp.asarray(auxmol.intor("int2c2e")))
+    rng = np.random.default_rng(1)
+    nao, nocc = water.nao, 5
+    c = rng.standard_normal(lead + (nao, nao))
+    mo_occ = np.zeros(lead + (nao,))
+    mo_occ[..., :nocc] = 2.0 if not lead else 1.0
+    if lead:
+        mo_occ[1, nocc - 1] = 0.0  # fewer beta electrons: a zero column in X
+    orbs = jk.orbitals_of(jnp.asarray(c), jnp.asarray(mo_occ), nocc)
+    dm = jnp.einsum("...mi,...i,...ni->...mn", c, mo_occ, c)
+    rk = scf.RHF(water).density_fit(auxbasis="def2-universal-jkfit").get_jk(
+        water, np.asarray(dm).reshape((-1, nao, nao)), hermi=1)[1]
+    dd = jnp.asarray(random_dms(nao, lead, seed=2))
+    db = jnp.asarray(rng.standard_normal(b.shape))
+    w = jnp.asarray(random_dms(nao, lead, seed=3))
+
+    def check():
+        vk = jax.jit(jk.exchange_df_occ)(b, dm, orbs)
+        assert np.abs(np.asarray(vk).reshape(rk.shape) - rk).max() < 1e-9
+        _, t_occ = jax.jvp(lambda b, d: jk.exchange_df_occ(b, d, orbs), (b, dm), (db, dd))
+        _, t_full = jax.jvp(jk.exchange_df, (b, dm), (db, dd))
+        assert np.abs(np.asarray(t_occ - t_full)).max() < 1e-10 * np.abs(np.asarray(t_full)).max()
+        g_occ = jax.grad(lambda b, d: jnp.sum(w * jk.exchange_df_occ(b, d, orbs)), (0, 1))(b, dm)
+        g_full = jax.grad(lambda b, d: jnp.sum(w * jk.exchange_df(b, d)), (0, 1))(b, dm)
+        for x, y in zip(g_occ, g_full):
+            assert np.abs(np.asarray(x - y)).max() < 1e-10 * np.abs(np.asarray(y)).max()
+
+    check()
+    monkeypatch.setattr(jk, "K_BLOCK_BYTES", 7 * 8 * 2 * nao * nocc)
+    assert b.shape[0] % 7  # a remainder block too
+    check()

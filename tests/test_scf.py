@@ -123,7 +123,7 @@ def _toy_rhf(nao=10, naux=30, coupling=0.3, seed=0):
     b = (b + b.transpose(0, 2, 1)) * coupling / np.sqrt(naux)
     h, s, b = jnp.asarray(h), jnp.asarray(s), jnp.asarray(b)
 
-    def energy_fn(dm):
+    def energy_fn(dm, orbs=None):
         vj = jnp.einsum("pmn,p->mn", b, jnp.einsum("pls,ls->p", b, dm))
         vk = jnp.einsum("pml,ls,psn->mn", b, dm, b)
         return jnp.sum(dm * (h + 0.5 * vj - 0.25 * vk)), h + vj - 0.5 * vk
