@@ -189,3 +189,57 @@ def test_vmap_over_density_matrices():
         np.testing.assert_allclose(
             batched[k], eval_rho(ao, dms[k], "MGGA", with_lapl=False), rtol=1e-14, atol=1e-14
         )  # same quantity, batched matmuls may round differently (values up to ~1e3)
+
+
+@pytest.mark.parametrize("xctype,with_lapl", XC_CASES)
+@pytest.mark.parametrize("kind", ["rks", "uks"])
+def test_densities_through_the_occupied_orbitals(kind, xctype, with_lapl):
+    """Through the orbital factor X of D = X X^T (what the SCF passes, O(npts nao nocc)): the
+    same densities as PySCF's eval_rho of D, and the same forward and reverse derivatives in
+    the AO values and in D as the density-matrix path, for a dD of full rank."""
+    from dftad.jk import orbitals_of
+
+    mol = WATER if kind == "rks" else OH
+    pmol = to_pyscf_mole(mol)
+    mf = (dft.RKS if kind == "rks" else dft.UKS)(pmol, xc="pbe")
+    mf.grids.level = 1
+    mf.kernel()
+    dm = np.asarray(mf.make_rdm1())
+    nocc = int(np.max(np.count_nonzero(mf.mo_occ, axis=-1)))
+    orbs = orbitals_of(jnp.asarray(mf.mo_coeff), jnp.asarray(mf.mo_occ), nocc)
+    pts = dft.gen_grid.Grids(pmol).build().coords[::7]
+    ao = eval_ao(Basis.build(mol, "def2-svp"), mol.coords, pts, deriv=2)
+    ref = pyscf_rho(pmol, pmol.eval_gto("GTOval_sph_deriv2", pts), dm, xctype, with_lapl)
+    d_orb = density(ao, dm, xctype, with_lapl, orbs=orbs)
+    rows = [d_orb.rho[..., None, :]]
+    if xctype != "LDA":
+        rows.append(d_orb.grad)
+    if xctype == "MGGA":
+        rows += ([d_orb.lapl[..., None, :]] if with_lapl else []) + [d_orb.tau[..., None, :]]
+    ours = jnp.concatenate(rows, axis=-2)
+    assert_rows_close(ours[..., 0, :] if xctype == "LDA" else ours, ref, xctype, with_lapl)
+
+    rng = np.random.default_rng(4)
+    dd = rng.standard_normal(dm.shape)
+    dd = jnp.asarray(dd + np.swapaxes(dd, -1, -2))
+    dao = jnp.asarray(rng.standard_normal(ao.shape))
+    dm = jnp.asarray(dm)
+
+    def fields(a, m, o):
+        d = density(a, m, xctype, with_lapl, orbs=o)
+        return [x for x in (d.rho, d.grad, d.sigma, d.tau, d.lapl) if x is not None]
+
+    weights = [jnp.asarray(rng.standard_normal(x.shape)) for x in fields(ao, dm, None)]
+
+    def close(xs, ys, tol=1e-11):
+        for x, y in zip(xs, ys):
+            assert float(jnp.abs(x - y).max()) <= tol * float(jnp.abs(y).max())
+
+    _, t_orb = jax.jvp(lambda a, m: fields(a, m, orbs), (ao, dm), (dao, dd))
+    _, t_dm = jax.jvp(lambda a, m: fields(a, m, None), (ao, dm), (dao, dd))
+    close(t_orb, t_dm)
+
+    def loss(a, m, o):
+        return sum(jnp.sum(w * x) for w, x in zip(weights, fields(a, m, o)))
+
+    close(jax.grad(loss, (0, 1))(ao, dm, orbs), jax.grad(loss, (0, 1))(ao, dm, None))
