@@ -34,7 +34,6 @@ between ``ncomp`` and ``nao`` are carried through. For bounded memory on large g
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -82,54 +81,6 @@ def _one_spin(ao, dm, need_grad: bool, need_tau: bool, need_lapl: bool):
     return rho, grad, tau, lapl
 
 
-def _one_spin_orbs(ao, x, need_grad: bool, need_tau: bool, need_lapl: bool):
-    """:func:`_one_spin` of D = X X^T through its orbital factor ``x`` (nao, nocc): the same
-    quantities from the orbitals' values psi_i = sum_m phi_m X_mi, O(npts nao nocc)
-    (rho = sum_i psi_i^2, d_a rho = 2 sum_i psi_i d_a psi_i, tau = 1/2 sum_i |grad psi_i|^2)."""
-    c0 = jnp.einsum("...n,ni->...i", ao[0], x)
-    rho = jnp.sum(c0 * c0, axis=-1)
-    grad = tau = lapl = None
-    c1 = jnp.einsum("a...n,ni->a...i", ao[1:4], x) if need_grad or need_tau else None
-    if need_grad:
-        grad = 2.0 * jnp.einsum("...i,a...i->a...", c0, c1)
-    if need_tau:
-        tau = 0.5 * jnp.sum(c1 * c1, axis=(0, -1))
-    if need_lapl:
-        c2 = jnp.einsum("...n,ni->...i", ao[_XX] + ao[_YY] + ao[_ZZ], x)
-        lapl = 2.0 * jnp.sum(c0 * c2, axis=-1) + 4.0 * tau
-    return rho, grad, tau, lapl
-
-
-def _add(a, b):
-    return tuple(None if x is None else x + y for x, y in zip(a, b))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _one_spin_via(ao, dm, x, need_grad: bool, need_tau: bool, need_lapl: bool):
-    """:func:`_one_spin` of ``dm`` = X X^T computed through ``x`` (:func:`_one_spin_orbs`).
-    The quantities are functions of ``dm`` (``x`` is a cheaper way to them): the derivative in
-    ``dm`` is :func:`_one_spin` of dD (they are linear in D; a dD is not of rank nocc), the one
-    in ``ao`` goes through ``x``, and nothing goes through ``x`` itself."""
-    return _one_spin_orbs(ao, x, need_grad, need_tau, need_lapl)
-
-
-def _one_spin_via_jvp(need_grad, need_tau, need_lapl, primals, tangents):
-    ao, _, x = primals
-    d_ao, d_dm, _ = tangents
-    flags = (need_grad, need_tau, need_lapl)
-    out = _one_spin_orbs(ao, x, *flags)
-    zero = jax.custom_derivatives.SymbolicZero
-    d_out = tuple(None if v is None else jnp.zeros_like(v) for v in out)
-    if not isinstance(d_ao, zero):
-        d_out = _add(d_out, jax.jvp(lambda a: _one_spin_orbs(a, x, *flags), (ao,), (d_ao,))[1])
-    if not isinstance(d_dm, zero):
-        d_out = _add(d_out, _one_spin(ao, d_dm, *flags))
-    return out, d_out
-
-
-_one_spin_via.defjvp(_one_spin_via_jvp, symbolic_zeros=True)
-
-
 def _as_components(ao):
     """AO values as (ncomp, npts, nao); a 2-D (npts, nao) array (PySCF's deriv=0 shape) is
     taken as values only."""
@@ -152,15 +103,12 @@ def _check(ao, xctype: str, with_lapl: bool):
     return xctype
 
 
-def density(ao, dm, xctype: str = "GGA", with_lapl: bool = False, orbs=None) -> Density:
+def density(ao, dm, xctype: str = "GGA", with_lapl: bool = False) -> Density:
     """Density quantities from AO values ``ao`` (ncomp, npts, nao) and ``dm`` (nao, nao) or
     (2, nao, nao) (alpha, beta). See the module docstring for the equations.
 
     ``xctype`` picks what is computed: 'LDA' rho; 'GGA' adds grad and sigma; 'MGGA' adds tau
-    and, with ``with_lapl``, the Laplacian (needs deriv=2 AOs). ``orbs``: None, or X with
-    ``dm`` = X X^T per spin ((nao, nocc) or (2, nao, nocc), :func:`dftad.jk.orbitals_of`):
-    the same quantities through the orbitals, O(npts nao nocc) instead of O(npts nao^2), with
-    the same derivatives in ``dm`` and ``ao`` (:func:`_one_spin_via`).
+    and, with ``with_lapl``, the Laplacian (needs deriv=2 AOs).
     """
     ao = _as_components(ao)
     xctype = _check(ao, xctype, with_lapl)
@@ -168,18 +116,14 @@ def density(ao, dm, xctype: str = "GGA", with_lapl: bool = False, orbs=None) -> 
     g = xctype != "LDA"
     t = xctype == "MGGA"
     lap = t and with_lapl
-
-    def one_spin(d, x):
-        return _one_spin(ao, d, g, t, lap) if x is None else _one_spin_via(ao, d, x, g, t, lap)
-
     if dm.ndim == 2:
-        rho, grad, tau, lapl = one_spin(dm, orbs)
+        rho, grad, tau, lapl = _one_spin(ao, dm, g, t, lap)
         sigma = jnp.sum(grad * grad, axis=0) if g else None
         return Density(rho, grad, sigma, tau, lapl)
     if dm.ndim != 3 or dm.shape[0] != 2:
         raise ValueError(f"dm must be (nao, nao) or (2, nao, nao), got {dm.shape}")
-    a = one_spin(dm[0], None if orbs is None else orbs[0])
-    b = one_spin(dm[1], None if orbs is None else orbs[1])
+    a = _one_spin(ao, dm[0], g, t, lap)
+    b = _one_spin(ao, dm[1], g, t, lap)
     stack = [None if x is None else jnp.stack([x, y]) for x, y in zip(a, b)]
     rho, grad, tau, lapl = stack
     sigma = None

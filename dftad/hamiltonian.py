@@ -176,8 +176,8 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
 
     ``components`` evaluates E_xc without its potential (cheaper); ``sum(components(dm)) ==
     energy_fn(dm)[0]``. ``orbs``: None or X with dm = X X^T per channel (the SCF's occupied
-    orbitals, :func:`dftad.jk.orbitals_of`): the density-fitted exchange and the densities on
-    the grid are then built through them."""
+    orbitals, :func:`dftad.jk.orbitals_of`): the density-fitted exchange is then built through
+    them."""
     f, occ = setup.xc, setup.occupation
     params = xc_params_of(setup, xc_params)
     _, weights = exchange_operators(setup, params)
@@ -192,8 +192,7 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
         return parts(dm, exc, 0.0)[0]
 
     def energy_fn(dm, orbs=None):
-        exc, vxc = (numint.exc_vxc(f, params, ints.grid_ao, dm, orbs) if setup.semilocal
-                    else (0.0, 0.0))
+        exc, vxc = numint.exc_vxc(f, params, ints.grid_ao, dm) if setup.semilocal else (0.0, 0.0)
         comps, fock = parts(dm, exc, vxc, orbs)
         return sum(comps), fock
 

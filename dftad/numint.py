@@ -71,8 +71,8 @@ def exc_direct(f: Functional, params, basis, coords, points, weights, dm,
     return exc
 
 
-def _block_energy(f: Functional, params, ao, w, dm, orbs=None):
-    d = density(ao, dm, XCTYPE[f.family], orbs=orbs)
+def _block_energy(f: Functional, params, ao, w, dm):
+    d = density(ao, dm, XCTYPE[f.family])
     if dm.ndim == 2:
         e = f.energy_density(params, d.rho, d.sigma, d.tau)
     else:
@@ -80,19 +80,17 @@ def _block_energy(f: Functional, params, ao, w, dm, orbs=None):
     return jnp.sum(w * e)
 
 
-def exc_vxc_block(f: Functional, params, ao, w, dm, orbs=None):
+def exc_vxc_block(f: Functional, params, ao, w, dm):
     """One block's share of (E_xc, V_xc) (V_xc not yet symmetrised): AO values ``ao``
-    (ncomp, block, nao), weights ``w`` (block,); ``orbs``: None or X with dm = X X^T per spin
-    (the densities through the orbitals, :func:`dftad.density.density`)."""
-    return jax.value_and_grad(_block_energy, argnums=4)(f, params, ao, w, dm, orbs)
+    (ncomp, block, nao), weights ``w`` (block,)."""
+    return jax.value_and_grad(_block_energy, argnums=4)(f, params, ao, w, dm)
 
 
-def exc_vxc(f: Functional, params, grid_ao: GridAO, dm, orbs=None):
-    """(E_xc, V_xc) for ``dm`` (``orbs`` as :func:`exc_vxc_block`); see the module
-    docstring."""
+def exc_vxc(f: Functional, params, grid_ao: GridAO, dm):
+    """(E_xc, V_xc) for ``dm``; see the module docstring."""
 
     def step(carry, blk):
-        e, v = exc_vxc_block(f, params, *blk, dm, orbs)
+        e, v = exc_vxc_block(f, params, *blk, dm)
         return (carry[0] + e, carry[1] + v), None
 
     init = (jnp.zeros(()), jnp.zeros_like(dm))

@@ -83,18 +83,17 @@ def _jk(density_fitting, tensors, dm, weights, orbs=None):
 
 @piece(static_argnums=(0, 1, 2))
 def _head(options, density_fitting, nocc, s1e, x, mo_occ, tensors, weights, st):
-    """A cycle's first half: the next density (:func:`dftad.scf.next_density`) and its orbital
-    factor over the first ``nocc`` orbitals (:attr:`Problem.nocc`; None with damping), the
-    DIIS history, and the density's J and K (density fitting: K through the orbitals)."""
+    """A cycle's first half: the next density (:func:`dftad.scf.next_density`), the DIIS
+    history, and the density's J and K (density fitting: K through its first ``nocc``
+    orbitals, :attr:`Problem.nocc`)."""
     dm, focks, errors, orbs = scf.next_density(s1e, x, mo_occ, options, st, nocc)
-    return (dm, orbs, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights, orbs)
+    return (dm, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights, orbs)
 
 
-@piece(donate_argnums=(5, 6))
-def _xc_block(f, ao, w, dm, orbs, exc, vxc):
-    """(E_xc, V_xc) accumulated over one grid block (:func:`dftad.numint.exc_vxc_block`;
-    ``orbs``: the orbital factor of ``dm``, or None)."""
-    e, v = exc_vxc_block(f, f.params, ao, w, dm, orbs)
+@piece(donate_argnums=(4, 5))
+def _xc_block(f, ao, w, dm, exc, vxc):
+    """(E_xc, V_xc) accumulated over one grid block (:func:`dftad.numint.exc_vxc_block`)."""
+    e, v = exc_vxc_block(f, f.params, ao, w, dm)
     return exc + e, vxc + v
 
 
@@ -147,10 +146,10 @@ class Problem:
         # device_put, not jnp.asarray: no program compiled (or loaded) per conversion
         self.s1e, self.h1e, self.x = _core(mats, jax.device_put(np.int64(basis.nao)), nao_b)
         self.mo_occ = jax.device_put(setup.occupation.occupations(nao_b, np))
-        # the orbitals the densities on the grid (and the density-fitted exchange) are built
-        # from: a bucket of the occupied ones (the rest have zero weight), so that molecules of
-        # similar size share the pieces
-        self.nocc = min(eri_pieces.bucket(max(setup.occupation.counts), 16), nao_b)
+        # the orbitals the density-fitted exchange is built from: a bucket of the occupied
+        # ones (the rest have zero weight), so molecules of similar size share the piece
+        self.nocc = (min(eri_pieces.bucket(max(setup.occupation.counts), 8), nao_b)
+                     if setup.density_fitting else None)
         self.omegas, self.weights = _exchange(setup)
         self.tensors = self._tensors(self.omegas)
         self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
@@ -195,10 +194,10 @@ class Problem:
         vj, vk = _jk(setup.density_fitting, self.tensors, dm, self.weights)
         return (vj, vk) + self.exc_vxc(dm)
 
-    def exc_vxc(self, dm, orbs=None):
+    def exc_vxc(self, dm):
         exc, vxc = jnp.zeros(()), jnp.zeros(dm.shape)
         for ao, w in self.blocks:
-            exc, vxc = _xc_block(self.setup.xc, ao, w, dm, orbs, exc, vxc)
+            exc, vxc = _xc_block(self.setup.xc, ao, w, dm, exc, vxc)
         return exc, vxc
 
     def guess(self) -> jax.Array:
@@ -281,10 +280,10 @@ def iterate(p: Problem, callback=None, dm0=None) -> tuple[Result, scf.State]:
     dm = p.guess() if dm0 is None else p.pad(dm0)
     st, parts = _first(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, dm, *p.energy_terms(dm))
     while not bool(st.converged) and int(st.cycle) < opts.max_cycle:  # scf.running, on the host
-        dm, orbs, focks, errors, vj, vk = _head(opts, df, p.nocc, p.s1e, p.x, p.mo_occ,
-                                                p.tensors, p.weights, st)
+        dm, focks, errors, vj, vk = _head(opts, df, p.nocc, p.s1e, p.x, p.mo_occ, p.tensors,
+                                          p.weights, st)
         st, parts = _tail(opts, p.s1e, p.x, p.h1e, p.e_nuc, p.e_disp, st, dm, focks, errors,
-                          vj, vk, *p.exc_vxc(dm, orbs))
+                          vj, vk, *p.exc_vxc(dm))
         if callback is not None:
             callback(st)
     return _result(p, st, parts), st
