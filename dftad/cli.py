@@ -2,7 +2,7 @@
 
     dftad energy GEOMETRY [--basis def2-svp] [--xc b3lyp] [--disp d3bj|d3zero [--atm]]
                  [--charge 0] [--spin 0] [--grid-level 3] [--df/--no-df] [--forces]
-                 [--stability] [--json]
+                 [--stability] [--json [--schema dftad|qcschema]]
     dftad frequencies GEOMETRY [same options] [--json] [--plot spectrum.png]
     dftad properties GEOMETRY [same options] [--json]
     dftad optimize GEOMETRY [same options] [--optimizer geometric|jax|ase-bfgs] [--convergence gau]
@@ -75,6 +75,9 @@ def _energy_args(p):
     p.add_argument("--stability", action="store_true",
                    help="check internal stability (lowest orbital Hessian eigenvalue) and, at a "
                    "saddle point, rotate along the unstable mode and restart the SCF")
+    p.add_argument("--schema", choices=["dftad", "qcschema"], default="dftad",
+                   help="with --json: dftad's own object (default) or a QCSchema AtomicResult "
+                   "(Bohr, Hartree; needs qcelemental)")
 
 
 def _frequencies_args(p):
@@ -221,6 +224,7 @@ def _energy(args) -> int:
 
     from dftad import forces, stability
 
+    _check_schema(args)
     clock = _Clock()
     mol, setup, coords, res = _scf(args, clock, quiet=args.json, forces=args.forces)
     stab = None
@@ -237,7 +241,9 @@ def _energy(args) -> int:
     if res.forces is not None:
         out["forces"] = np.asarray(res.forces).tolist()
     out["timings"] = clock.timings
-    if args.json:
+    if args.json and args.schema == "qcschema":
+        print(_qcschema(mol, setup, args, res, out).json())
+    elif args.json:
         print(json.dumps(out))
     else:
         _print_energy(mol, out, stab)
@@ -248,6 +254,40 @@ def _energy(args) -> int:
               "restarts (lowest orbital Hessian eigenvalue "
               f"{stab.lowest:.2e} Eh); try another --xc or initial guess", file=sys.stderr)
     return 0
+
+
+def _check_schema(args):
+    """``--schema qcschema`` needs ``--json`` and qcelemental (checked before the SCF)."""
+    if args.schema == "dftad":
+        return
+    if not args.json:
+        raise BadInput(f"--schema {args.schema} needs --json")
+    from dftad.interop import qcschema
+
+    try:
+        qcschema.require_qcelemental()
+    except ImportError as err:
+        raise BadInput(f"--schema qcschema needs qcelemental: {qcschema.INSTALL_HINT}") from err
+
+
+def _qcschema(mol, setup, args, res, out):
+    """The QCSchema AtomicResult of ``energy`` (:mod:`dftad.interop.qcschema`): method as
+    given (``--disp`` appended as a suffix), the SCF options as keywords, dftad's components,
+    stability and timings as extras."""
+    from dftad.interop import qcschema
+
+    method = setup.xc.name if args.xc.endswith(".json") else args.xc.lower()
+    if args.disp:
+        method += f"-{args.disp}"
+    if args.atm and not method.endswith("-atm"):
+        method += "-atm"
+    keywords = {"grid_level": args.grid_level, "density_fitting": setup.density_fitting,
+                "max_cycle": args.max_cycle, "level_shift": args.level_shift,
+                "damp": args.damp, "stability": args.stability}
+    extras = {"dftad": {k: out[k] for k in ("components", "stability", "timings") if k in out}}
+    return qcschema.atomic_result(mol, setup, res, method=method,
+                                  driver="gradient" if args.forces else "energy",
+                                  keywords=keywords, extras=extras, routine="dftad.cli")
 
 
 def _print_energy(mol, out, stab):
