@@ -33,7 +33,7 @@ from .hamiltonian import (
 )
 from .integrals import eri_pieces, one_electron_pieces
 from .integrals.eri_pieces import pad_ao
-from .jk import IncoreJK, eri_terms
+from .jk import IncoreJK, eri_terms, orbitals_of
 from .setup import Setup
 
 
@@ -50,30 +50,40 @@ def _one_electron_lagrangian(one, dm_tot, w):
     return jnp.sum(dm_tot * one.h1e) + one.e_nuc + one.e_disp - jnp.sum(w * one.s1e)
 
 
-def _two_electron_energy(setup: Setup, factors, dm, weights):
+def _two_electron_energy(setup: Setup, factors, dm, weights, orbs=None):
     occ = setup.occupation
-    return setup.jk.energy(setup.basis, factors, dm, occ.total(dm), weights, 1.0 / occ.per_orbital)
+    return setup.jk.energy(setup.basis, factors, dm, occ.total(dm), weights,
+                           1.0 / occ.per_orbital, orbs)
 
 
-def lagrangian(setup: Setup, coords, dm, w, xc_params=None):
+def occupied_orbitals(setup: Setup, scf_result: scf.SCFResult):
+    """X with dm = X X^T per channel (:func:`dftad.jk.orbitals_of`) of an SCF result, whose
+    orbitals span its density, occupied first: the density-fitted exchange of the forces goes
+    through them (O(naux nao^2 nocc)) where the density is a constant (its derivative through
+    X would not be the density's: :func:`dftad.jk.exchange_df_occ`)."""
+    return orbitals_of(scf_result.mo_coeff, scf_result.mo_occ, max(setup.occupation.counts))
+
+
+def lagrangian(setup: Setup, coords, dm, w, xc_params=None, orbs=None):
     """E[D] - sum W S at fixed (D, W) as a function of ``coords``: its derivative is the total
     derivative of the converged energy (D variational, W the orthonormality multiplier). The
     two-electron part comes straight from the back end's factors (incore: the shell-quartet
-    blocks, so no (nao,)*4 tensor or cotangent is formed), E_xc from :func:`exc_direct` (no
+    blocks, so no (nao,)*4 tensor or cotangent is formed; density fitting: the exchange
+    through ``orbs``, X with dm = X X^T, where given), E_xc from :func:`exc_direct` (no
     grid-sized cotangent either)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
     one = one_electron_part(setup, coords)
     factors = setup.jk.factors(setup.basis, coords, omegas)
     return (_one_electron_lagrangian(one, setup.occupation.total(dm), w)
-            + _two_electron_energy(setup, factors, dm, weights)
+            + _two_electron_energy(setup, factors, dm, weights, orbs)
             + exc_direct(setup, coords, dm, params))
 
 
-def nuclear_gradient(setup: Setup, coords, dm, w, xc_params=None):
+def nuclear_gradient(setup: Setup, coords, dm, w, xc_params=None, orbs=None):
     """dE/dR (Hartree/Bohr, (natm, 3)) at a converged density ``dm`` with energy-weighted
-    density ``w``."""
-    return jax.grad(lagrangian, argnums=1)(setup, coords, dm, w, xc_params)
+    density ``w`` (``orbs`` as :func:`lagrangian`)."""
+    return jax.grad(lagrangian, argnums=1)(setup, coords, dm, w, xc_params, orbs)
 
 
 def gradient_at(setup: Setup, coords, scf_result: scf.SCFResult, xc_params=None):
@@ -102,15 +112,17 @@ def energy_and_forces(setup: Setup, coords, xc_params=None, dm0=None) -> Result:
         dm0 = guess.initial_guess(setup, ints)
     res = jax.lax.stop_gradient(scf.solve(energy_fn, ints.s1e, dm0, setup.occupation,
                                           setup.options))
-    return Result(res, components(res.dm), -gradient(res.dm, res.fock))
+    return Result(res, components(res.dm),
+                  -gradient(res.dm, res.fock, occupied_orbitals(setup, res)))
 
 
 def integrals_and_gradient(setup: Setup, coords, xc_params=None):
     """(:class:`~dftad.hamiltonian.Integrals` at ``coords``, ``gradient(dm, fock)`` -> dE/dR
     (natm, 3)): the gradient is the pullback of :func:`lagrangian` through the same forward
     pass that gave the integrals (the quartet blocks, not the unpacked tensor), with W from
-    ``dm`` and ``fock`` (:func:`energy_weighted_dm`). Differentiable: forward mode over an SCF
-    on these integrals and this gradient traces the class kernels once (Hessians)."""
+    ``dm`` and ``fock`` (:func:`energy_weighted_dm`) and ``orbs`` as :func:`lagrangian`.
+    Differentiable: forward mode over an SCF on these integrals and this gradient traces the
+    class kernels once (Hessians)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
     basis, occ = setup.basis, setup.occupation
@@ -119,11 +131,12 @@ def integrals_and_gradient(setup: Setup, coords, xc_params=None):
     ao = grid_ao(setup, coords) if setup.semilocal else None
     ints = Integrals(*one, jk=setup.jk.tensors(basis, factors), grid_ao=ao)
 
-    def gradient(dm, fock):
+    def gradient(dm, fock, orbs=None):
         w = energy_weighted_dm(dm, fock, occ)
         dm_tot = occ.total(dm)
         one_bar = jax.grad(lambda o: _one_electron_lagrangian(o, dm_tot, w))(one)
-        factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, dm, weights))(factors)
+        factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, dm, weights, orbs))(
+            factors)
         return (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
                 + jax.grad(exc_direct, argnums=1)(setup, coords, dm, params))
 
@@ -150,7 +163,15 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
 
 
 _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
-_gradient_at_jit = jax.jit(gradient_at)
+
+
+@jax.jit
+def _df_gradient_jit(setup: Setup, coords, scf_result: scf.SCFResult):
+    """:func:`gradient_at` with the exchange through the occupied orbitals (a constant density:
+    nothing differentiates this)."""
+    w = energy_weighted_dm(scf_result.dm, scf_result.fock, setup.occupation)
+    return nuclear_gradient(setup, coords, scf_result.dm, w, None,
+                            occupied_orbitals(setup, scf_result))
 
 
 def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
@@ -162,7 +183,7 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     Density fitting: :func:`gradient_at` jitted."""
     coords = jax.device_put(coords)
     if not isinstance(setup.jk, IncoreJK):
-        return np.asarray(_gradient_at_jit(setup, coords, scf_result))
+        return np.asarray(_df_gradient_jit(setup, coords, scf_result))
     return _pieces_gradient(setup, coords, np.asarray(scf_result.dm), np.asarray(scf_result.fock))
 
 

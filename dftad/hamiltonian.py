@@ -175,9 +175,9 @@ def hamiltonian(setup: Setup, ints: Integrals, xc_params=None):
     """``energy_fn(dm, orbs=None) -> (e_tot, fock)`` and ``components(dm) -> Components``.
 
     ``components`` evaluates E_xc without its potential (cheaper); ``sum(components(dm)) ==
-    energy_fn(dm)[0]``. ``orbs``: None or X with dm = X X^T per channel (the SCF's occupied
-    orbitals, :func:`dftad.jk.orbitals_of`): the density-fitted exchange is then built through
-    them."""
+    energy_fn(dm)[0]``. ``orbs``: None or the orbitals X that dm = X X^T is made of (the SCF's
+    occupied orbitals, :func:`dftad.jk.orbitals_of`): the density-fitted exchange is then
+    built through them (:func:`dftad.jk.exchange_df_occ`)."""
     f, occ = setup.xc, setup.occupation
     params = xc_params_of(setup, xc_params)
     _, weights = exchange_operators(setup, params)

@@ -10,10 +10,10 @@ setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
                                      erf(omega r12)/r12), differentiable in ``coords``
     tensors(basis, factors)          what the SCF contracts (the same or unpacked from them)
     get_j(tensors, dm), get_k(tensors, dm, op, orbs=None)
-                                     (``orbs``: X with dm = X X^T per channel, where the
+                                     (``orbs``: the X that dm = X X^T is made of, where the
                                      caller has it: density fitting then builds K through
                                      the occupied orbitals, O(naux nao^2 nocc))
-    energy(basis, factors, dm, dm_tot, weights, kf)
+    energy(basis, factors, dm, dm_tot, weights, kf, orbs=None)
                                      E_coul + E_exx straight from the factors (what the forces
                                      differentiate)
     eri_block(tensors, idx)          (ij|kl) over the AO indices ``idx`` (the SAD guess)
@@ -92,23 +92,21 @@ K_BLOCK_BYTES = 2**28
 """Size of the per-block intermediates of the density-fitted exchange (256 MiB)."""
 
 
-def _over_aux_blocks(arrays, per_aux: int, k_block, init):
-    """init + sum over blocks b of the auxiliary index of ``k_block(*(a[b] for a in arrays))``
-    (each array's leading axis is the auxiliary one), each block at most :data:`K_BLOCK_BYTES`
-    of intermediates (``per_aux`` doubles per auxiliary function), as a ``lax.fori_loop`` (one
-    block: a plain call)."""
-    naux = arrays[0].shape[0]
+def _over_aux_blocks(cderi_b, per_aux: int, k_block, init):
+    """init + sum over blocks b of the auxiliary index of ``k_block(B[b])``, each block at most
+    :data:`K_BLOCK_BYTES` of intermediates (``per_aux`` doubles per auxiliary function), as a
+    ``lax.fori_loop`` (one block: a plain call)."""
+    naux = cderi_b.shape[0]
     block = max(1, min(naux, K_BLOCK_BYTES // (8 * max(per_aux, 1))))
     if block == naux:
-        return init + k_block(*arrays)
+        return init + k_block(cderi_b)
     nblock, rest = divmod(naux, block)
 
     def step(i, acc):
-        return acc + k_block(*(jax.lax.dynamic_slice_in_dim(a, i * block, block)
-                               for a in arrays))
+        return acc + k_block(jax.lax.dynamic_slice_in_dim(cderi_b, i * block, block))
 
     acc = jax.lax.fori_loop(0, nblock, step, init)
-    return acc + k_block(*(a[nblock * block:] for a in arrays)) if rest else acc
+    return acc + k_block(cderi_b[nblock * block:]) if rest else acc
 
 
 def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True, orbs=None):
@@ -116,14 +114,14 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True, orbs=None):
 
     K runs over blocks of auxiliary functions (:func:`_over_aux_blocks`): formed at once, B D
     and its transpose are two more arrays the size of B (caffeine/def2-TZVP: 2.4 GB each, per
-    exchange term in the SCF). ``orbs``: X with D = X X^T per channel (:func:`orbitals_of`),
-    for K through the occupied orbitals (:func:`exchange_df_occ`)."""
+    exchange term in the SCF). ``orbs``: the X that D = X X^T is made of, per channel
+    (:func:`orbitals_of`), for K through the occupied orbitals (:func:`exchange_df_occ`)."""
     vj = vk = None
     if with_j:
         rho_p = jnp.einsum("pls,...ls->...p", cderi_b, dm)
         vj = jnp.einsum("pmn,...p->...mn", cderi_b, rho_p)
     if with_k:
-        vk = exchange_df(cderi_b, dm) if orbs is None else exchange_df_occ(cderi_b, dm, orbs)
+        vk = exchange_df(cderi_b, dm) if orbs is None else exchange_df_occ(cderi_b, orbs)
     return vj, vk
 
 
@@ -135,7 +133,7 @@ def exchange_df(cderi_b, dm):
     def k_block(b):
         return jnp.einsum("...pms,psn->...mn", jnp.einsum("pml,...ls->...pms", b, dm), b)
 
-    return _over_aux_blocks((cderi_b,), nset * nao * nao, k_block,
+    return _over_aux_blocks(cderi_b, nset * nao * nao, k_block,
                             jnp.zeros(dm.shape, cderi_b.dtype))
 
 
@@ -147,62 +145,31 @@ def orbitals_of(mo_coeff, mo_occ, nocc: int):
     return mo_coeff[..., :nocc] * jnp.sqrt(mo_occ[..., None, :nocc])
 
 
-def _half(b, orbs):
-    """(B^P X)_mi, stored (..., m, P, i)."""
-    return jnp.einsum("pml,...li->...mpi", b, orbs)
-
-
-def _outer(y, z):
-    """sum_Pi y_mPi z_nPi."""
-    return jnp.einsum("...mpi,...npi->...mn", y, z)
-
-
-@jax.custom_jvp
-def exchange_df_occ(cderi_b, dm, orbs):
-    """:func:`exchange_df` of ``dm`` = X X^T through its orbital factor X = ``orbs``:
-    K_mn = sum_P sum_i (B^P X)_mi (B^P X)_ni, O(naux nao^2 nocc) (PySCF's RI-K through the
-    occupied orbitals). K is a function of ``dm`` (``orbs`` is only a cheaper way to it): the
-    derivative is dK = sum_P (dB^P D B^P + B^P D dB^P) + K[dD], the last term by
-    :func:`exchange_df` (a perturbation dD is not of rank nocc), nothing through ``orbs``."""
+def exchange_df_occ(cderi_b, orbs):
+    """:func:`exchange_df` of D = X X^T through its orbital factor X = ``orbs`` (..., nao,
+    nocc): K_mn = sum_P sum_i (B^P X)_mi (B^P X)_ni, O(naux nao^2 nocc) instead of
+    O(naux nao^3) (PySCF's RI-K through the occupied orbitals). A plain function of B and X:
+    its derivatives (any order) are those of K[X X^T] through X, so a caller passes the X its
+    density is made of (the SCF's orbitals), or a constant X where the density is constant
+    (the forces). Where a density perturbation is not a perturbation of X (the implicit SCF
+    derivative, the response), K is :func:`exchange_df` of the density matrix."""
     nao, nocc = orbs.shape[-2:]
     nset = orbs.size // (nao * nocc)
 
     def k_block(b):
-        y = _half(b, orbs)
-        return _outer(y, y)
+        y = jnp.einsum("pml,...li->...mpi", b, orbs)  # (B^P X)_mi, stored (..., m, P, i)
+        return jnp.einsum("...mpi,...npi->...mn", y, y)
 
-    return _over_aux_blocks((cderi_b,), nset * nao * nocc, k_block, jnp.zeros(dm.shape, orbs.dtype))
-
-
-def _exchange_df_occ_jvp(primals, tangents):
-    cderi_b, dm, orbs = primals
-    d_b, d_dm, _ = tangents
-    vk = exchange_df_occ(cderi_b, dm, orbs)
-    dvk = jnp.zeros_like(vk)
-    zero = jax.custom_derivatives.SymbolicZero
-    if not isinstance(d_b, zero):
-        nao, nocc = orbs.shape[-2:]
-        nset = orbs.size // (nao * nocc)
-
-        def cross(b, db):  # dB^P D B^P + B^P D dB^P, the index order of exchange_df's
-            y = _half(b, orbs)
-            return (_outer(_half(db, orbs), y)
-                    + _outer(y, _half(jnp.swapaxes(db, -1, -2), orbs)))
-
-        dvk = _over_aux_blocks((cderi_b, d_b), 2 * nset * nao * nocc, cross, dvk)
-    if not isinstance(d_dm, zero):
-        dvk = dvk + exchange_df(cderi_b, d_dm)
-    return vk, dvk
-
-
-exchange_df_occ.defjvp(_exchange_df_occ_jvp, symbolic_zeros=True)
+    return _over_aux_blocks(cderi_b, nset * nao * nocc, k_block,
+                            jnp.zeros(orbs.shape[:-1] + (nao,), orbs.dtype))
 
 
 def coulomb_exchange(jk, tensors, dm, dm_tot, weights, orbs=None):
     """(J[D_tot], K_tot) with K_tot = sum_i weights[i] K_i[dm] over the operators (zero when
     ``weights`` is empty: no exact exchange). ``jk``: a back end, or its class (``get_j`` and
-    ``get_k`` use only the tensors); ``orbs``: None, or X with dm = X X^T per channel
-    (:func:`orbitals_of`), which a back end may use for a cheaper K."""
+    ``get_k`` use only the tensors); ``orbs``: None, or the X that dm = X X^T is made of
+    (:func:`orbitals_of`; see :func:`exchange_df_occ`), which a back end may use for a
+    cheaper K."""
     vj = jk.get_j(tensors, dm_tot)
     vk = jnp.zeros_like(dm)
     for op, w in enumerate(weights):
@@ -252,10 +219,10 @@ class IncoreJK:
     def get_k(tensors, dm, op: int = 0, orbs=None):
         return get_jk_incore(tensors[op], dm, with_j=False)[1]
 
-    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):
+    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf, orbs=None):
         """E_coul + E_exx contracted with each quartet block and its number of images
         (:func:`~dftad.integrals.two_electron.blocks_energy`): no (nao,)*4 array, in the
-        forward or the reverse pass."""
+        forward or the reverse pass (``orbs`` is not used)."""
         e = 0.0
         for blocks, term in zip(factors, eri_terms(len(factors), dm, dm_tot, weights, kf)):
             e = e + two_electron.blocks_energy(self.plan, basis, blocks, *term)
@@ -296,8 +263,8 @@ class DFJK:
     def get_k(tensors, dm, op: int = 0, orbs=None):
         return get_jk_df(tensors[op], dm, with_j=False, orbs=orbs)[1]
 
-    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf):
-        vj, vk = coulomb_exchange(self, factors, dm, dm_tot, weights)
+    def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf, orbs=None):
+        vj, vk = coulomb_exchange(self, factors, dm, dm_tot, weights, orbs)
         e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
         return e_coul + e_exx
 

@@ -8,10 +8,10 @@ The solver knows nothing about the Hamiltonian. It takes
     energy_fn(dm, orbs) -> (e_tot, fock)
 
 where ``fock = dE/d dm`` (restricted: ``dm`` (nao, nao) with occupation 2; unrestricted:
-``dm`` (2, nao, nao), one Fock matrix per spin) and ``orbs`` is None or the orbital factor X
-of ``dm`` = X X^T (:func:`dftad.jk.orbitals_of`; a cheaper way to some terms, e.g. the
-density-fitted exchange, which the Hamiltonian may ignore), the overlap ``s1e`` and the
-electron counts, and iterates Roothaan-Hall steps
+``dm`` (2, nao, nao), one Fock matrix per spin) and ``orbs`` is None or the orbitals X that
+``dm`` = X X^T is made of (:func:`dftad.jk.orbitals_of`; the density-fitted exchange is built
+through them, the Hamiltonian may ignore them), the overlap ``s1e`` and the electron counts,
+and iterates Roothaan-Hall steps
 
     F C = S C e,   D = sum_i^occ n_i C_i C_i^T
 

@@ -120,9 +120,9 @@ def test_cderi_gradient_is_finite_under_vmap(water):
 @pytest.mark.parametrize("lead", [(), (2,)], ids=["restricted", "unrestricted"])
 def test_exchange_through_occupied_orbitals(water, lead, monkeypatch):
     """K built from the orbital factor X of D = X X^T (O(naux nao^2 nocc), what the SCF uses
-    with density fitting) equals PySCF's RI-K of D; its forward and reverse derivatives in B
-    and D equal those of the O(naux nao^3) form for a dD of full rank (not of the form X X^T),
-    also over blocks of auxiliary functions with a remainder."""
+    with density fitting) equals PySCF's RI-K of D, and its forward and reverse derivatives in
+    B and X equal those of the O(naux nao^3) form of D = X X^T, also over blocks of auxiliary
+    functions with a remainder."""
     auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
     b = jk.cderi(jnp.asarray(df.incore.aux_e2(water, auxmol, "int3c2e")),
                  jnp.asarray(auxmol.intor("int2c2e")))
@@ -137,18 +137,25 @@ def test_exchange_through_occupied_orbitals(water, lead, monkeypatch):
     dm = jnp.einsum("...mi,...i,...ni->...mn", c, mo_occ, c)
     rk = scf.RHF(water).density_fit(auxbasis="def2-universal-jkfit").get_jk(
         water, np.asarray(dm).reshape((-1, nao, nao)), hermi=1)[1]
-    dd = jnp.asarray(random_dms(nao, lead, seed=2))
-    db = jnp.asarray(rng.standard_normal(b.shape))
+    d = rng.standard_normal(b.shape)
+    db = jnp.asarray(d + np.swapaxes(d, -1, -2))  # B^P is symmetric, and so its tangent
+    dx = jnp.asarray(rng.standard_normal(orbs.shape))
     w = jnp.asarray(random_dms(nao, lead, seed=3))
 
+    def full(b, x):
+        return jk.exchange_df(b, jnp.einsum("...mi,...ni->...mn", x, x))
+
     def check():
-        vk = jax.jit(jk.exchange_df_occ)(b, dm, orbs)
+        vk = jax.jit(jk.exchange_df_occ)(b, orbs)
         assert np.abs(np.asarray(vk).reshape(rk.shape) - rk).max() < 1e-9
-        _, t_occ = jax.jvp(lambda b, d: jk.exchange_df_occ(b, d, orbs), (b, dm), (db, dd))
-        _, t_full = jax.jvp(jk.exchange_df, (b, dm), (db, dd))
+        _, t_occ = jax.jvp(jk.exchange_df_occ, (b, orbs), (db, dx))
+        _, t_full = jax.jvp(full, (b, orbs), (db, dx))
         assert np.abs(np.asarray(t_occ - t_full)).max() < 1e-10 * np.abs(np.asarray(t_full)).max()
-        g_occ = jax.grad(lambda b, d: jnp.sum(w * jk.exchange_df_occ(b, d, orbs)), (0, 1))(b, dm)
-        g_full = jax.grad(lambda b, d: jnp.sum(w * jk.exchange_df(b, d)), (0, 1))(b, dm)
+        g_occ = jax.grad(lambda b, x: jnp.sum(w * jk.exchange_df_occ(b, x)), (0, 1))(b, orbs)
+        g_full = jax.grad(lambda b, x: jnp.sum(w * full(b, x)), (0, 1))(b, orbs)
+        # B^P is symmetric for every geometry: only the symmetric part of its cotangent reaches
+        # the nuclei (the two forms read B^P_sn and B^P_ns, whose cotangents differ by a swap)
+        g_occ, g_full = ([g[0] + jnp.swapaxes(g[0], 1, 2), g[1]] for g in (g_occ, g_full))
         for x, y in zip(g_occ, g_full):
             assert np.abs(np.asarray(x - y)).max() < 1e-10 * np.abs(np.asarray(y)).max()
 
