@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -111,7 +112,9 @@ def main():
     print(f"{'molecule':24s} {'dftad':>5s} {'ase':>4s} {'jax':>4s} {'pyscf':>5s}  "
           f"{'E dftad (Eh)':>16s} {'dE vs pyscf':>11s} {'max dR (A)':>10s}  {'dftad s':>7s} "
           f"{'compile':>7s} {'ase s':>6s} {'jax s':>6s} {'pyscf s':>7s}")
+    bar = _progress(len(args.molecules))
     for name in args.molecules:
+        bar.set_description(pathlib.Path(name).stem)
         mol = molecule(name)
         name = pathlib.Path(name).stem
         opt, wall, first = run_dftad(mol, args.basis, args.xc, "geometric")
@@ -125,9 +128,32 @@ def main():
         print(f"{name[:24]:24s} {opt.steps:5d} {ase_steps:>4s} {jax_steps:>4s} {steps_ref:5d}  "
               f"{opt.e_tot:16.10f} {opt.e_tot - e_ref:11.2e} {dr:10.2e}  {wall:7.1f} {first:7.1f} "
               f"{ase_wall:6.1f} {jax_wall:6.1f} {wall_ref:7.1f}{flag}", flush=True)
+        bar.update()
+    bar.close()
     print(f"{agree} of {len(args.molecules)} at PySCF + geomeTRIC's energy (1e-5 Ha); wall time "
           f"of the set: dftad + geomeTRIC {totals[0]:.0f} s, dftad + ASE {totals[1]:.0f} s, "
           f"dftad JAX BFGS {totals[2]:.0f} s, PySCF + geomeTRIC {totals[3]:.0f} s")
+
+
+class _NoBar:
+    def set_description(self, _):
+        pass
+
+    def update(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int):
+    """A progress bar over the molecules on stderr (tqdm; none where it is not installed), so
+    that the table on stdout stays clean."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="molecule", file=sys.stderr, dynamic_ncols=True)
 
 
 if __name__ == "__main__":
