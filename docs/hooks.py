@@ -3,6 +3,10 @@
 * MkDocs hook (``hooks:``): in ``cli.md`` the marker ``<!-- dftad-cli-reference -->`` is replaced
   by every subcommand of the ``dftad`` command with its usage and a table of its arguments, read
   from the argparse parser itself (``dftad.cli._parser``), so the page cannot fall behind the code.
+* MkDocs hook, tutorial pictures: an image link to ``images/tutorials/*.png`` whose file is not
+  in the site (the pictures are drawn by ``scripts/tutorial_*.py`` and not kept in git) becomes a
+  note naming the file, so that ``mkdocs build --strict`` passes before the tutorials have run and
+  embeds the pictures once they have.
 * Griffe extension (mkdocstrings' ``extensions:``, :class:`RstDocstrings`): dftad's docstrings are
   written in reStructuredText habits, which mkdocstrings would render as Markdown verbatim. Before
   rendering, each docstring's cross-reference roles (``:func:`name```) become links where the
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import posixpath
 import re
 
 import griffe
@@ -94,11 +99,30 @@ def cli_reference() -> str:
 
 
 def on_page_markdown(markdown, page, config, files):
+    markdown = undrawn_pictures(markdown, page.file.src_uri, files)
     if page.file.src_uri != "cli.md":
         return markdown
     if MARKER not in markdown:
         raise ValueError(f"docs/cli.md lost its marker {MARKER}")
     return markdown.replace(MARKER, cli_reference())
+
+
+# ------------------------------------------------------------------------------ tutorial pictures
+_PICTURE = re.compile(r"!\[[^\]]*\]\(([^)\s]*images/tutorials/[^)\s]+\.png)\)")
+
+
+def undrawn_pictures(markdown: str, src_uri: str, files) -> str:
+    """Each image link to a tutorial picture missing from the site's ``files`` replaced by a
+    note (the picture's command stands above it on the page)."""
+
+    def note(m: re.Match) -> str:
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(src_uri), m.group(1)))
+        if files.get_file_from_path(path) is not None:
+            return m.group(0)
+        return (f"*Picture not drawn yet: the command above writes `docs/{path}` (PNG files "
+                "are not kept in git).*")
+
+    return _PICTURE.sub(note, markdown)
 
 
 # ------------------------------------------------------------------------------ docstrings
