@@ -25,13 +25,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _tutorial import COLORS, OUT, plane_axes, pyplot, save
 
 import dftad
 from dftad.constants import BOHR_ANGSTROM
 from dftad.interop.pyscf import to_pyscf_mole
-
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "tutorials"
-COLORS = {"H": "0.85", "C": "0.3", "N": "tab:blue", "O": "tab:red", "F": "tab:green"}
 
 
 def parse_args(argv=None):
@@ -64,17 +62,9 @@ def pyscf_energy_and_forces(mol, basis, xc, grid_level):
     return float(e_tot), -np.asarray(grad.kernel())
 
 
-def plane_axes(coords):
-    """Two orthonormal vectors spanning the plane that fits the atoms best (principal axes)."""
-    _, _, vt = np.linalg.svd(coords - coords.mean(axis=0))
-    return vt[:2]
-
 
 def plot(mol, forces, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     axes = plane_axes(mol.coords)
     xy = (mol.coords - mol.coords.mean(axis=0)) @ axes.T * BOHR_ANGSTROM  # Angstrom
@@ -108,9 +98,7 @@ def plot(mol, forces, title, path):
     right.set_title("force components per atom")
     right.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -31,16 +31,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _tutorial import COLORS, OUT, ROOT, plane_axes, pyplot, save
 
 import dftad
 from dftad import geomopt
 from dftad import plot as dftad_plot
 from dftad.constants import BOHR_ANGSTROM
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "images" / "tutorials"
 CCCBDB = ROOT / "molecules" / "reference" / "cccbdb_water_hf_3-21g.json"
-COLORS = {"H": "0.85", "C": "0.3", "N": "tab:blue", "O": "tab:red", "F": "tab:green"}
 
 
 def parse_args(argv=None):
@@ -52,18 +50,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def plane_axes(coords):
-    """Two orthonormal vectors spanning the plane that fits the atoms best (principal axes)."""
-    _, _, vt = np.linalg.svd(coords - coords.mean(axis=0))
-    return vt[:2]
-
 
 def plot_modes(mol, vib, title, path, most=6):
     """The normal modes (at most ``most``, the most intense) as arrows on the atoms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = np.sort(np.argsort(vib.ir_intensities_km_mol)[::-1][:most])
     axes = plane_axes(mol.coords)
@@ -86,9 +76,7 @@ def plot_modes(mol, vib, title, path, most=6):
         ax.set_title(f"{vib.frequencies_cm1[k]:.0f} cm$^{{-1}}$, "
                      f"{vib.ir_intensities_km_mol[k]:.1f} km/mol", fontsize=10)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

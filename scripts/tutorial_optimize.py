@@ -25,11 +25,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _tutorial import OUT, pyplot, save
 
 import dftad
 from dftad.constants import ANGSTROM_BOHR, BOHR_ANGSTROM
-
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "tutorials"
 
 
 def parse_args(argv=None):
@@ -61,10 +60,7 @@ def gau_thresholds():
 
 
 def plot(steps, energies, max_forces, rms_forces, threshold, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6), sharex=True)
     above = energies - energies[-1]
@@ -78,9 +74,7 @@ def plot(steps, energies, max_forces, rms_forces, threshold, title, path):
     bottom.set_ylabel("force (Hartree/Bohr)")
     bottom.set_xlabel("optimization step (one SCF and its forces)")
     bottom.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -41,11 +41,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _tutorial import OUT, pyplot, save
 
 import dftad
 from dftad.constants import BOHR_ANGSTROM, HARTREE_EV
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "tutorials"
 XC, BASIS = "lda", "def2-svp"
 
 
@@ -76,10 +76,7 @@ def properties_and_derivatives(setup):
 def plot(r, gaps, dgaps, mus, dmus, title, path):
     """The gap (eV) and the dipole's component along the bond (a.u.) against the O-H distance
     (Angstrom), with tangent lines from the analytic derivatives."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     x = r * BOHR_ANGSTROM
@@ -96,9 +93,7 @@ def plot(r, gaps, dgaps, mus, dmus, title, path):
         ax.set_ylabel(f"{label} ({unit})")
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -37,13 +37,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _tutorial import OUT, ROOT, pyplot, save
 
 import dftad
 from dftad import train
 from dftad.dataset import load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "images" / "tutorials"
 W4_11 = ROOT / "molecules" / "w4-11"
 TRAIN = ("h2", "oh", "h2o", "nh3", "co")
 HELD_OUT = ("ch4", "hf", "n2")
@@ -78,10 +77,7 @@ def write_dataset(folder, reactions, train_names, references):
 
 
 def plot(losses, before, after, held_out, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2),
                                       gridspec_kw={"width_ratios": [1, 1.4]})
@@ -106,9 +102,7 @@ def plot(losses, before, after, held_out, title, path):
     right.set_title("error per molecule (computed - reference)")
     right.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -26,12 +26,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _tutorial import COLORS, OUT, plane_axes, pyplot, save
 
 import dftad
 from dftad.constants import BOHR_ANGSTROM
-
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "tutorials"
-COLORS = {"H": "0.85", "C": "0.3", "N": "tab:blue", "O": "tab:red", "F": "tab:green"}
 
 START = """
 C     0.0000000000     0.0000000000     0.0000000000
@@ -48,17 +46,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def plane_axes(coords):
-    """Two orthonormal vectors spanning the plane that fits the atoms best (principal axes)."""
-    _, _, vt = np.linalg.svd(coords - coords.mean(axis=0))
-    return vt[:2]
-
 
 def plot(ts, mode, freq, trajectory, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     axes = plane_axes(ts.coords)
     xy = (ts.coords - ts.coords.mean(axis=0)) @ axes.T * BOHR_ANGSTROM  # Angstrom
@@ -99,9 +89,7 @@ def plot(ts, mode, freq, trajectory, title, path):
     twin.set_ylabel("largest atomic force (Hartree/Bohr)", color="tab:red")
     right.set_title("the search")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):

@@ -8,12 +8,15 @@ The transition state and the frequencies (AD Hessians: about a minute each) run 
 ``-m slow``."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+if str(SCRIPTS) not in sys.path:  # the scripts import their shared helpers (scripts/_tutorial.py)
+    sys.path.insert(0, str(SCRIPTS))
 
 
 def run_tutorial(name, tmp_path, pictures):
