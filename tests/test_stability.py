@@ -38,7 +38,12 @@ def test_orbital_hessian_equals_pyscf(name, xc):
     mol, setup, coords, res = _converged(name, "sto-3g", xc)
     ints = stability._integrals(setup, coords)
     n = stability.size(setup)
-    hess = np.asarray(stability._hessian_block(setup, ints, res.scf.mo_coeff, jnp.eye(n)))
+    # column by column through the program stability.analyze compiles (one column, xc_params
+    # passed): one compile of the Hessian-vector product serves both
+    hess = np.column_stack([
+        np.asarray(stability._hessian_block(setup, ints, res.scf.mo_coeff,
+                                            jnp.asarray(col[:, None]), None))
+        for col in np.eye(n)])
     mf = _pyscf_mf(mol, "sto-3g", xc)
     mo, occ = np.asarray(res.scf.mo_coeff), np.asarray(res.scf.mo_occ)
     if xc != "hf":

@@ -544,11 +544,17 @@ def _edge_check(f):
     restricted[:, [0, 2, 5]] = np.asarray(_EDGE_R)
     polarized = np.asarray(_EDGE_U)
     polarized = np.concatenate([polarized, polarized[: len(restricted) - len(polarized)]])
+    basis = jnp.eye(7)
     for fn, pts in ((e_r, restricted), (e_u, polarized)):
-        x = jnp.asarray(pts)
-        val = jax.vmap(fn)(x)
-        grad = jax.vmap(jax.grad(fn))(x)
-        hess = jax.vmap(jax.hessian(fn))(x)
+        # value, gradient and Hessian in one eager pass: the gradient's JVP along each unit
+        # vector is a Hessian column (jax.hessian's forward-over-reverse, without re-tracing
+        # the value and the gradient separately)
+        def all_orders(v, fn=fn):
+            (val, grad), (_, hess) = jax.vmap(
+                lambda t: jax.jvp(jax.value_and_grad(fn), (v,), (t,)), out_axes=(None, 0))(basis)
+            return val, grad, hess
+
+        val, grad, hess = jax.vmap(all_orders)(jnp.asarray(pts))
         for arr in (val, grad, hess):
             finite = np.isfinite(np.asarray(arr)).reshape(len(pts), -1).all(axis=1)
             assert finite.all(), (f.name, pts[~finite])
