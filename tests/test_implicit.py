@@ -43,15 +43,17 @@ def with_exponents(setup, exps):
     return dataclasses.replace(setup, basis=dataclasses.replace(setup.basis, exponents=exps))
 
 
-def check_directional(fn, x0, direction, h):
+def check_directional(fn, x0, direction, h, reverse=True):
     """jvp vs central FD along ``direction`` (five-point stencil, truncation O(h^4), so that h
-    can stay well above the SCF noise); vjp vs jvp for a random cotangent."""
+    can stay well above the SCF noise); with ``reverse``, vjp vs jvp for a random cotangent."""
     jvp = jax.jit(lambda x, d: jax.jvp(fn, (x,), (d,)))
     y, jv = jvp(x0, direction)
     # the primal output of the same compiled function (one compile less)
     fd = fd_directional(lambda x: jvp(x, direction)[0], x0, direction, h, stencil=4)
     err = np.abs(np.asarray(jv) - fd).max()
     assert err < FD_TOL, (err, np.asarray(jv), fd)
+    if not reverse:
+        return
     u = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape))
     (ju,) = jax.jit(lambda x, u: jax.vjp(fn, x)[1](u))(x0, u)
     lhs = float(jnp.vdot(u, jv))
@@ -93,7 +95,11 @@ def test_electric_field():
                       _unit(np.random.default_rng(2), (3,)), 1e-3)
 
 
-def test_xc_parameters():
+# reverse mode through the implicit SCF is checked for the other inputs here (the adjoint solve
+# is the same for every input), and reverse mode through the XC kernel in its parameters by
+# test_xc's test_param_derivatives_fd: the XC parameters' vjp (35 s of compile) runs with -m slow
+@pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_xc_parameters(reverse):
     mol = dftad.load("water")
     setup = dftad.build(mol, "sto-3g", "b3lyp", **TIGHT)
     coords = jnp.asarray(mol.coords)
@@ -104,7 +110,7 @@ def test_xc_parameters():
         tree, [jnp.asarray(0.01 * rng.standard_normal(np.shape(x))) for x in leaves])
     flat0, unravel = jax.flatten_util.ravel_pytree(p0)
     dflat, _ = jax.flatten_util.ravel_pytree(direction)
-    check_directional(lambda x: outputs(setup, coords, unravel(x)), flat0, dflat, 1e-3)
+    check_directional(lambda x: outputs(setup, coords, unravel(x)), flat0, dflat, 1e-3, reverse)
 
 
 def test_basis_exponents():
@@ -130,9 +136,10 @@ def test_gradient_does_not_depend_on_the_scf_path():
 
     ints = hamiltonian.integrals(setup, coords)
     poor = guess.core_guess(ints.h1e, ints.s1e, setup.occupation)
-    good = jax.jit(energy.kernel)(setup, coords).scf.dm
-    cycles = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf.cycles)
-    n_poor, n_good = int(cycles(coords, poor)), int(cycles(coords, good))
+    scf = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf)  # one SCF program for both
+    from_poor = scf(coords, poor)
+    good = from_poor.dm
+    n_poor, n_good = int(from_poor.cycles), int(scf(coords, good).cycles)
     assert n_poor > n_good + 5
     grad = jax.jit(jax.grad(homo))
     g_poor, g_good = grad(coords, poor), grad(coords, good)
