@@ -410,7 +410,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     :func:`.two_electron.eri`); ``nao`` >= the basis' nao pads it with zeros (at most
     :func:`nao_bucket` of it)."""
     npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
-    s8 = jnp.asarray(np.zeros(npair * (npair + 1) // 2))
+    s8 = jnp.zeros(npair * (npair + 1) // 2)  # made on the device (273 MB for nao 72's bucket)
     cart = basis.layout.cart
     for c, ch, blocks in chunk_blocks(plan, basis, coords, omega):
         s8 = _pack(s8, blocks, ch.meta, c.ls, cart, c.bra == c.ket)
