@@ -21,39 +21,25 @@ atom drawn as an arrow, and the Cartesian components of the forces per atom.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _tutorial import COLORS, OUT, plane_axes, pyplot, save
+from _tutorial import draw_atoms, fit_view, in_plane, parser, pyplot, save
 
 import dftad
-from dftad.constants import BOHR_ANGSTROM
-from dftad.interop.pyscf import to_pyscf_mole
+from dftad.interop.pyscf import mean_field
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "HF/STO-3G: seconds (the tests)")
     p.add_argument("--molecule", default="water", help="shipped molecule or .xyz file")
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="HF/STO-3G: seconds (the tests)")
     return p.parse_args(argv)
 
 
 def pyscf_energy_and_forces(mol, basis, xc, grid_level):
     """PySCF's SCF energy (Hartree) and analytic forces (Hartree/Bohr, grid response included)
     for the same molecule, basis, functional and grid as dftad."""
-    from pyscf import dft, scf
-
-    pmol = to_pyscf_mole(mol, basis)
-    if xc == "hf":
-        mf = scf.RHF(pmol) if mol.spin == 0 else scf.UHF(pmol)
-    else:
-        mf = dft.RKS(pmol) if mol.spin == 0 else dft.UKS(pmol)
-        mf.xc = xc
-        mf.grids.level = grid_level
-        mf.small_rho_cutoff = 0  # dftad integrates every grid point
+    mf = mean_field(mol, basis, xc, grid_level)
     mf.conv_tol = 1e-11
     e_tot = mf.kernel()
     grad = mf.nuc_grad_method()
@@ -62,29 +48,20 @@ def pyscf_energy_and_forces(mol, basis, xc, grid_level):
     return float(e_tot), -np.asarray(grad.kernel())
 
 
-
 def plot(mol, forces, title, path):
     plt = pyplot()
 
-    axes = plane_axes(mol.coords)
-    xy = (mol.coords - mol.coords.mean(axis=0)) @ axes.T * BOHR_ANGSTROM  # Angstrom
+    axes, xy = in_plane(mol.coords)  # xy in Angstrom
     fxy = forces @ axes.T  # Hartree/Bohr, in the same plane
     scale = 0.5 / max(np.abs(fxy).max(), 1e-12)  # the longest arrow is 0.5 Angstrom
     labels = [f"{s}{i + 1}" for i, s in enumerate(mol.symbols)]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for (x, y), s, label in zip(xy, mol.symbols, labels):
-        left.scatter(x, y, s=900 if s != "H" else 450, color=COLORS.get(s, "tab:purple"),
-                     edgecolor="black", zorder=2)
-        left.annotate(label, (x, y), xytext=(0, 16), textcoords="offset points", ha="center",
-                      fontsize=9, zorder=3)
+    draw_atoms(left, xy, mol.symbols, labels)
     arrows = fxy * scale
     left.quiver(xy[:, 0], xy[:, 1], arrows[:, 0], arrows[:, 1], angles="xy",
                 scale_units="xy", scale=1, color="tab:orange", width=0.012, zorder=4)
-    ends = np.concatenate([xy, xy + arrows])
-    left.set_xlim(ends[:, 0].min() - 0.5, ends[:, 0].max() + 0.5)
-    left.set_ylim(ends[:, 1].min() - 0.5, ends[:, 1].max() + 0.5)
-    left.set_aspect("equal")
+    fit_view(left, xy, xy + arrows)
     left.set_xlabel("Å (best plane of the atoms)")
     left.set_title(f"forces (longest arrow {np.abs(fxy).max():.2e} Hartree/Bohr)")
 

@@ -24,31 +24,25 @@ arrows on the atoms, in the molecule's best plane, Angstrom).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _tutorial import COLORS, OUT, ROOT, plane_axes, pyplot, save
+from _tutorial import ROOT, draw_atoms, fit_view, in_plane, parser, pyplot, save
 
 import dftad
 from dftad import geomopt
 from dftad import plot as dftad_plot
-from dftad.constants import BOHR_ANGSTROM
 
 CCCBDB = ROOT / "molecules" / "reference" / "cccbdb_water_hf_3-21g.json"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "HF/STO-3G (the tests)")
     p.add_argument("--molecule", default="water", help="shipped molecule or .xyz file")
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="HF/STO-3G (the tests)")
     return p.parse_args(argv)
-
 
 
 def plot_modes(mol, vib, title, path, most=6):
@@ -56,21 +50,15 @@ def plot_modes(mol, vib, title, path, most=6):
     plt = pyplot()
 
     shown = np.sort(np.argsort(vib.ir_intensities_km_mol)[::-1][:most])
-    axes = plane_axes(mol.coords)
-    xy = (mol.coords - mol.coords.mean(axis=0)) @ axes.T * BOHR_ANGSTROM  # Angstrom
+    axes, xy = in_plane(mol.coords)  # xy in Angstrom
     fig, panels = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.8), squeeze=False)
     for ax, k in zip(panels[0], shown):
         arrows = vib.modes[k] @ axes.T
         arrows *= 0.6 / np.abs(arrows).max()  # the longest arrow is 0.6 Angstrom
-        for (x, y), s in zip(xy, mol.symbols):
-            ax.scatter(x, y, s=500 if s != "H" else 250, color=COLORS.get(s, "tab:purple"),
-                       edgecolor="black", zorder=2)
+        draw_atoms(ax, xy, mol.symbols, size=500)
         ax.quiver(xy[:, 0], xy[:, 1], arrows[:, 0], arrows[:, 1], angles="xy",
                   scale_units="xy", scale=1, color="tab:purple", width=0.015, zorder=3)
-        ends = np.concatenate([xy, xy + arrows])
-        ax.set_xlim(ends[:, 0].min() - 0.5, ends[:, 0].max() + 0.5)
-        ax.set_ylim(ends[:, 1].min() - 0.5, ends[:, 1].max() + 0.5)
-        ax.set_aspect("equal")
+        fit_view(ax, xy, xy + arrows)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{vib.frequencies_cm1[k]:.0f} cm$^{{-1}}$, "

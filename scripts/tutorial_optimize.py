@@ -21,25 +21,21 @@ each step, with the force threshold.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _tutorial import OUT, pyplot, save
+from _tutorial import parser, pyplot, save
 
 import dftad
 from dftad.constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "HF/STO-3G: seconds (the tests)")
     p.add_argument("--molecule", default="water", help="shipped molecule or .xyz file")
     p.add_argument("--distortion", type=float, default=0.1,
                    help="how far each atom is moved from the shipped geometry (Angstrom)")
     p.add_argument("--seed", type=int, default=7, help="seed of the random directions")
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="HF/STO-3G: seconds (the tests)")
     return p.parse_args(argv)
 
 

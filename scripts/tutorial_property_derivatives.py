@@ -35,13 +35,12 @@ each with its analytic derivative drawn as short tangent lines.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _tutorial import OUT, pyplot, save
+from _tutorial import parser, pyplot, save
 
 import dftad
 from dftad.constants import BOHR_ANGSTROM, HARTREE_EV
@@ -50,12 +49,9 @@ XC, BASIS = "lda", "def2-svp"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "HF/STO-3G: seconds (the tests)")
     p.add_argument("--xc", default=XC, help=f"functional (default {XC}; 'hf': Hartree-Fock)")
     p.add_argument("--basis", default=BASIS, help=f"basis set (default {BASIS})")
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="HF/STO-3G: seconds (the tests)")
     return p.parse_args(argv)
 
 

@@ -32,12 +32,11 @@ atomization energy before and after training.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _tutorial import OUT, ROOT, pyplot, save
+from _tutorial import ROOT, parser, pyplot, save
 
 import dftad
 from dftad import train
@@ -50,14 +49,11 @@ START = {"a0": 0.25, "ax": 0.65, "ac": 0.90}  # another hybrid than B3LYP
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "H2 alone, 6-31G, grid level 1 (the tests)")
     p.add_argument("--w4", action="store_true",
                    help="fit the W4 reference values instead of B3LYP's own energies")
     p.add_argument("--steps", type=int, default=None,
                    help="Levenberg-Marquardt steps (default 5, --fast 3)")
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="H2 alone, 6-31G, grid level 1 (the tests)")
     return p.parse_args(argv)
 
 

@@ -22,11 +22,10 @@ at each step of the search.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _tutorial import COLORS, OUT, plane_axes, pyplot, save
+from _tutorial import draw_atoms, fit_view, in_plane, parser, pyplot, save
 
 import dftad
 from dftad.constants import BOHR_ANGSTROM
@@ -39,19 +38,14 @@ H    -1.5853600000     0.0000000000     1.1483800000
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(OUT), help="folder for the pictures "
-                   "(default: docs/images/tutorials)")
-    p.add_argument("--fast", action="store_true", help="HF/STO-3G (the tests)")
+    p = parser(__doc__, "HF/STO-3G (the tests)")
     return p.parse_args(argv)
-
 
 
 def plot(ts, mode, freq, trajectory, title, path):
     plt = pyplot()
 
-    axes = plane_axes(ts.coords)
-    xy = (ts.coords - ts.coords.mean(axis=0)) @ axes.T * BOHR_ANGSTROM  # Angstrom
+    axes, xy = in_plane(ts.coords)  # xy in Angstrom
     arrows = mode @ axes.T
     arrows *= 0.7 / np.abs(arrows).max()  # the longest arrow is 0.7 Angstrom
     # which way along the mode the hydrogen nears the carbon (HCN) or the nitrogen (HNC)
@@ -61,19 +55,12 @@ def plot(ts, mode, freq, trajectory, title, path):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, j in ((0, 1), (0, 2), (1, 2)):  # the triangle, faint
         left.plot(*xy[[i, j]].T, color="0.8", lw=1, zorder=1)
-    for (x, y), s in zip(xy, ts.symbols):
-        left.scatter(x, y, s=900 if s != "H" else 450, color=COLORS.get(s, "tab:purple"),
-                     edgecolor="black", zorder=2)
-        left.annotate(s, (x, y), xytext=(0, 18), textcoords="offset points", ha="center",
-                      fontsize=10, zorder=3)
+    draw_atoms(left, xy, ts.symbols, ts.symbols, offset=18, fontsize=10)
     for sign, color in ((1, "tab:purple"), (-1, "tab:green")):
         left.quiver(xy[:, 0], xy[:, 1], sign * arrows[:, 0], sign * arrows[:, 1], angles="xy",
                     scale_units="xy", scale=1, color=color, width=0.012, zorder=4,
                     label=f"towards {'HCN' if (sign > 0) == towards_c else 'HNC'}")
-    ends = np.concatenate([xy, xy + arrows, xy - arrows])
-    left.set_xlim(ends[:, 0].min() - 0.5, ends[:, 0].max() + 0.5)
-    left.set_ylim(ends[:, 1].min() - 0.5, ends[:, 1].max() + 0.5)
-    left.set_aspect("equal")
+    fit_view(left, xy, xy + arrows, xy - arrows)
     left.set_xlabel("Å (plane of the molecule)")
     left.legend(loc="lower left", fontsize=8)
     left.set_title(f"the imaginary mode, {abs(freq):.0f}i cm$^{{-1}}$")

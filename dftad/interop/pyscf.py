@@ -2,6 +2,7 @@
 
     pmol = to_pyscf_mole(mol, "def2-svp")          # a built gto.Mole (Bohr, charge, spin)
     mol = from_pyscf_mole(pmol)                      # a dftad Molecule
+    mf = mean_field(mol, "def2-svp", "b3lyp")        # PySCF's own calculation of the same kind
     mf = to_pyscf_scf(mol, setup, result)            # scf.RHF/UHF or dft.RKS/UKS holding the
                                                      # dftad orbitals: mf.mulliken_pop(),
                                                      # mf.dip_moment(), tools.molden.from_scf(mf)
@@ -77,6 +78,27 @@ def from_pyscf_mole(pmol) -> Molecule:
     symbols = [pmol.atom_pure_symbol(i) for i in range(pmol.natm)]
     return Molecule(tuple(symbols), np.asarray(pmol.atom_coords(unit="Bohr"), dtype=float),
                     charge=int(pmol.charge), spin=int(pmol.spin))
+
+
+def mean_field(mol: Molecule, basis, xc, grid_level: int = 3, density_fit: bool = False,
+               auxbasis=None):
+    """PySCF's (unconverged) mean-field object for the calculation dftad makes of ``mol``:
+    ``scf.RHF``/``scf.UHF`` for ``xc="hf"``, ``dft.RKS``/``dft.UKS`` otherwise (restricted for
+    spin 0) on PySCF's grid of level ``grid_level`` with ``small_rho_cutoff = 0`` (dftad
+    integrates every grid point); density-fitted with ``density_fit`` or an ``auxbasis``."""
+    from pyscf import dft, scf
+
+    pmol = to_pyscf_mole(mol, basis)
+    if xc == "hf":
+        mf = scf.RHF(pmol) if mol.spin == 0 else scf.UHF(pmol)
+    else:
+        mf = dft.RKS(pmol) if mol.spin == 0 else dft.UKS(pmol)
+        mf.xc = xc
+        mf.grids.level = grid_level
+        mf.small_rho_cutoff = 0
+    if density_fit or auxbasis is not None:
+        mf = mf.density_fit(auxbasis=auxbasis)
+    return mf
 
 
 def to_pyscf_scf(mol: Molecule, setup, result):
