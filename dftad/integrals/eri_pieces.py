@@ -36,12 +36,12 @@ what it has not seen.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
 
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
 from ..pieces import piece
@@ -102,23 +102,31 @@ def _chunk_integrals(ls, bra, ket, omega):
 
 @piece((0,))
 def _quartets(ls, bra, ket, local, omega):
-    """Contracted cartesian integrals (B, nab, ncd) of a chunk: B primitive quartets with the
-    Hermite data (p, P, G) of their bra and ket pairs (:class:`HermiteRows` rows), summed into
-    the chunk's contracted quartets ``local`` (B,) (row r of the result: the chunk's r-th
-    quartet); ``omega`` None (1/r12) or the erf attenuation."""
-    v = _chunk_integrals(ls, bra, ket, omega)
+    """Contracted cartesian integrals (B, nab, ncd) of a chunk: B primitive quartets whose bra
+    and ket pairs are given as (Hermite data (p, P, G) of the chunk's distinct pairs
+    (:class:`HermiteRows` rows), each quartet's row among them (B,)), summed into the chunk's
+    contracted quartets ``local`` (B,) (row r of the result: the chunk's r-th quartet);
+    ``omega`` None (1/r12) or the erf attenuation."""
+    v = _chunk_integrals(ls, _expand(bra), _expand(ket), omega)
     return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
+
+
+def _expand(pairs):
+    """(p, P, G) of each quartet's pair from (the distinct pairs' data, each quartet's row)."""
+    data, row = pairs
+    return tuple(x[row] for x in data)
 
 
 @piece((0,))
 def _quartets_grad(ls, bra, ket, local, ct, omega):
-    """The cotangents (dP, dG of the bra rows, dP, dG of the ket rows) of the pair data for the
-    cotangent ``ct`` (B, nab, ncd) of :func:`_quartets`'s result."""
+    """The cotangents (dP, dG of the distinct bra pairs, dP, dG of the distinct ket pairs) of
+    the pair data for the cotangent ``ct`` (B, nab, ncd) of :func:`_quartets`'s result."""
 
     def f(pb, gb, pk, gk):
-        return _chunk_integrals(ls, (bra[0], pb, gb), (ket[0], pk, gk), omega)
+        return _chunk_integrals(ls, _expand(((bra[0][0], pb, gb), bra[1])),
+                                _expand(((ket[0][0], pk, gk), ket[1])), omega)
 
-    return jax.vjp(f, bra[1], bra[2], ket[1], ket[2])[1](ct[local])
+    return jax.vjp(f, *bra[0][1:], *ket[0][1:])[1](ct[local])
 
 
 def _transforms(ls, cart):
@@ -184,12 +192,25 @@ _unpack_s8 = piece((1,))(unpack_s8)
 class Chunk:
     """One chunk of a class: primitive-pair rows of its quartets' bra and ket (B,) (padding -1),
     each one's contracted quartet within the chunk (B,), and ``meta`` (rows per contracted
-    quartet, see :func:`_pack`)."""
+    quartet, see :func:`_pack`). With distinct-row caps (:func:`split`), ``bra`` and ``ket``
+    are (the distinct rows, padded with -1 to the cap; each quartet's index among them (B,)):
+    a chunk's 4096 quartets have a few dozen distinct bra pairs and at most half as many
+    distinct ket pairs as quartets, so their data moves and their cotangents sum per distinct
+    pair."""
 
     ip: np.ndarray
     iq: np.ndarray
     local: np.ndarray
     meta: np.ndarray
+    bra: tuple | None = None
+    ket: tuple | None = None
+
+    @functools.cached_property
+    def on_device(self) -> tuple:
+        """(local, meta, the bra's and the ket's quartet-to-distinct-row index) on the device,
+        put there once: the layout (and its chunks) outlives a calculation, and each array put
+        per call costs ~0.1 ms of host time."""
+        return jax.device_put((self.local, self.meta, self.bra[1], self.ket[1]))
 
 
 @dataclasses.dataclass
@@ -226,18 +247,24 @@ def chunk_size(ls) -> int:
     return min(_chunk_size(nab, ncd, hab, hcd, lab + lcd, 1 << 62), MAX_CHUNK)
 
 
-def split(ip, iq, qid, meta, b: int) -> list[Chunk]:
+def split(ip, iq, qid, meta, b: int, distinct: bool = False) -> list[Chunk]:
     """Chunks of ``b`` primitive items (``ip``, ``iq``, sorted by their contracted item ``qid``)
     that never split a contracted item (``b`` is raised to a power of two holding the largest
-    one); ``meta`` (m, nq): per contracted item, cut per chunk and padded with zeros."""
+    one); ``meta`` (m, nq): per contracted item, cut per chunk and padded with zeros.
+    ``distinct``: also each chunk's distinct ``ip`` and ``iq`` rows (:class:`Chunk`), at most
+    :func:`distinct_caps` of them (a chunk is cut shorter where it would hold more)."""
     nq = meta.shape[1]
     counts = np.bincount(qid, minlength=nq)
     b = max(b, bucket(int(counts.max(initial=1)), 1))
     cum = np.concatenate([[0], np.cumsum(counts)])
+    caps = distinct_caps(b) if distinct else None
     out = []
     q = 0
     while q < nq:
         end = int(np.searchsorted(cum, cum[q] + b, side="right")) - 1
+        while caps and end > q + 1 and not _within(ip[cum[q]:cum[end]], iq[cum[q]:cum[end]],
+                                                   caps):
+            end = q + (end - q) // 2
         lo, hi = cum[q], cum[end]
 
         def pad(x, fill, n=b):
@@ -245,9 +272,33 @@ def split(ip, iq, qid, meta, b: int) -> list[Chunk]:
 
         m = np.zeros((meta.shape[0], b), np.int32)
         m[:, : end - q] = meta[:, q:end]
-        out.append(Chunk(pad(ip[lo:hi], -1), pad(iq[lo:hi], -1), pad(qid[lo:hi] - q, 0), m))
+        ch = Chunk(pad(ip[lo:hi], -1), pad(iq[lo:hi], -1), pad(qid[lo:hi] - q, 0), m)
+        if caps:
+            ch.bra, ch.ket = (_distinct(x, n) for x, n in zip((ch.ip, ch.iq), caps))
+        out.append(ch)
         q = end
     return out
+
+
+def distinct_caps(b: int) -> tuple[int, int]:
+    """The most distinct bra and ket rows a chunk of ``b`` quartets holds (:func:`split`):
+    quartets are sorted bra pair first, so a chunk has a few dozen distinct bra rows (at most
+    92 seen in caffeine/def2-SVP) and up to ~b/2 distinct ket rows."""
+    return min(b, max(b // 16, 256)), min(b, max(b // 2, 256))
+
+
+def _within(ip, iq, caps) -> bool:
+    """Fewer distinct rows than the caps: room for the padding row -1."""
+    return len(np.unique(ip)) < caps[0] and len(np.unique(iq)) < caps[1]
+
+
+def _distinct(idx, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values of ``idx`` padded with -1 to ``cap``, each one's index among them)."""
+    rows, where = np.unique(idx, return_inverse=True)
+    if len(rows) > cap:  # one contracted quartet alone: a larger cap (another compiled shape)
+        cap = bucket(len(rows), cap)
+    return np.concatenate([rows, np.full(cap - len(rows), -1)]).astype(np.int32), \
+        where.astype(np.int32)
 
 
 def _layout(plan: EriPlan, bra_basis: Basis, ket_basis: Basis) -> _Layout:
@@ -268,7 +319,8 @@ def _layout(plan: EriPlan, bra_basis: Basis, ket_basis: Basis) -> _Layout:
                          bsh[:, 0] == bsh[:, 1], ksh[:, 0] == ksh[:, 1],
                          (q[:, 0] == q[:, 1]) & (cls.bra == cls.ket), np.ones(cls.nq)])
         ls = _ls(bs) + _ls(ks)
-        chunks = split(ip[real], iq[real], qid[real], meta.astype(np.int32), chunk_size(ls))
+        chunks = split(ip[real], iq[real], qid[real], meta.astype(np.int32), chunk_size(ls),
+                       distinct=True)
         classes.append(_Class(ls, cls.bra, cls.ket, chunks))
     out = _Layout(classes, plan.bra_sets, plan.ket_sets)
     _LAYOUTS[plan] = out
@@ -344,7 +396,12 @@ class HermiteRows:
     def rows(self, idx):
         """(p, P, G) of the rows ``idx`` (B,) (-1: the padding row), host-gathered and put on
         the device."""
-        return tuple(jax.device_put(x[idx]) for x in (self.p, self.P, self.G))
+        return jax.device_put((self.p[idx], self.P[idx], self.G[idx]))
+
+    def pairs(self, rows, where):
+        """The argument of the class pieces for a chunk's distinct rows ``rows`` and each
+        quartet's index among them ``where`` (:class:`Chunk`, on the device)."""
+        return self.rows(rows), where
 
     def zeros(self):
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
@@ -361,15 +418,6 @@ class HermiteRows:
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
             parts.append(_hermite_grad(*self.ls, rows, dp, dg, at, natm))
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
-
-
-def _scatter_add(acc, idx, d) -> None:
-    """acc[idx] += d over the rows of ``d`` (host; repeated indices add up; -1 is the padding
-    row, the last)."""
-    n, b = acc.shape[0], len(idx)
-    m = scipy.sparse.csr_matrix((np.ones(b), (np.where(idx < 0, n - 1, idx), np.arange(b))),
-                                shape=(n, b))
-    acc += (m @ np.asarray(d).reshape(b, -1)).reshape(acc.shape)
 
 
 # ---------------------------------------------------------------------- padding
@@ -401,8 +449,9 @@ def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | N
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
         for ch in c.chunks:
-            yield c, ch, _quartets(c.ls, herm_b[c.bra].rows(ch.ip), herm_k[c.ket].rows(ch.iq),
-                                   ch.local, omega)
+            local, _, bra, ket = ch.on_device
+            yield c, ch, _quartets(c.ls, herm_b[c.bra].pairs(ch.bra[0], bra),
+                                   herm_k[c.ket].pairs(ch.ket[0], ket), local, omega)
 
 
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
@@ -413,7 +462,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     s8 = jnp.zeros(npair * (npair + 1) // 2)  # made on the device (273 MB for nao 72's bucket)
     cart = basis.layout.cart
     for c, ch, blocks in chunk_blocks(plan, basis, coords, omega):
-        s8 = _pack(s8, blocks, ch.meta, c.ls, cart, c.bra == c.ket)
+        s8 = _pack(s8, blocks, ch.on_device[1], c.ls, cart, c.bra == c.ket)
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
@@ -431,10 +480,11 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
 
-    def add(c, ch, d):  # the pair-data cotangents of one chunk, summed per primitive pair
-        for (d_p, d_g), s, idx in ((d[:2], c.bra, ch.ip), (d[2:], c.ket, ch.iq)):
-            _scatter_add(acc[s][0], idx, d_p)
-            _scatter_add(acc[s][1], idx, d_g)
+    def add(c, ch, d):  # the pair-data cotangents of one chunk's distinct pairs
+        for (d_p, d_g), s, (rows, _) in ((d[:2], c.bra, ch.bra), (d[2:], c.ket, ch.ket)):
+            real = rows >= 0  # distinct rows: no index repeats
+            for a, x in zip(acc[s], (d_p, d_g)):
+                a[rows[real]] += np.asarray(x)[real]
 
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
@@ -443,9 +493,10 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
-                ct = _gamma(ch.meta, dm_coul, dm_exch, c_exch, c.ls, cart, c.bra == c.ket)
-                d = _quartets_grad(c.ls, herm[c.bra].rows(ch.ip), herm[c.ket].rows(ch.iq),
-                                   ch.local, ct, omega)
+                local, meta, bra, ket = ch.on_device
+                ct = _gamma(meta, dm_coul, dm_exch, c_exch, c.ls, cart, c.bra == c.ket)
+                d = _quartets_grad(c.ls, herm[c.bra].pairs(ch.bra[0], bra),
+                                   herm[c.ket].pairs(ch.ket[0], ket), local, ct, omega)
                 if pending is not None:
                     add(*pending)
                 pending = c, ch, d
@@ -473,10 +524,12 @@ def schwarz(basis: Basis, coords, sets) -> list:
         offset = np.arange(len(qid)) - np.repeat(np.cumsum(counts) - counts, counts)
         nk = np.repeat(np.diff(start), counts)
         ip, iq = start[qid] + offset // nk, start[qid] + offset % nk
-        chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls))
+        chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            v = np.asarray(_quartets(ls, herm.rows(ch.ip), herm.rows(ch.iq), ch.local, None))
+            local, _, bra, ket = ch.on_device
+            v = np.asarray(_quartets(ls, herm.pairs(ch.bra[0], bra), herm.pairs(ch.ket[0], ket),
+                                     local, None))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))
