@@ -135,24 +135,10 @@ def main():
           f"dftad JAX BFGS {totals[2]:.0f} s, PySCF + geomeTRIC {totals[3]:.0f} s")
 
 
-class _NoBar:
-    def set_description(self, _):
-        pass
-
-    def update(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total: int):
-    """A progress bar over the molecules on stderr (tqdm; none where it is not installed), so
-    that the table on stdout stays clean."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
+    """A progress bar over the molecules on stderr, so that the table on stdout stays clean."""
+    from tqdm import tqdm
+
     return tqdm(total=total, unit="molecule", file=sys.stderr, dynamic_ncols=True)
 
 

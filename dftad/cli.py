@@ -307,8 +307,20 @@ def _print_energy(mol, out, stab):
             print(f"  {sym:<3s} {f[0]:16.10f} {f[1]:16.10f} {f[2]:16.10f}")
 
 
+def _second_derivatives(setup, coords):
+    """:func:`dftad.properties.second_derivatives_by_atom` with a progress bar over the atoms
+    on stderr (on a terminal; the first step includes the SCF and, on first use, compiling)."""
+    from tqdm import tqdm
+
+    from dftad import properties
+
+    with tqdm(total=len(coords), desc="Hessian", unit="atom", file=sys.stderr, disable=None,
+              dynamic_ncols=True) as bar:
+        return properties.second_derivatives_by_atom(
+            setup, coords, progress=lambda done, total: bar.update(done - bar.n))
+
+
 def _frequencies(args) -> int:
-    import jax
     import numpy as np
 
     from dftad import plot, properties
@@ -317,8 +329,7 @@ def _frequencies(args) -> int:
         plot.require_matplotlib()
     clock = _Clock()
     mol, setup, coords = _build(args, clock)
-    d = clock("frequencies", lambda: jax.block_until_ready(
-        jax.jit(properties.second_derivatives)(setup, coords)))
+    d = clock("frequencies", _second_derivatives, setup, coords)
     if not bool(d.result.converged):
         return _not_converged(d.result)
     max_force = float(np.abs(np.asarray(d.gradient)).max())

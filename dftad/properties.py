@@ -68,26 +68,77 @@ def second_derivatives(setup: Setup, coords, xc_params=None) -> SecondDerivative
     gradient, whose density and energy-weighted density follow the geometry through the
     implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole)."""
 
-    def first(c):
-        res, grad = energy_and_gradient(setup, c, xc_params)
-        mu = dipole(setup, c, res.scf.dm)
-        return (grad, mu), (grad, mu, res)
-
-    (hess, dmu), (grad, mu, res) = jax.jacfwd(first, has_aux=True)(coords)
+    (hess, dmu), (grad, mu, res) = jax.jacfwd(_first(setup, xc_params), has_aux=True)(coords)
     return SecondDerivatives(res, grad, mu, hess, dmu)
 
 
-def energy_and_gradient(setup: Setup, coords, xc_params=None):
+def _first(setup: Setup, xc_params, start=None):
+    """coords -> ((dE/dR, mu), (dE/dR, mu, Result)): what second derivatives differentiate
+    (``start``: the SCF's starting density, default the setup's guess)."""
+
+    def first(c):
+        res, grad = energy_and_gradient(setup, c, xc_params, start)
+        mu = dipole(setup, c, res.scf.dm)
+        return (grad, mu), (grad, mu, res)
+
+    return first
+
+
+def second_derivatives_by_atom(setup: Setup, coords, progress=None) -> SecondDerivatives:
+    """:func:`second_derivatives` driven from Python one atom at a time, so that a long
+    calculation reports its progress: ``progress(done, natm)`` after each atom.
+
+    The SCF runs first through the compiled pieces that energies share
+    (:func:`dftad.energy.kernel_stepwise`); then one compiled program per molecule takes the
+    derivatives along one atom's three Cartesian displacements per call (three linear-response
+    solves), its SCF starting from the converged density (one or two cycles). The same numbers
+    as :func:`second_derivatives` (which takes all 3 natm displacements in one program, and is
+    differentiable); this one holds the tangents of three displacements at a time in memory
+    (the ERI tensor's tangent is nao^4 per displacement). Call it unjitted (a Python loop).
+    ``result`` is the first SCF's (its cycles); where it did not converge, the derivatives are
+    NaN."""
+    progress = progress or (lambda done, total: None)
+    scf_result = energy.kernel_stepwise(setup, coords)
+    natm = coords.shape[0]
+    if not bool(scf_result.converged):  # nothing to differentiate: NaN derivatives
+        nan = jnp.full((natm, 3), jnp.nan)
+        return SecondDerivatives(scf_result, nan, jnp.full(3, jnp.nan),
+                                 jnp.full((natm, 3, natm, 3), jnp.nan),
+                                 jnp.full((3, natm, 3), jnp.nan))
+    start = scf_result.scf.dm
+    unit = jnp.eye(3 * natm).reshape(natm, 3, natm, 3)
+    columns = []
+    for a in range(natm):
+        # (natm, 3, 3) and (3, 3): d/dR_a{x,y,z} of the gradient and the dipole (last axis)
+        (hess, dmu), (grad, mu, _) = jax.block_until_ready(_along(setup, coords, start, unit[a]))
+        columns.append((hess, dmu))
+        progress(a + 1, natm)
+    hess = jnp.concatenate([h for h, _ in columns], axis=-1).reshape(natm, 3, natm, 3)
+    dmu = jnp.concatenate([d for _, d in columns], axis=-1).reshape(3, natm, 3)
+    return SecondDerivatives(scf_result, grad, mu, hess, dmu)
+
+
+@jax.jit
+def _along(setup: Setup, coords, start, displacements):
+    """Forward-mode derivatives of (gradient, dipole) along ``displacements`` (k, natm, 3),
+    stacked on a last axis of size k, with the SCF started from ``start``."""
+    first = _first(setup, None, start)
+    return jax.jacfwd(lambda x: first(coords + jnp.tensordot(x, displacements, 1)),
+                      has_aux=True)(jnp.zeros(displacements.shape[0]))
+
+
+def energy_and_gradient(setup: Setup, coords, xc_params=None, start=None):
     """(SCF :class:`~dftad.Result`, dE/dR (natm, 3)) from one pass through the integrals,
     differentiable to second order: the SCF's density follows the geometry by the implicit
     function theorem (:func:`dftad.energy.kernel_from_integrals`), and the gradient is the
     pullback of the Lagrangian E[D] - sum W S (:func:`dftad.forces.lagrangian`) through the same
     forward pass (as :func:`dftad.forces.energy_and_forces`, which does not differentiate the SCF).
-    Forward mode over it traces the integral class kernels once for the SCF and the gradient
-    together (water HF/def2-SVP Hessian: 23 s of tracing instead of 30 s with the SCF and
+    ``start``: the SCF's starting density (default the setup's guess). Forward mode over it
+    traces the integral class kernels once for the SCF and the gradient together (water
+    HF/def2-SVP Hessian: 23 s of tracing instead of 30 s with the SCF and
     :func:`dftad.forces.gradient_at` differentiated apart)."""
     ints, gradient = forces.integrals_and_gradient(setup, coords, xc_params)
-    res = energy.kernel_from_integrals(setup, ints, xc_params)
+    res = energy.kernel_from_integrals(setup, ints, xc_params, start)
     return res, gradient(res.scf.dm, res.scf.fock)
 
 
