@@ -57,10 +57,12 @@ def cache_dir() -> str | None:
 
 
 def _spec(x):
+    """(shape, dtype, weak type) of an argument leaf: the dtype object itself (hashable, a
+    stable repr), as ``str(dtype)`` costs 2.7 us per leaf and a warm ethanol run keys ~29000."""
     if x is None:
         return None
     a = x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x)
-    return (tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False)))
+    return (tuple(a.shape), a.dtype, bool(getattr(a, "weak_type", False)))
 
 
 def _device():
