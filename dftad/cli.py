@@ -186,14 +186,16 @@ def _scf(args, clock, quiet: bool, forces: bool = False):
         print(cycle_line(st), flush=True)
 
     # compiles on the first call (or loads the programs from the on-disk cache); ``forces``:
-    # the forces' pieces compile beside it
-    with forces_module.compile_ahead(setup, coords, forces):
+    # the forces' pieces compile beside it, and what is left of that after the SCF is timed
+    with forces_module.compile_ahead(setup, coords, forces) as compiling:
         res = clock("scf", energy.kernel_stepwise, setup, coords, None if quiet else show)
         if not bool(res.converged):
             if not quiet:
                 print(f"DIIS did not converge in {int(res.scf.cycles)} cycles: going on with "
                       "second-order (trust-region Newton) steps", flush=True)
             res = clock("scf", energy.converge, setup, coords, res)
+        if forces:
+            clock("forces compile", compiling)
     return mol, setup, coords, res
 
 

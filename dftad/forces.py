@@ -207,10 +207,12 @@ def compile_ahead(setup: Setup, coords, enabled: bool = True):
     """While the ``with`` block runs (the SCF), compile in a background thread what
     :func:`gradient_stepwise` will run: the forces' pieces on a zero density, the first chunk of
     each integral class and the first grid block only (a small part of the work that runs
-    every piece). Waits for the thread on leaving. XLA compiles outside Python's lock, so the
-    two overlap: on two cores the README's job from an empty cache takes ~15% less wall time
-    (``benchmarks/RESULTS.md``), more cores gain more. Nothing to do with density fitting
-    (whole programs) or ``enabled`` False; an error there is left to the real call to raise."""
+    every piece). Yields ``wait()``, which waits for the thread (leaving the block does too), so
+    that a caller can time what is left of the compiling after the SCF. XLA compiles outside
+    Python's lock, so the two overlap: on two cores the README's job from an empty cache takes
+    ~15% less wall time (``benchmarks/RESULTS.md``), more cores gain more. Nothing to do with
+    density fitting (whole programs) or ``enabled`` False; an error there is left to the real
+    call to raise."""
     thread = None
     if enabled and isinstance(setup.jk, IncoreJK):
         nao = setup.nao
@@ -224,8 +226,12 @@ def compile_ahead(setup: Setup, coords, enabled: bool = True):
 
         thread = threading.Thread(target=run, name="dftad-compile-ahead", daemon=True)
         thread.start()
-    try:
-        yield
-    finally:
+
+    def wait():
         if thread is not None:
             thread.join()
+
+    try:
+        yield wait
+    finally:
+        wait()
