@@ -70,8 +70,10 @@ def test_bad_input_exits_2(capsys, argv, message):
     assert "Traceback" not in err
 
 
-def test_not_converged_exits_3(capsys):
-    code, _, err = run(capsys, "energy", "water", "--basis", "sto-3g", "--xc", "hf",
+@pytest.mark.parametrize("command", ["energy", "frequencies"])
+def test_not_converged_exits_3(capsys, command):
+    """An SCF that does not converge is reported as such (exit 3), never differentiated."""
+    code, _, err = run(capsys, command, "water", "--basis", "sto-3g", "--xc", "hf",
                        "--max-cycle", "2", "--json")
     assert code == 3
     assert "did not converge" in err
