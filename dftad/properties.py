@@ -101,10 +101,8 @@ def second_derivatives_by_atom(setup: Setup, coords, progress=None) -> SecondDer
     scf_result = energy.kernel_stepwise(setup, coords)
     natm = coords.shape[0]
     if not bool(scf_result.converged):  # nothing to differentiate: NaN derivatives
-        nan = jnp.full((natm, 3), jnp.nan)
-        return SecondDerivatives(scf_result, nan, jnp.full(3, jnp.nan),
-                                 jnp.full((natm, 3, natm, 3), jnp.nan),
-                                 jnp.full((3, natm, 3), jnp.nan))
+        shapes = (natm, 3), (3,), (natm, 3, natm, 3), (3, natm, 3)
+        return SecondDerivatives(scf_result, *(jnp.full(n, jnp.nan) for n in shapes))
     start = scf_result.scf.dm
     unit = jnp.eye(3 * natm).reshape(natm, 3, natm, 3)
     columns = []

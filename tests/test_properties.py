@@ -43,7 +43,7 @@ def optimize(setup, coords, gtol=1e-7):
 def test_water_hf_321g_against_cccbdb_and_pyscf():
     """Optimize water at HF/3-21G; Hessian (atom by atom, as the CLI computes it) vs
     pyscf.hessian.rhf (1e-5), frequencies vs the CCCBDB (3 cm-1), dipole vs the CCCBDB (0.01 D)
-    and PySCF (1e-5 a.u.). The one-program Hessian: the TS search's and test_dft_hessian's."""
+    and PySCF (1e-5 a.u.). The one-program Hessian: test_dft_hessian and the tutorial (slow)."""
     ref = json.loads((REFERENCE / "cccbdb_water_hf_3-21g.json").read_text())
     mol = dftad.load("water")
     setup = dftad.build(mol, "3-21g", "hf", **TIGHT)

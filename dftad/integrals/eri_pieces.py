@@ -268,17 +268,16 @@ def split(ip, iq, qid, meta, b: int, distinct: bool = False) -> list[Chunk]:
         end = int(np.searchsorted(cum, cum[q] + b, side="right")) - 1
         while True:
             lo, hi = cum[q], cum[end]
-            ch = Chunk(pad(ip[lo:hi], -1), pad(iq[lo:hi], -1), pad(qid[lo:hi] - q, 0), None)
-            if not caps:
-                break
-            ch.bra, ch.ket = _distinct(ch.ip), _distinct(ch.iq)
-            if end == q + 1 or all(len(r) <= c for (r, _), c in zip((ch.bra, ch.ket), caps)):
+            rows = pad(ip[lo:hi], -1), pad(iq[lo:hi], -1)
+            found = [_distinct(r) for r in rows] if caps else []
+            if end == q + 1 or all(len(r) <= c for (r, _), c in zip(found, caps or ())):
                 break
             end = q + (end - q) // 2  # too many distinct rows: fewer contracted items
-        ch.meta = np.zeros((meta.shape[0], b), np.int32)
-        ch.meta[:, : end - q] = meta[:, q:end]
+        m = np.zeros((meta.shape[0], b), np.int32)
+        m[:, : end - q] = meta[:, q:end]
+        ch = Chunk(*rows, pad(qid[lo:hi] - q, 0), m)
         if caps:  # padded to the caps (one contracted item past them: a larger shape)
-            ch.bra, ch.ket = (_pad_rows(x, c) for x, c in zip((ch.bra, ch.ket), caps))
+            ch.bra, ch.ket = (_pad_rows(x, c) for x, c in zip(found, caps))
         out.append(ch)
         q = end
     return out
@@ -411,11 +410,6 @@ class HermiteRows:
         the device."""
         return jax.device_put((self.p[idx], self.P[idx], self.G[idx]))
 
-    def pairs(self, rows, where):
-        """The argument of the class pieces for a chunk's distinct rows ``rows`` and each
-        quartet's index among them ``where`` (:class:`Chunk`, on the device)."""
-        return self.rows(rows), where
-
     def zeros(self):
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
         return [np.zeros_like(self.P), np.zeros_like(self.G)]
@@ -431,6 +425,13 @@ class HermiteRows:
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
             parts.append(_hermite_grad(*self.ls, rows, dp, dg, at, natm))
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
+
+
+def _pair_args(ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows) -> tuple:
+    """(bra, ket, local) arguments of the class pieces for the chunk ``ch``: each side's
+    distinct rows' Hermite data with each quartet's index among them, on the device."""
+    local, _, bra, ket = ch.on_device
+    return (herm_b.rows(ch.bra[0]), bra), (herm_k.rows(ch.ket[0]), ket), local
 
 
 # ---------------------------------------------------------------------- padding
@@ -462,9 +463,7 @@ def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | N
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
         for ch in c.chunks:
-            local, _, bra, ket = ch.on_device
-            yield c, ch, _quartets(c.ls, herm_b[c.bra].pairs(ch.bra[0], bra),
-                                   herm_k[c.ket].pairs(ch.ket[0], ket), local, omega)
+            yield c, ch, _quartets(c.ls, *_pair_args(ch, herm_b[c.bra], herm_k[c.ket]), omega)
 
 
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
@@ -506,10 +505,9 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
-                local, meta, bra, ket = ch.on_device
-                ct = _gamma(meta, dm_coul, dm_exch, c_exch, c.ls, cart, c.bra == c.ket)
-                d = _quartets_grad(c.ls, herm[c.bra].pairs(ch.bra[0], bra),
-                                   herm[c.ket].pairs(ch.ket[0], ket), local, ct, omega)
+                ct = _gamma(ch.on_device[1], dm_coul, dm_exch, c_exch, c.ls, cart,
+                            c.bra == c.ket)
+                d = _quartets_grad(c.ls, *_pair_args(ch, herm[c.bra], herm[c.ket]), ct, omega)
                 if pending is not None:
                     add(*pending)
                 pending = c, ch, d
@@ -540,9 +538,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            local, _, bra, ket = ch.on_device
-            v = np.asarray(_quartets(ls, herm.pairs(ch.bra[0], bra), herm.pairs(ch.ket[0], ket),
-                                     local, None))
+            v = np.asarray(_quartets(ls, *_pair_args(ch, herm, herm), None))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))
