@@ -61,11 +61,11 @@ def aux_bucket(naux: int) -> int:
 @piece(static_argnums=(2,))
 def _core(mats, nao, nao_b):
     """(S, h, X = S^-1/2) at ``nao_b`` from :func:`one_electron_pieces.padded_matrices`'
-    stack (S, T, V per nucleus), the padding AOs past ``nao`` decoupled (module docstring)."""
+    stack (S, T, V), the padding AOs past ``nao`` decoupled (module docstring)."""
     pad = (jnp.arange(nao_b) >= nao).astype(mats.dtype)
     mats = mats[:, :nao_b, :nao_b]
     s1e = mats[0] + jnp.diag(pad)
-    h1e = mats[1] + jnp.sum(mats[2:], axis=0) + PAD_LEVEL * jnp.diag(pad)
+    h1e = mats[1] + mats[2] + PAD_LEVEL * jnp.diag(pad)
     return s1e, h1e, orthogonalizer(s1e)
 
 
@@ -257,7 +257,7 @@ def atomic_density(basis, z: int) -> np.ndarray:
             charge = jnp.asarray([float(z)])
             s, t, v = one_electron_pieces.matrices(basis, origin, charge)
             eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
-            dm = np.asarray(_atom_scf(s, t + v[0], eri, jnp.asarray(float(z))))
+            dm = np.asarray(_atom_scf(s, t + v, eri, jnp.asarray(float(z))))
             pieces.save_array(path, dm)
         _ATOMS[key] = dm
     return _ATOMS[key]

@@ -73,18 +73,25 @@ def hermite_of(pp: PrimPairs, la: int, lb: int, ket: bool):
     return pp.p, pp.P, jnp.swapaxes(g, 1, 2)
 
 
+def alpha_and_prefactor(p, q, omega=None):
+    """alpha = p q / (p + q) and 2 pi^(5/2) / (p q sqrt(p + q)) of primitive quartets (bra and
+    ket exponents ``p``, ``q``); with ``omega`` (erf attenuation) as in :func:`class_integrals`."""
+    alpha = p * q / (p + q)
+    pref = 2.0 * math.pi**2.5 / (p * q * jnp.sqrt(p + q))
+    if omega is not None:
+        w2 = omega * omega
+        pref = pref * omega / jnp.sqrt(alpha + w2)
+        alpha = alpha * w2 / (alpha + w2)
+    return alpha, pref
+
+
 def primitive_quartets(bra, ket, lab, lcd, omega=None):
     """Cartesian integrals of a batch of primitive quartets, (c, nab, ncd): ``bra`` and ``ket``
     are (p, P, G) of each quartet's bra and ket pair (from :func:`hermite_pairs`, gathered per
     quartet), ``omega`` as in :func:`class_integrals`."""
     p, Pb, Gb = bra
     qq, Pk, Gk = ket
-    alpha = p * qq / (p + qq)
-    pref = 2.0 * math.pi**2.5 / (p * qq * jnp.sqrt(p + qq))
-    if omega is not None:
-        w2 = omega * omega
-        pref = pref * omega / jnp.sqrt(alpha + w2)
-        alpha = alpha * w2 / (alpha + w2)
+    alpha, pref = alpha_and_prefactor(p, qq, omega)
     r = hermite.hermite_r_cube(lab + lcd, alpha, Pb - Pk).reshape(alpha.shape[0], -1)
     rm = r[:, _r_index(lab, lcd)] * pref[:, None, None]  # (c, hab, hcd)
     tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk)  # (c, hab, ncd)

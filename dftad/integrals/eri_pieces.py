@@ -9,18 +9,21 @@ not depend on the molecule:
   (p, P, G = c K E) of a block of :data:`PAIR_BLOCK` primitive pairs of a pair class (la, lb),
   from their raw data (exponents, centres, contraction coefficients). Computed once per pair
   set and geometry, kept on the host (:class:`HermiteRows`), gathered per chunk.
-* :func:`_quartets` (and its reverse pass :func:`_quartets_grad`): the contracted integrals of
-  one chunk of primitive quartets of a class (la, lb | lc, ld), from the Hermite data of each
-  quartet's bra and ket pair. A chunk holds B primitive quartets (fixed per class,
-  :func:`chunk_size`) and whole contracted quartets only, so it is contracted inside the piece.
-  These are the expensive pieces (the Hermite integrals R and the Boys function), compiled once
-  per class for every molecule and geometry. Their reverse pass stops at the pair data (the
-  cotangents of P and G, summed per primitive pair on the host); the 6 pair pieces (s, p, d)
-  take them to the nuclei. Splitting the chain rule there keeps the E expansion and its
-  derivative out of the 21 class pieces: they compile in a third of the time (RESULTS.md).
-* cheap pieces per chunk: the scatter of its AO blocks into PySCF's s8 packing
-  (:func:`_pack`) and the two-particle density the gradient contracts (:func:`_gamma`), keyed by
-  the class and the power-of-two bucket of nao.
+* :func:`_hermite_r`: the expensive part of a chunk of B primitive quartets (fixed per class,
+  :func:`chunk_size`), the Boys function and the Hermite integrals R_tuv(alpha, P - Q) with
+  their prefactor, keyed by the order L alone: the classes of one order share it (water's 21
+  classes in def2-SVP need 11 programs, and the reverse pass of order L takes the forward piece
+  of order L + 1).
+* :func:`_quartets` (and its reverse pass :func:`_quartets_grad`, written out): the contracted
+  integrals of one chunk of a class (la, lb | lc, ld) from that R and the Hermite coefficients G
+  of each quartet's bra and ket pair: two batched products, and the sum into the chunk's
+  contracted quartets (a chunk holds whole contracted quartets only). Small programs per class.
+  The reverse pass stops at the pair data (the cotangents of P and G, summed per distinct pair
+  of the chunk inside the piece, then per primitive pair on the host); the 6 pair pieces (s, p,
+  d) take them to the nuclei. It contracts the two-particle density of the chunk
+  (:func:`_gamma`) itself.
+* :func:`_pack`: the scatter of a chunk's AO blocks into PySCF's s8 packing, keyed by the class
+  and the power-of-two bucket of nao.
 
 Pieces are :class:`dftad.pieces.Piece` objects: kept in memory and, with the on-disk cache on,
 as serialized executables that a later process loads without tracing or compiling.
@@ -46,7 +49,7 @@ import numpy as np
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
 from ..pieces import piece
 from . import hermite
-from .eri_kernel import _sign, hermite_of, primitive_quartets
+from .eri_kernel import _sign, alpha_and_prefactor, hermite_of
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
 from .two_electron import _bases, _block_indices, _tri, unpack_s8
 
@@ -93,40 +96,90 @@ def _hermite_grad(la, lb, raw, d_p, d_g, atoms, natm):
     return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
 
 
-def _chunk_integrals(ls, bra, ket, omega):
+def _orders(ls) -> tuple[int, int]:
+    """(la + lb, lc + ld) of a class (-1, the unit function of an auxiliary "pair", counts 0)."""
     la, lb, lc, ld = (max(l, 0) for l in ls)
-    q, Q, G = ket
-    ket = q, Q, G * _sign(lc + ld)[:, None]  # (-1)^(t'+u'+v') on the ket's Hermite index
-    return primitive_quartets(bra, ket, la + lb, lc + ld, omega)
+    return la + lb, lc + ld
 
 
-@piece((0,))
-def _quartets(ls, bra, ket, local, omega):
-    """Contracted cartesian integrals (B, nab, ncd) of a chunk: B primitive quartets whose bra
-    and ket pairs are given as (Hermite data (p, P, G) of the chunk's distinct pairs
-    (:class:`HermiteRows` rows), each quartet's row among them (B,)), summed into the chunk's
-    contracted quartets ``local`` (B,) (row r of the result: the chunk's r-th quartet);
-    ``omega`` None (1/r12) or the erf attenuation."""
-    v = _chunk_integrals(ls, _expand(bra), _expand(ket), omega)
-    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
+@functools.cache
+def _r_columns(lab: int, lcd: int, axis: int | None = None) -> np.ndarray:
+    """Columns (nherm(lab), nherm(lcd)) of :func:`_hermite_r`'s R of order lab + lcd (of order
+    lab + lcd + 1 with ``axis``: one order up along it) that the bra and ket Hermite indices
+    (t, u, v), (t', u', v') take: (t + t', u + u', v + v') (+ 1 along ``axis``)."""
+    hab, hcd = hermite.hermite_indices(lab), hermite.hermite_indices(lcd)
+    tuv = hab[:, None, :] + hcd[None, :, :]
+    if axis is not None:
+        tuv = tuv + np.eye(3, dtype=np.int64)[axis]
+    cube = hermite.hermite_position(lab + lcd + (axis is not None))
+    return cube[tuv[..., 0], tuv[..., 1], tuv[..., 2]]
 
 
 def _expand(pairs):
-    """(p, P, G) of each quartet's pair from (the distinct pairs' data, each quartet's row)."""
+    """Per-quartet data from (the distinct pairs' data (a tuple), each quartet's row among
+    them)."""
     data, row = pairs
     return tuple(x[row] for x in data)
 
 
 @piece((0,))
-def _quartets_grad(ls, bra, ket, local, ct, omega):
+def _hermite_r(L, bra, ket, omega):
+    """pref R_tuv(alpha, P - Q), t + u + v <= L, (B, nherm(L)) of a chunk's B primitive
+    quartets (:func:`.eri_kernel.alpha_and_prefactor`); ``bra``, ``ket``: ((p, P) of the
+    chunk's distinct pairs, each quartet's row among them). The expensive part of a class (the
+    Boys function and the R recursion), keyed by the order L alone: every class of that order
+    (and, one order up, the reverse pass of the classes below) shares it."""
+    (p, P), (q, Q) = _expand(bra), _expand(ket)
+    alpha, pref = alpha_and_prefactor(p, q, omega)
+    return hermite.hermite_r(L, alpha, P - Q) * pref[:, None]
+
+
+def _signed_ket(ket_g, lcd):
+    """Each quartet's ket G with (-1)^(t'+u'+v') on its Hermite index."""
+    return _expand(ket_g)[0] * _sign(lcd)[:, None]
+
+
+@piece((0,))
+def _quartets(ls, r, bra_g, ket_g, local):
+    """Contracted cartesian integrals (B, nab, ncd) of a chunk (:func:`.eri_kernel.
+    primitive_quartets` with R given): ``r`` from :func:`_hermite_r`, ``bra_g``, ``ket_g``:
+    ((G of the chunk's distinct pairs,), each quartet's row), summed into the chunk's contracted
+    quartets ``local`` (B,) (row r of the result: the chunk's r-th quartet)."""
+    lab, lcd = _orders(ls)
+    rm = r[:, _r_columns(lab, lcd)]  # (B, hab, hcd)
+    tmp = jnp.einsum("ctu,cuk->ctk", rm, _signed_ket(ket_g, lcd))  # (B, hab, ncd)
+    v = jnp.einsum("cta,ctk->cak", _expand(bra_g)[0], tmp)  # (B, nab, ncd)
+    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
+
+
+@piece((0, 1, 2))
+def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, dm_exch,
+                   c_exch):
     """The cotangents (dP, dG of the distinct bra pairs, dP, dG of the distinct ket pairs) of
-    the pair data for the cotangent ``ct`` (B, nab, ncd) of :func:`_quartets`'s result."""
+    the pair data for E2 (:func:`_gamma`) over a chunk, the reverse pass of :func:`_quartets`
+    written out: with ct the cotangent of a quartet's (ab|cd), W = G_bra^T ct G_ket,
 
-    def f(pb, gb, pk, gk):
-        return _chunk_integrals(ls, _expand(((bra[0][0], pb, gb), bra[1])),
-                                _expand(((ket[0][0], pk, gk), ket[1])), omega)
+        dG_bra = (R G_ket) ct^T,  dG_ket = R^T (G_bra ct),
+        dP_x = sum_tt' W_tt' pref R_{t+t'+1_x} = -dQ_x,
 
-    return jax.vjp(f, *bra[0][1:], *ket[0][1:])[1](ct[local])
+    R one order up (``r1``: :func:`_hermite_r` of order lab + lcd + 1) giving the derivative
+    in P - Q; alpha and the prefactor do not depend on the centres."""
+    lab, lcd = _orders(ls)
+    ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
+    gb, gk = _expand(bra_g)[0], _signed_ket(ket_g, lcd)
+    rm = r1[:, _r_columns(lab, lcd)]
+    d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
+    u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
+    d_gk = jnp.einsum("ctu,ctk->cuk", rm, u) * _sign(lcd)[:, None]
+    w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
+    up = np.stack([_r_columns(lab, lcd, x) for x in range(3)])  # (3, hab, hcd)
+    d_p = jnp.einsum("ctu,cxtu->cx", w, r1[:, up])
+
+    def rows(pairs, d):  # sum per distinct row
+        data, row = pairs
+        return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
+
+    return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
 
 
 def _transforms(ls, cart):
@@ -163,7 +216,6 @@ def _pack(s8, blocks, meta, ls, cart, same_set):
     return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
 
 
-@piece((4, 5, 6))
 def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
     """The cotangent (B, nab, ncd) of a chunk's cartesian blocks for
     E2 = 1/2 sum (ij|kl) Dc_ij Dc_kl - c_exch sum_s (ij|kl) Dx_il Dx_jk (summed over all index
@@ -428,10 +480,19 @@ class HermiteRows:
 
 
 def _pair_args(ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows) -> tuple:
-    """(bra, ket, local) arguments of the class pieces for the chunk ``ch``: each side's
-    distinct rows' Hermite data with each quartet's index among them, on the device."""
-    local, _, bra, ket = ch.on_device
-    return (herm_b.rows(ch.bra[0]), bra), (herm_k.rows(ch.ket[0]), ket), local
+    """The pair arguments of the class pieces for the chunk ``ch``: ((p, P), each quartet's
+    row) of the bra's and the ket's distinct rows (for :func:`_hermite_r`), then ((G,), each
+    quartet's row) of each (for :func:`_quartets`), on the device."""
+    _, _, bra, ket = ch.on_device
+    (pb, qb, gb), (pk, qk, gk) = herm_b.rows(ch.bra[0]), herm_k.rows(ch.ket[0])
+    return ((pb, qb), bra), ((pk, qk), ket), ((gb,), bra), ((gk,), ket)
+
+
+def _chunk_quartets(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega):
+    """The contracted cartesian blocks (B, nab, ncd) of one chunk (:func:`_hermite_r`, then
+    :func:`_quartets`)."""
+    pb, pk, gb, gk = _pair_args(ch, herm_b, herm_k)
+    return _quartets(ls, _hermite_r(sum(_orders(ls)), pb, pk, omega), gb, gk, ch.on_device[0])
 
 
 # ---------------------------------------------------------------------- padding
@@ -463,7 +524,7 @@ def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | N
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
         for ch in c.chunks:
-            yield c, ch, _quartets(c.ls, *_pair_args(ch, herm_b[c.bra], herm_k[c.ket]), omega)
+            yield c, ch, _chunk_quartets(c.ls, ch, herm_b[c.bra], herm_k[c.ket], omega)
 
 
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
@@ -505,9 +566,11 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
-                ct = _gamma(ch.on_device[1], dm_coul, dm_exch, c_exch, c.ls, cart,
-                            c.bra == c.ket)
-                d = _quartets_grad(c.ls, *_pair_args(ch, herm[c.bra], herm[c.ket]), ct, omega)
+                pb, pk, gb, gk = _pair_args(ch, herm[c.bra], herm[c.ket])
+                r1 = _hermite_r(sum(_orders(c.ls)) + 1, pb, pk, omega)
+                local, meta = ch.on_device[:2]
+                d = _quartets_grad(c.ls, cart, c.bra == c.ket, r1, gb, gk, local, meta,
+                                   dm_coul, dm_exch, c_exch)
                 if pending is not None:
                     add(*pending)
                 pending = c, ch, d
@@ -538,7 +601,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            v = np.asarray(_quartets(ls, *_pair_args(ch, herm, herm), None))
+            v = np.asarray(_chunk_quartets(ls, ch, herm, herm, None))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))

@@ -167,6 +167,16 @@ def cube_index(L: int, tuv) -> np.ndarray:
     return (tuv[..., 0] * n + tuv[..., 1]) * n + tuv[..., 2]
 
 
+@functools.cache
+def hermite_position(L: int) -> np.ndarray:
+    """Position of (t, u, v) in :func:`hermite_indices` order, as an (L+1)^3 cube (-1 where
+    t + u + v > L)."""
+    out = np.full((L + 1,) * 3, -1, dtype=np.int64)
+    idx = hermite_indices(L)
+    out[idx[:, 0], idx[:, 1], idx[:, 2]] = np.arange(len(idx))
+    return out
+
+
 def hermite_r(L: int, alpha, xyz):
     """R_{tuv} for t + u + v <= L in :func:`hermite_indices` order, shape (batch, nherm(L))."""
     cube = hermite_r_cube(L, alpha, xyz).reshape(alpha.shape[0], -1)

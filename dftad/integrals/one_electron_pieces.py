@@ -1,26 +1,27 @@
 """One-electron integrals and their nuclear gradient from compiled pieces every molecule shares.
 
 The counterpart of :mod:`.eri_pieces` for :mod:`.one_electron`: the overlap, kinetic and
-nuclear-attraction integrals (each nucleus' share too, for the SAD guess) of one chunk of
-primitive pairs of a class (la, lb), contracted into the chunk's shell pairs, are one piece
-(:func:`_chunk`), keyed by the class, the chunk size :data:`CHUNK` and the bucketed number of
-nuclei, so a new molecule with the same angular momenta and up to as many atoms compiles
-nothing new; the reverse pass of sum D (T + V) - sum W S is another (:func:`_chunk_grad`).
-Cheap pieces place a chunk's blocks in (nao, nao) matrices and cut its cotangent from D and W
-(keyed by the bucketed nao). Same formulas and numbers as :mod:`.one_electron`
-(``tests/test_pieces.py``).
+nuclear-attraction integrals of one chunk of primitive pairs of a class (la, lb), contracted
+into the chunk's shell pairs, are one piece (:func:`_chunk`), keyed by the class's group
+(:func:`group`: the s, p and d classes share one piece, their cartesian components padded to
+d's), the chunk size :data:`CHUNK` and the bucketed number of nuclei, so a new molecule with up
+to as many atoms compiles nothing new; the reverse pass of sum D (T + V) - sum W S is another
+(:func:`_chunk_grad`). Cheap pieces place a chunk's blocks in (nao, nao) matrices and cut its
+cotangent from D and W (keyed by the bucketed nao). Same formulas and numbers as
+:mod:`.one_electron` (``tests/test_pieces.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, ao_transform
+from ..basis import Basis, ao_transform, cart_powers, ncart
 from ..pieces import piece
 from . import hermite
 from .eri_pieces import (
@@ -33,47 +34,115 @@ from .eri_pieces import (
     raw_pairs,
     split,
 )
-from .one_electron import kinetic_block, nuclear_block, overlap_block
 
 CHUNK = 256
 """Primitive pairs per chunk."""
 
 
-def _blocks(ls, rows, nuclei, charges, per_nucleus):
-    """(B, 2 + natm or 3, ncart_a * ncart_b): S, T and V (per nucleus, or summed) with the
-    contraction coefficients."""
-    la, lb = ls
-    pp = prim_pairs_of(rows)
-    v = nuclear_block(pp, la, lb, nuclei, charges, per_nucleus)
-    v = v if per_nucleus else v[:, None]
-    out = jnp.concatenate([overlap_block(pp, la, lb)[:, None], kinetic_block(pp, la, lb)[:, None],
-                           v], axis=1) * pp.coef[:, None, None, None]
+def group(la: int) -> int:
+    """The angular momentum L of the pieces that compute the classes (la, lb <= la): both
+    shells' cartesian components padded to those of L (their powers and AO transforms are data,
+    zero past the class's own), so that classes share one compiled piece. The s, p and d
+    classes share the d piece (one program instead of six: a cold start's one-electron compile
+    3.7 -> ~0.6 s forward, 8.4 -> ~1.4 s gradient; the padding costs benzene/def2-SVP ~0.1 s a
+    gradient, ``benchmarks/RESULTS.md``); f and g classes have their own."""
+    return max(la, 2)
+
+
+def _padded(l: int, L: int, cart: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian powers (ncart(L), 3) of shell l (zero rows past its own) and its AO transform
+    (ncart(L), nfun(L)), zero past its own (ncart(l), nfun(l)) block."""
+    pows = np.zeros((ncart(L), 3), np.int32)
+    pows[: ncart(l)] = cart_powers(l)
+    t = ao_transform(l, cart)
+    out = np.zeros((ncart(L), ao_transform(L, cart).shape[1]))
+    out[: t.shape[0], : t.shape[1]] = t
+    return pows, out
+
+
+def _overlap_kinetic_hermite(L, pp, pows):
+    """S and T (B, ncart(L), ncart(L)) of primitive pairs whose cartesian components are given
+    as ``pows`` (2, ncart(L), 3) (:func:`_padded`), and their Hermite expansion E^{ab}_{tuv}
+    (B, ncart(L), ncart(L), nherm(2L)), without the contraction coefficients (formulas of
+    :mod:`.one_electron`)."""
+    e = hermite.cartesian_e(pp, L, L, extra_b=2)  # (B, 3, L+1, L+3, 2L+3)
+    s = e[..., 0] * jnp.sqrt(jnp.pi / pp.p)[:, None, None, None]  # 1D overlaps, j <= L + 2
+    b = pp.b[:, None, None, None]
+    j = np.arange(L + 1)
+    t = -2.0 * b * b * s[..., 2: L + 3] + b * (2 * j + 1) * s[..., : L + 1]
+    t = t - (j * (j - 1) / 2) * s[..., np.maximum(j - 2, 0)]  # zero weight for j < 2
+    s = s[..., : L + 1]
+    pa, pb = pows[0], pows[1]
+
+    def pick(tab, ax):  # (B, ncart, ncart) entries (a_ax, b_ax) of axis ax
+        return tab[:, ax][:, pa[:, ax][:, None], pb[:, ax][None, :]]
+
+    sx, sy, sz = (pick(s, ax) for ax in range(3))
+    tx, ty, tz = (pick(t, ax) for ax in range(3))
+    herm = hermite.hermite_indices(2 * L)
+    e3 = None
+    for ax in range(3):
+        term = e[:, ax][:, pa[:, ax][:, None, None], pb[:, ax][None, :, None],
+                        herm[None, None, :, ax]]
+        e3 = term if e3 is None else e3 * term
+    return sx * sy * sz, tx * sy * sz + sx * ty * sz + sx * sy * tz, e3
+
+
+def _nuclear_r(order, pp, nuclei):
+    """-2 pi / p R_{tuv}(p, P - C) (B, natm, nherm(order)) of primitive pairs and nuclei C."""
+    n, natm = pp.p.shape[0], nuclei.shape[0]
+    alpha = jnp.broadcast_to(pp.p[:, None], (n, natm)).reshape(-1)
+    r = hermite.hermite_r(order, alpha, (pp.P[:, None, :] - nuclei[None]).reshape(-1, 3))
+    return r.reshape(n, natm, -1) * (-2.0 * jnp.pi / pp.p)[:, None, None]
+
+
+def _with_coef(pp, s, t, v):
+    """(B, 2 + ncomp_v, ncart(L)^2): S, T and V stacked, times the contraction coefficients."""
+    out = jnp.concatenate([s[:, None], t[:, None], v], axis=1) * pp.coef[:, None, None, None]
     return out.reshape(out.shape[:2] + (-1,))
 
 
 @piece((0,))
-def _chunk(ls, rows, local, nuclei, charges):
-    """S, T and each nucleus' V of a chunk of primitive pairs, summed into the chunk's shell
-    pairs ``local`` (B,): (B, 2 + natm, nab)."""
-    v = _blocks(ls, rows, nuclei, charges, True)
-    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
+def _chunk(L, rows, local, nuclei, charges, pows):
+    """S, T and V of a chunk of primitive pairs, summed into the chunk's shell pairs ``local``
+    (B,): (B, 3, ncart(L)^2)."""
+    pp = prim_pairs_of(rows)
+    s, t, e3 = _overlap_kinetic_hermite(L, pp, pows)
+    rz = jnp.einsum("pch,c->ph", _nuclear_r(2 * L, pp, nuclei), charges)
+    out = _with_coef(pp, s, t, jnp.einsum("pabh,ph->pab", e3, rz)[:, None])
+    return jax.ops.segment_sum(out, local, num_segments=out.shape[0])
 
 
-@piece((0, 7))
-def _chunk_grad(ls, rows, local, nuclei, charges, ct, atoms, natm):
-    """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, nab) per shell pair of
-    the chunk); ``atoms`` (B, 2): the atoms of each primitive pair's centres."""
+@functools.cache
+def _shifted(order: int) -> np.ndarray:
+    """(3, nherm(order)): where (t, u, v) + 1 along x, y, z sits in the order + 1 list."""
+    up = hermite.hermite_position(order + 1)
+    h = hermite.hermite_indices(order)
+    return np.stack([up[tuple((h + np.eye(3, dtype=np.int64)[x]).T)] for x in range(3)])
+
+
+@piece((0, 8))
+def _chunk_grad(L, rows, local, nuclei, charges, pows, ct, atoms, natm):
+    """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, ncart(L)^2) per shell
+    pair of the chunk); ``atoms`` (B, 2): the atoms of each primitive pair's centres.
+
+    Reverse mode through the E expansion only: R one order up, computed once, enters as its
+    first-order Taylor expansion in P - C about the current geometry (same value, and its
+    derivative is dR_tuv/dX = R_{t+1,u,v}: exact)."""
+    nh = len(hermite.hermite_indices(2 * L))
+    r1 = jax.lax.stop_gradient(_nuclear_r(2 * L + 1, prim_pairs_of(rows), nuclei))
+    r0, r_up = r1[..., :nh], r1[..., _shifted(2 * L)]  # (B, natm, nh), (B, natm, 3, nh)
 
     def f(centres, nuc):
-        v = _blocks(ls, rows.at[:, 2:8].set(centres), nuc, charges, False)
-        return jnp.sum(v * ct[local])
+        pp = prim_pairs_of(rows.at[:, 2:8].set(centres))
+        s, t, e3 = _overlap_kinetic_hermite(L, pp, pows)
+        x = pp.P[:, None, :] - nuc[None]
+        r = r0 + jnp.einsum("pcxh,pcx->pch", r_up, x - jax.lax.stop_gradient(x))
+        v = jnp.einsum("pabh,pch,c->pab", e3, r, charges)[:, None]
+        return jnp.sum(_with_coef(pp, s, t, v) * ct[local])
 
     d_centres, d_nuc = jax.grad(f, argnums=(0, 1))(rows[:, 2:8], nuclei)
     return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
-
-
-def _transforms(ls, cart):
-    return ao_transform(ls[0], cart), ao_transform(ls[1], cart)
 
 
 def _ao_indices(meta, na, nb):
@@ -82,26 +151,30 @@ def _ao_indices(meta, na, nb):
     return jnp.broadcast_arrays(rows, cols)
 
 
-@piece((3, 4), donate_argnums=(0,))
-def _place(mats, acc, meta, ls, cart):
-    """Add a chunk's shell-pair blocks ``acc`` (B, ncomp, nab) to the symmetric matrices
-    ``mats`` (ncomp, n, n). ``meta`` (4, B): row and column offsets, off-diagonal, valid."""
-    ta, tb = _transforms(ls, cart)
+@piece((), donate_argnums=(0,))
+def _place(mats, acc, meta, trans):
+    """Add a chunk's shell-pair blocks ``acc`` (B, ncomp, ncart(L)^2) to the symmetric matrices
+    ``mats`` (ncomp, n, n). ``meta`` (4, B): row and column offsets, off-diagonal, valid;
+    ``trans`` (2, ncart(L), nfun(L)): the two shells' padded AO transforms (:func:`_padded`;
+    the padding adds zeros, past the matrices' edge dropped)."""
+    ta, tb = trans
     blk = acc.reshape(acc.shape[:2] + (ta.shape[0], tb.shape[0]))
     blk = jnp.einsum("pcab,ai,bj->cpij", blk, ta, tb) * meta[3][None, :, None, None]
     rows, cols = _ao_indices(meta, ta.shape[1], tb.shape[1])
     mirror = (meta[2] != 0)[None, :, None, None]
-    return mats.at[:, rows, cols].add(blk).at[:, cols, rows].add(jnp.where(mirror, blk, 0.0))
+    mats = mats.at[:, rows, cols].add(blk, mode="drop")
+    return mats.at[:, cols, rows].add(jnp.where(mirror, blk, 0.0), mode="drop")
 
 
-@piece((3, 4))
-def _cotangent(meta, dm, w, ls, cart):
-    """The cotangent (B, 3, nab) of a chunk's cartesian (S, T, V) blocks for
+@piece(())
+def _cotangent(meta, dm, w, trans):
+    """The cotangent (B, 3, ncart(L)^2) of a chunk's cartesian (S, T, V) blocks for
     sum D (T + V) - sum W S (D, W symmetric; an off-diagonal pair's block enters twice)."""
-    ta, tb = _transforms(ls, cart)
+    ta, tb = trans
     rows, cols = _ao_indices(meta, ta.shape[1], tb.shape[1])
     mult = (jnp.where(meta[2] != 0, 2.0, 1.0) * meta[3])[:, None, None]
-    d, ws = dm[rows, cols] * mult, w[rows, cols] * mult
+    d = dm.at[rows, cols].get(mode="fill", fill_value=0.0) * mult
+    ws = w.at[rows, cols].get(mode="fill", fill_value=0.0) * mult
     ct = jnp.stack([-ws, d, d], axis=1)  # (npair, 3, na, nb)
     ct = jnp.einsum("pcij,ai,bj->pcab", ct, ta, tb)
     return ct.reshape(ct.shape[:2] + (-1,))
@@ -110,9 +183,11 @@ def _cotangent(meta, dm, w, ls, cart):
 # ---------------------------------------------------------------------- host-side layout
 @dataclasses.dataclass
 class _Class:
-    ls: tuple
-    pairs: PairSet
+    L: int  # of the pieces (:func:`group`)
+    pows: jax.Array  # (2, ncart(L), 3), on the device
+    trans: jax.Array  # (2, ncart(L), nfun(L))
     chunks: list  # of eri_pieces.Chunk (ip: primitive pairs, local: shell pair in the chunk)
+    pairs: PairSet
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -128,8 +203,11 @@ def _layout(basis: Basis) -> list:
         meta = np.stack([loc[pc.shells[:, 0]], loc[pc.shells[:, 1]],
                          pc.shells[:, 0] != pc.shells[:, 1], np.ones(pc.npair)]).astype(np.int32)
         idx = np.arange(len(pc.prims))
-        out.append(_Class((pc.la, pc.lb), PairSet(pc, False),
-                          split(idx, idx, pc.pair_of_prim, meta, CHUNK)))
+        L = group(pc.la)
+        (pa, ta), (pb, tb) = _padded(pc.la, L, lay.cart), _padded(pc.lb, L, lay.cart)
+        out.append(_Class(L, jax.device_put(np.stack([pa, pb])),
+                          jax.device_put(np.stack([ta, tb])),
+                          split(idx, idx, pc.pair_of_prim, meta, CHUNK), PairSet(pc, False)))
     _LAYOUTS[lay] = out
     return out
 
@@ -146,26 +224,24 @@ def _nuclei(coords, charges):
 
 
 def padded_matrices(basis: Basis, coords, charges) -> jax.Array:
-    """S, T and V per nucleus stacked, (2 + natm_b, nao_b, nao_b) with :func:`nao_bucket`'s
-    nao_b and natm_b nuclei (zero past the basis' nao and the molecule's atoms)."""
+    """S, T and V stacked, (3, nao_b, nao_b) with :func:`nao_bucket`'s nao_b (zero past the
+    basis' nao)."""
     nuc, z, natm_b = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
-    cart = basis.layout.cart
-    mats = jnp.asarray(np.zeros((2 + natm_b, nao_b, nao_b)))
+    mats = jnp.asarray(np.zeros((3, nao_b, nao_b)))
     for c in _layout(basis):
         raw = raw_pairs(basis, coords, c.pairs)[0]
         for ch in c.chunks:
-            blocks = _chunk(c.ls, _rows(raw, ch.ip), ch.local, nuc, z)
-            mats = _place(mats, blocks, ch.meta, c.ls, cart)
+            blocks = _chunk(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows)
+            mats = _place(mats, blocks, ch.meta, c.trans)
     return mats
 
 
 def matrices(basis: Basis, coords, charges):
-    """(S, T, V per nucleus (natm, nao, nao)) at ``coords`` (Bohr) for nuclear ``charges``."""
+    """(S, T, V) (nao, nao) at ``coords`` (Bohr) for nuclear ``charges``."""
     n = basis.nao
     mats = np.asarray(padded_matrices(basis, coords, charges))[:, :n, :n]
-    natm = len(np.asarray(coords))
-    return jnp.asarray(mats[0]), jnp.asarray(mats[1]), jnp.asarray(mats[2:2 + natm])
+    return tuple(jnp.asarray(m) for m in mats)
 
 
 def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.Array:
@@ -175,13 +251,12 @@ def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.
     nuc, z, natm_b = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
-    cart = basis.layout.cart
     parts = []  # summed on the host at the end (eager adds would each be a program)
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
         for ch in c.chunks[:1] if sample else c.chunks:
-            ct = _cotangent(ch.meta, dm, w, c.ls, cart)
-            parts.append(_chunk_grad(c.ls, _rows(raw, ch.ip), ch.local, nuc, z, ct,
+            ct = _cotangent(ch.meta, dm, w, c.trans)
+            parts.append(_chunk_grad(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows, ct,
                                      atoms[ch.ip], natm_b))
     grad = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
     return grad[: len(np.asarray(coords))]
