@@ -226,7 +226,7 @@ def _nuclei(coords, charges):
 def padded_matrices(basis: Basis, coords, charges) -> jax.Array:
     """S, T and V stacked, (3, nao_b, nao_b) with :func:`nao_bucket`'s nao_b (zero past the
     basis' nao)."""
-    nuc, z, natm_b = _nuclei(coords, charges)
+    nuc, z, _ = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
     mats = jnp.asarray(np.zeros((3, nao_b, nao_b)))
     for c in _layout(basis):
