@@ -49,7 +49,7 @@ import numpy as np
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
 from ..pieces import piece
 from . import hermite
-from .eri_kernel import _sign, alpha_and_prefactor, hermite_of
+from .eri_kernel import _sign, alpha_and_prefactor
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
 from .two_electron import _bases, _block_indices, _tri, unpack_s8
 
@@ -75,23 +75,57 @@ def prim_pairs_of(rows) -> hermite.PrimPairs:
     return hermite.PrimPairs(a, b, A, B, cc * k)
 
 
-def _expansion(la: int, lb: int, raw, centres):
-    """(P, G) of raw rows with their centres A, B (columns 2:8) replaced by ``centres``."""
-    return hermite_of(prim_pairs_of(raw.at[:, 2:8].set(centres)), la, lb, False)[1:]
+def group(la: int) -> int:
+    """The angular momentum L of the pieces that compute a pair class (la, lb <= la) (here the
+    pair pieces, and :mod:`.one_electron_pieces`' classes): both shells' cartesian components
+    padded to those of L (their powers and AO transforms are data, zero past the class's own,
+    :func:`padded_shell`), so that classes share one compiled piece. The s, p and d classes
+    share the d piece (one program instead of six); f and g classes have their own."""
+    return max(la, 2)
 
 
-@piece((0, 1))
-def _hermite(la, lb, raw):
+def padded_shell(l: int, L: int, cart: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian powers (ncart(L), 3) of shell l (zero rows past its own) and its AO transform
+    (ncart(L), nfun(L)), zero past its own (ncart(l), nfun(l)) block."""
+    pows = np.zeros((ncart(L), 3), np.int32)
+    pows[: ncart(l)] = hermite.cart_powers(l)
+    t = ao_transform(l, cart)
+    out = np.zeros((ncart(L), ao_transform(L, cart).shape[1]))
+    out[: t.shape[0], : t.shape[1]] = t
+    return pows, out
+
+
+@functools.cache
+def _pair_pows(la: int, lb: int) -> np.ndarray:
+    """(2, ncart(L), 3) powers of a pair class padded to its :func:`group`."""
+    L = group(la)
+    return np.stack([padded_shell(la, L, False)[0], padded_shell(lb, L, False)[0]])
+
+
+def _expansion(L: int, raw, centres, pows):
+    """(P, G) (G: (n, nherm(2L), ncart(L)^2), padded) of raw rows with their centres A, B
+    (columns 2:8) replaced by ``centres``."""
+    pp = prim_pairs_of(raw.at[:, 2:8].set(centres))
+    e3 = hermite.hermite_3d_of(hermite.cartesian_e(pp, L, L), pows, L)
+    g = e3.reshape(e3.shape[0], -1, e3.shape[-1]) * pp.coef[:, None, None]
+    return pp.P, jnp.swapaxes(g, 1, 2)
+
+
+@piece((0,))
+def _hermite(L, raw, pows):
     """(p, P, G) (:func:`.eri_kernel.hermite_of`, G without the ket sign) of a block of raw
-    primitive-pair rows (:data:`PAIR_BLOCK`, :data:`RAW`) of shells la, lb."""
-    return (raw[:, 0] + raw[:, 1],) + _expansion(la, lb, raw, raw[:, 2:8])
+    primitive-pair rows (:data:`PAIR_BLOCK`, :data:`RAW`) of a pair class of the group L
+    (:func:`group`), its cartesian components ``pows`` (:func:`_pair_pows`): G padded to
+    (n, nherm(2L), ncart(L)^2) (:meth:`HermiteRows.of` cuts the class's part)."""
+    return (raw[:, 0] + raw[:, 1],) + _expansion(L, raw, raw[:, 2:8], pows)
 
 
-@piece((0, 1, 6))
-def _hermite_grad(la, lb, raw, d_p, d_g, atoms, natm):
-    """The gradient (natm, 3) for the cotangents ``d_p`` (n, 3) of P and ``d_g`` of G of a
-    block of raw rows (as :func:`_hermite`); ``atoms`` (n, 2): the atoms of the centres A, B."""
-    vjp = jax.vjp(lambda x: _expansion(la, lb, raw, x), raw[:, 2:8])[1]
+@piece((0, 6))
+def _hermite_grad(L, raw, pows, d_p, d_g, atoms, natm):
+    """The gradient (natm, 3) for the cotangents ``d_p`` (n, 3) of P and ``d_g`` of G (padded
+    as :func:`_hermite`'s) of a block of raw rows; ``atoms`` (n, 2): the atoms of the centres
+    A, B."""
+    vjp = jax.vjp(lambda x: _expansion(L, raw, x, pows), raw[:, 2:8])[1]
     d = vjp((d_p, d_g))[0].reshape(-1, 3)  # (n * 2, 3) per centre
     return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
 
@@ -452,8 +486,11 @@ class HermiteRows:
     def of(cls, basis: Basis, coords, ps: PairSet) -> HermiteRows:
         raw, atoms = raw_pairs(basis, coords, ps)
         ls = tuple(max(l, 0) for l in _ls(ps))
-        parts = [[np.asarray(x) for x in _hermite(*ls, rows)] for _, rows, _ in _blocks_of(raw)]
+        L, pows = group(ls[0]), jax.device_put(_pair_pows(*ls))
+        parts = [[np.asarray(x) for x in _hermite(L, rows, pows)]
+                 for _, rows, _ in _blocks_of(raw)]
         p, P, G = (np.concatenate([b[i] for b in parts])[: len(raw)] for i in range(3))
+        G = _cut(G, ls, L)
         return cls(ls, raw, atoms, np.append(p, 2.0), np.concatenate([P, np.zeros((1, 3))]),
                    np.concatenate([G, np.zeros((1,) + G.shape[1:])]))
 
@@ -471,12 +508,31 @@ class HermiteRows:
         padding row is ignored): the reverse pass of the pair pieces (summed on the host)."""
         parts = []
         n = len(self.raw)
+        L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
+        d_g = _uncut(d_g[:n], self.ls, L)
         for s, rows, at in _blocks_of(self.raw, self.atoms):
             m = min(PAIR_BLOCK, n - s)
             dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
-            parts.append(_hermite_grad(*self.ls, rows, dp, dg, at, natm))
+            parts.append(_hermite_grad(L, rows, pows, dp, dg, at, natm))
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
+
+
+def _cut(g, ls, L):
+    """The class (la, lb)'s part (n, nherm(la+lb), ncart_a ncart_b) of G padded to the group
+    L (:func:`_hermite`): the Hermite indices of order <= la + lb come first."""
+    na, nb, nc = ncart(ls[0]), ncart(ls[1]), ncart(L)
+    nh = len(hermite.hermite_indices(sum(ls)))
+    g = g.reshape(g.shape[0], g.shape[1], nc, nc)[:, :nh, :na, :nb]
+    return np.ascontiguousarray(g).reshape(g.shape[0], nh, na * nb)
+
+
+def _uncut(g, ls, L):
+    """:func:`_cut`'s transpose: the class's part put in zeros of the padded shape."""
+    na, nb, nc = ncart(ls[0]), ncart(ls[1]), ncart(L)
+    out = np.zeros((g.shape[0], len(hermite.hermite_indices(2 * L)), nc, nc))
+    out[:, : g.shape[1], :na, :nb] = g.reshape(g.shape[0], g.shape[1], na, nb)
+    return out.reshape(out.shape[0], out.shape[1], nc * nc)
 
 
 def _pair_args(ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows) -> tuple:

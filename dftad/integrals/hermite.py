@@ -304,6 +304,21 @@ def hermite_gather(la: int, lb: int):
     return out
 
 
+def hermite_3d_of(e1d, pows, L: int):
+    """E^{ab}_{tuv} (npp, ncart(L), ncart(L), nherm(2L)) from the 1D tables ``e1d`` (npp, 3,
+    >= L+1, >= L+1, >= 2L+1) for cartesian components given as data: ``pows`` (2, ncart(L), 3),
+    the powers of a and of b (a class of lower angular momentum padded, see
+    :func:`dftad.integrals.eri_pieces.padded_shell`)."""
+    herm = hermite_indices(2 * L)
+    pa, pb = pows[0], pows[1]
+    out = None
+    for ax in range(3):
+        term = e1d[:, ax][:, pa[:, ax][:, None, None], pb[:, ax][None, :, None],
+                          herm[None, None, :, ax]]
+        out = term if out is None else out * term
+    return out
+
+
 def hermite_3d(e1d, la: int, lb: int):
     """E^{ab}_{tuv} (npp, ncart_a * ncart_b, nherm(la + lb)) from the 1D tables."""
     idx = hermite_gather(la, lb)

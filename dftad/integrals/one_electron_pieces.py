@@ -21,15 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, ao_transform, cart_powers, ncart
+from ..basis import Basis
 from ..pieces import piece
 from . import hermite
 from .eri_pieces import (
     PairSet,
     _rows,
     bucket,
+    group,
     nao_bucket,
     pad_ao,
+    padded_shell,
     prim_pairs_of,
     raw_pairs,
     split,
@@ -39,31 +41,11 @@ CHUNK = 256
 """Primitive pairs per chunk."""
 
 
-def group(la: int) -> int:
-    """The angular momentum L of the pieces that compute the classes (la, lb <= la): both
-    shells' cartesian components padded to those of L (their powers and AO transforms are data,
-    zero past the class's own), so that classes share one compiled piece. The s, p and d
-    classes share the d piece (one program instead of six: a cold start's one-electron compile
-    3.7 -> ~0.6 s forward, 8.4 -> ~1.4 s gradient; the padding costs benzene/def2-SVP ~0.1 s a
-    gradient, ``benchmarks/RESULTS.md``); f and g classes have their own."""
-    return max(la, 2)
-
-
-def _padded(l: int, L: int, cart: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Cartesian powers (ncart(L), 3) of shell l (zero rows past its own) and its AO transform
-    (ncart(L), nfun(L)), zero past its own (ncart(l), nfun(l)) block."""
-    pows = np.zeros((ncart(L), 3), np.int32)
-    pows[: ncart(l)] = cart_powers(l)
-    t = ao_transform(l, cart)
-    out = np.zeros((ncart(L), ao_transform(L, cart).shape[1]))
-    out[: t.shape[0], : t.shape[1]] = t
-    return pows, out
-
-
 def _overlap_kinetic_hermite(L, pp, pows):
     """S and T (B, ncart(L), ncart(L)) of primitive pairs whose cartesian components are given
-    as ``pows`` (2, ncart(L), 3) (:func:`_padded`), and their Hermite expansion E^{ab}_{tuv}
-    (B, ncart(L), ncart(L), nherm(2L)), without the contraction coefficients (formulas of
+    as ``pows`` (2, ncart(L), 3) (:func:`.eri_pieces.padded_shell`), and their Hermite
+    expansion E^{ab}_{tuv} (B, ncart(L), ncart(L), nherm(2L)), without the contraction
+    coefficients (formulas of
     :mod:`.one_electron`)."""
     e = hermite.cartesian_e(pp, L, L, extra_b=2)  # (B, 3, L+1, L+3, 2L+3)
     s = e[..., 0] * jnp.sqrt(jnp.pi / pp.p)[:, None, None, None]  # 1D overlaps, j <= L + 2
@@ -79,12 +61,7 @@ def _overlap_kinetic_hermite(L, pp, pows):
 
     sx, sy, sz = (pick(s, ax) for ax in range(3))
     tx, ty, tz = (pick(t, ax) for ax in range(3))
-    herm = hermite.hermite_indices(2 * L)
-    e3 = None
-    for ax in range(3):
-        term = e[:, ax][:, pa[:, ax][:, None, None], pb[:, ax][None, :, None],
-                        herm[None, None, :, ax]]
-        e3 = term if e3 is None else e3 * term
+    e3 = hermite.hermite_3d_of(e, pows, L)
     return sx * sy * sz, tx * sy * sz + sx * ty * sz + sx * sy * tz, e3
 
 
@@ -204,7 +181,8 @@ def _layout(basis: Basis) -> list:
                          pc.shells[:, 0] != pc.shells[:, 1], np.ones(pc.npair)]).astype(np.int32)
         idx = np.arange(len(pc.prims))
         L = group(pc.la)
-        (pa, ta), (pb, tb) = _padded(pc.la, L, lay.cart), _padded(pc.lb, L, lay.cart)
+        (pa, ta), (pb, tb) = (padded_shell(pc.la, L, lay.cart),
+                              padded_shell(pc.lb, L, lay.cart))
         out.append(_Class(L, jax.device_put(np.stack([pa, pb])),
                           jax.device_put(np.stack([ta, tb])),
                           split(idx, idx, pc.pair_of_prim, meta, CHUNK), PairSet(pc, False)))
