@@ -14,16 +14,15 @@ not depend on the molecule:
   their prefactor, keyed by the order L alone: the classes of one order share it (water's 21
   classes in def2-SVP need 11 programs, and the reverse pass of order L takes the forward piece
   of order L + 1).
-* :func:`_quartets` (and its reverse pass :func:`_quartets_grad`, written out): the contracted
-  integrals of one chunk of a class (la, lb | lc, ld) from that R and the Hermite coefficients G
-  of each quartet's bra and ket pair: two batched products, and the sum into the chunk's
-  contracted quartets (a chunk holds whole contracted quartets only). Small programs per class.
-  The reverse pass stops at the pair data (the cotangents of P and G, summed per distinct pair
-  of the chunk inside the piece, then per primitive pair on the host); the 6 pair pieces (s, p,
-  d) take them to the nuclei. It contracts the two-particle density of the chunk
-  (:func:`_gamma`) itself.
-* :func:`_pack`: the scatter of a chunk's AO blocks into PySCF's s8 packing, keyed by the class
-  and the power-of-two bucket of nao.
+* :func:`_quartets_to_s8` (and the reverse pass :func:`_quartets_grad`, written out): the
+  contracted integrals of one chunk of a class (la, lb | lc, ld) from that R and the Hermite
+  coefficients G of each quartet's bra and ket pair (:func:`_contract`: two batched products,
+  and the sum into the chunk's contracted quartets; a chunk holds whole contracted quartets
+  only), added to PySCF's s8 packing; keyed by the class and the power-of-two bucket of nao.
+  Small programs per class. The reverse pass contracts the chunk's two-particle density
+  (:func:`_gamma`) and stops at the pair data (the cotangents of P and G, summed per distinct
+  pair of the chunk inside the piece, then per primitive pair on the host); the pair pieces
+  take them to the nuclei.
 
 Pieces are :class:`dftad.pieces.Piece` objects: kept in memory and, with the on-disk cache on,
 as serialized executables that a later process loads without tracing or compiling.
@@ -173,8 +172,7 @@ def _signed_ket(ket_g, lcd):
     return _expand(ket_g)[0] * _sign(lcd)[:, None]
 
 
-@piece((0,))
-def _quartets(ls, r, bra_g, ket_g, local):
+def _contract(ls, r, bra_g, ket_g, local):
     """Contracted cartesian integrals (B, nab, ncd) of a chunk (:func:`.eri_kernel.
     primitive_quartets` with R given): ``r`` from :func:`_hermite_r`, ``bra_g``, ``ket_g``:
     ((G of the chunk's distinct pairs,), each quartet's row), summed into the chunk's contracted
@@ -234,12 +232,17 @@ def _from_ao(g, ls, cart):
     return v.reshape(g.shape[0], v.shape[1] * v.shape[2], v.shape[3] * v.shape[4])
 
 
-@piece((3, 4, 5), donate_argnums=(0,))
-def _pack(s8, blocks, meta, ls, cart, same_set):
-    """Add a chunk's contracted blocks (B, nab, ncd) to PySCF's s8 packing ``s8`` (only the
-    canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta`` (8, B): the
-    four AO offsets, bra pair diagonal, ket pair diagonal, bra pair == ket pair, row valid."""
-    v = _to_ao(blocks, ls, cart)
+_quartets = piece((0,))(_contract)
+"""The contracted cartesian integrals of a chunk, as a piece (for :func:`schwarz`)."""
+
+
+@piece((1, 2, 3), donate_argnums=(0,))
+def _quartets_to_s8(s8, ls, cart, same_set, r, bra_g, ket_g, local, meta):
+    """Add a chunk's contracted integrals (:func:`_contract`) to PySCF's s8 packing ``s8``
+    (only the canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta``
+    (8, B): the four AO offsets, bra pair diagonal, ket pair diagonal, bra pair == ket pair,
+    row valid. One piece with the contraction: a program and a call per chunk fewer."""
+    v = _to_ao(_contract(ls, r, bra_g, ket_g, local), ls, cart)
     i, j, k, l = _block_indices(meta[:4], v.shape)
     col = [m[:, None, None, None, None] != 0 for m in meta[4:]]
     ij, kl = _tri(i, j), _tri(k, l)
@@ -278,11 +281,11 @@ _unpack_s8 = piece((1,))(unpack_s8)
 class Chunk:
     """One chunk of a class: primitive-pair rows of its quartets' bra and ket (B,) (padding -1),
     each one's contracted quartet within the chunk (B,), and ``meta`` (rows per contracted
-    quartet, see :func:`_pack`). With ``split(..., distinct=True)``, ``bra`` and ``ket`` are
-    (the distinct rows, padded with -1 to :func:`distinct_caps`; each quartet's index among
-    them (B,)): a chunk's 4096 quartets have a few dozen distinct bra pairs and typically a
-    sixth as many distinct ket pairs as quartets, so the pair data moves, and the cotangents
-    sum, per distinct pair."""
+    quartet, see :func:`_quartets_to_s8`). With ``split(..., distinct=True)``, ``bra`` and
+    ``ket`` are (the distinct rows, padded with -1 to :func:`distinct_caps`; each quartet's
+    index among them (B,)): a chunk's 4096 quartets have a few dozen distinct bra pairs and
+    typically a sixth as many distinct ket pairs as quartets, so the pair data moves, and the
+    cotangents sum, per distinct pair."""
 
     ip: np.ndarray
     iq: np.ndarray
@@ -569,18 +572,13 @@ def nao_bucket(nao: int) -> int:
 
 
 # ---------------------------------------------------------------------- drivers
-def chunk_blocks(plan: EriPlan, basis: Basis, coords, omega=None, aux: Basis | None = None):
-    """Yield (class, chunk, contracted cartesian blocks (B, nab, ncd)) for every chunk of
-    ``plan``; rows past the chunk's quartets are zero."""
+def _pair_rows(plan: EriPlan, lay: _Layout, basis: Basis, coords, aux: Basis | None = None):
+    """:class:`HermiteRows` of the bra and the ket pair sets of a layout."""
     bra_basis, ket_basis = _bases(plan, basis, aux)
-    lay = _layout(plan, bra_basis, ket_basis)
     herm_b = [HermiteRows.of(bra_basis, coords, ps) for ps in lay.bra_sets]
     herm_k = (herm_b if lay.ket_sets is lay.bra_sets and ket_basis is bra_basis else
               [HermiteRows.of(ket_basis, coords, ps) for ps in lay.ket_sets])
-    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
-    for c in lay.classes:
-        for ch in c.chunks:
-            yield c, ch, _chunk_quartets(c.ls, ch, herm_b[c.bra], herm_k[c.ket], omega)
+    return herm_b, herm_k
 
 
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
@@ -590,8 +588,15 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
     s8 = jnp.zeros(npair * (npair + 1) // 2)  # made on the device (273 MB for nao 72's bucket)
     cart = basis.layout.cart
-    for c, ch, blocks in chunk_blocks(plan, basis, coords, omega):
-        s8 = _pack(s8, blocks, ch.on_device[1], c.ls, cart, c.bra == c.ket)
+    lay = _layout(plan, basis, basis)
+    herm_b, herm_k = _pair_rows(plan, lay, basis, coords)
+    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    for c in lay.classes:
+        for ch in c.chunks:
+            pb, pk, gb, gk = _pair_args(ch, herm_b[c.bra], herm_k[c.ket])
+            r = _hermite_r(sum(_orders(c.ls)), pb, pk, omega)
+            local, meta = ch.on_device[:2]
+            s8 = _quartets_to_s8(s8, c.ls, cart, c.bra == c.ket, r, gb, gk, local, meta)
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
