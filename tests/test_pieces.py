@@ -31,11 +31,14 @@ def _densities(nao, seed=0):
     return jnp.asarray(d + d.transpose(0, 2, 1))
 
 
-@pytest.mark.parametrize("omega", [None, 0.33])
-def test_padded_pieces_equal_the_whole_program(omega):
+@pytest.mark.parametrize("omega, name, basis", [
+    (None, "formaldehyde", "6-31g"), (0.33, "formaldehyde", "6-31g"),
+    pytest.param(None, "water", "def2-tzvp", marks=pytest.mark.slow)])
+def test_padded_pieces_equal_the_whole_program(omega, name, basis):
     """Chunks padded to the class's fixed size, accumulators and s8 packing padded to power-of-two
-    buckets, the density padded to a bucketed nao: the same tensor and gradient to 1e-12."""
-    setup, coords = _setup("formaldehyde")
+    buckets, the density padded to a bucketed nao, the pair pieces padded to d's (or f's)
+    components: the same tensor and gradient to 1e-12 (with ``-m slow``: f functions)."""
+    setup, coords = _setup(name, basis)
     plan, basis = setup.jk.plan, setup.basis
     ref = jax.jit(two_electron.eri)(plan, basis, coords, omega)
     got = eri_pieces.eri(plan, basis, coords, omega)
