@@ -188,7 +188,7 @@ def _contract(ls, r, bra_g, ket_g, local):
 def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, dm_exch,
                    c_exch):
     """The cotangents (dP, dG of the distinct bra pairs, dP, dG of the distinct ket pairs) of
-    the pair data for E2 (:func:`_gamma`) over a chunk, the reverse pass of :func:`_quartets`
+    the pair data for E2 (:func:`_gamma`) over a chunk, the reverse pass of :func:`_contract`
     written out: with ct the cotangent of a quartet's (ab|cd), W = G_bra^T ct G_ket,
 
         dG_bra = (R G_ket) ct^T,  dG_ket = R^T (G_bra ct),

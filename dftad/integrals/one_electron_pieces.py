@@ -14,7 +14,6 @@ cotangent from D and W (keyed by the bucketed nao). Same formulas and numbers as
 from __future__ import annotations
 
 import dataclasses
-import functools
 import weakref
 
 import jax
@@ -26,6 +25,7 @@ from ..pieces import piece
 from . import hermite
 from .eri_pieces import (
     PairSet,
+    _r_columns,
     _rows,
     bucket,
     group,
@@ -45,8 +45,7 @@ def _overlap_kinetic_hermite(L, pp, pows):
     """S and T (B, ncart(L), ncart(L)) of primitive pairs whose cartesian components are given
     as ``pows`` (2, ncart(L), 3) (:func:`.eri_pieces.padded_shell`), and their Hermite
     expansion E^{ab}_{tuv} (B, ncart(L), ncart(L), nherm(2L)), without the contraction
-    coefficients (formulas of
-    :mod:`.one_electron`)."""
+    coefficients (formulas of :mod:`.one_electron`)."""
     e = hermite.cartesian_e(pp, L, L, extra_b=2)  # (B, 3, L+1, L+3, 2L+3)
     s = e[..., 0] * jnp.sqrt(jnp.pi / pp.p)[:, None, None, None]  # 1D overlaps, j <= L + 2
     b = pp.b[:, None, None, None]
@@ -90,14 +89,6 @@ def _chunk(L, rows, local, nuclei, charges, pows):
     return jax.ops.segment_sum(out, local, num_segments=out.shape[0])
 
 
-@functools.cache
-def _shifted(order: int) -> np.ndarray:
-    """(3, nherm(order)): where (t, u, v) + 1 along x, y, z sits in the order + 1 list."""
-    up = hermite.hermite_position(order + 1)
-    h = hermite.hermite_indices(order)
-    return np.stack([up[tuple((h + np.eye(3, dtype=np.int64)[x]).T)] for x in range(3)])
-
-
 @piece((0, 8))
 def _chunk_grad(L, rows, local, nuclei, charges, pows, ct, atoms, natm):
     """d/dR (natm, 3) of sum ct * (S, T, V) over a chunk (``ct`` (B, 3, ncart(L)^2) per shell
@@ -108,7 +99,8 @@ def _chunk_grad(L, rows, local, nuclei, charges, pows, ct, atoms, natm):
     derivative is dR_tuv/dX = R_{t+1,u,v}: exact)."""
     nh = len(hermite.hermite_indices(2 * L))
     r1 = jax.lax.stop_gradient(_nuclear_r(2 * L + 1, prim_pairs_of(rows), nuclei))
-    r0, r_up = r1[..., :nh], r1[..., _shifted(2 * L)]  # (B, natm, nh), (B, natm, 3, nh)
+    up = np.stack([_r_columns(2 * L, 0, x)[:, 0] for x in range(3)])  # (3, nh): t + 1, ...
+    r0, r_up = r1[..., :nh], r1[..., up]  # (B, natm, nh), (B, natm, 3, nh)
 
     def f(centres, nuc):
         pp = prim_pairs_of(rows.at[:, 2:8].set(centres))
