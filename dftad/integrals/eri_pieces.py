@@ -50,7 +50,7 @@ from ..pieces import piece
 from . import hermite
 from .eri_kernel import _sign, alpha_and_prefactor
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
-from .two_electron import _bases, _block_indices, _tri, unpack_s8
+from .two_electron import _block_indices, _tri, unpack_s8
 
 RAW = 9
 """Columns of raw primitive-pair data: a, b, A (3), B (3), c'_a c'_b."""
@@ -105,7 +105,7 @@ def _expansion(L: int, raw, centres, pows):
     """(P, G) (G: (n, nherm(2L), ncart(L)^2), padded) of raw rows with their centres A, B
     (columns 2:8) replaced by ``centres``."""
     pp = prim_pairs_of(raw.at[:, 2:8].set(centres))
-    e3 = hermite.hermite_3d_of(hermite.cartesian_e(pp, L, L), pows, L)
+    e3 = hermite.hermite_3d_of(hermite.cartesian_e(pp, L, L), pows[0], pows[1], 2 * L)
     g = e3.reshape(e3.shape[0], -1, e3.shape[-1]) * pp.coef[:, None, None]
     return pp.P, jnp.swapaxes(g, 1, 2)
 
@@ -538,20 +538,15 @@ def _uncut(g, ls, L):
     return out.reshape(out.shape[0], out.shape[1], nc * nc)
 
 
-def _pair_args(ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows) -> tuple:
-    """The pair arguments of the class pieces for the chunk ``ch``: ((p, P), each quartet's
-    row) of the bra's and the ket's distinct rows (for :func:`_hermite_r`), then ((G,), each
-    quartet's row) of each (for :func:`_quartets`), on the device."""
+def _chunk_args(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega, up: int = 0):
+    """(R, bra G, ket G): the arguments of the class pieces for the chunk ``ch`` of the class
+    ``ls`` besides the chunk's own arrays. R (:func:`_hermite_r`, ``up`` orders above the
+    class's: 1 for the reverse pass) from the (p, P) of the bra's and the ket's distinct rows;
+    G as ((G of the distinct rows,), each quartet's row), on the device."""
     _, _, bra, ket = ch.on_device
     (pb, qb, gb), (pk, qk, gk) = herm_b.rows(ch.bra[0]), herm_k.rows(ch.ket[0])
-    return ((pb, qb), bra), ((pk, qk), ket), ((gb,), bra), ((gk,), ket)
-
-
-def _chunk_quartets(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega):
-    """The contracted cartesian blocks (B, nab, ncd) of one chunk (:func:`_hermite_r`, then
-    :func:`_quartets`)."""
-    pb, pk, gb, gk = _pair_args(ch, herm_b, herm_k)
-    return _quartets(ls, _hermite_r(sum(_orders(ls)), pb, pk, omega), gb, gk, ch.on_device[0])
+    r = _hermite_r(sum(_orders(ls)) + up, ((pb, qb), bra), ((pk, qk), ket), omega)
+    return r, ((gb,), bra), ((gk,), ket)
 
 
 # ---------------------------------------------------------------------- padding
@@ -572,15 +567,6 @@ def nao_bucket(nao: int) -> int:
 
 
 # ---------------------------------------------------------------------- drivers
-def _pair_rows(plan: EriPlan, lay: _Layout, basis: Basis, coords, aux: Basis | None = None):
-    """:class:`HermiteRows` of the bra and the ket pair sets of a layout."""
-    bra_basis, ket_basis = _bases(plan, basis, aux)
-    herm_b = [HermiteRows.of(bra_basis, coords, ps) for ps in lay.bra_sets]
-    herm_k = (herm_b if lay.ket_sets is lay.bra_sets and ket_basis is bra_basis else
-              [HermiteRows.of(ket_basis, coords, ps) for ps in lay.ket_sets])
-    return herm_b, herm_k
-
-
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
     """The full (nao,)*4 tensor (ij|kl) of a 4-centre ``plan`` (as
     :func:`.two_electron.eri`); ``nao`` >= the basis' nao pads it with zeros (at most
@@ -589,14 +575,12 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     s8 = jnp.zeros(npair * (npair + 1) // 2)  # made on the device (273 MB for nao 72's bucket)
     cart = basis.layout.cart
     lay = _layout(plan, basis, basis)
-    herm_b, herm_k = _pair_rows(plan, lay, basis, coords)
+    herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
         for ch in c.chunks:
-            pb, pk, gb, gk = _pair_args(ch, herm_b[c.bra], herm_k[c.ket])
-            r = _hermite_r(sum(_orders(c.ls)), pb, pk, omega)
-            local, meta = ch.on_device[:2]
-            s8 = _quartets_to_s8(s8, c.ls, cart, c.bra == c.ket, r, gb, gk, local, meta)
+            args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega)
+            s8 = _quartets_to_s8(s8, c.ls, cart, c.bra == c.ket, *args, *ch.on_device[:2])
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
@@ -627,10 +611,8 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
-                pb, pk, gb, gk = _pair_args(ch, herm[c.bra], herm[c.ket])
-                r1 = _hermite_r(sum(_orders(c.ls)) + 1, pb, pk, omega)
-                local, meta = ch.on_device[:2]
-                d = _quartets_grad(c.ls, cart, c.bra == c.ket, r1, gb, gk, local, meta,
+                args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, up=1)
+                d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, *ch.on_device[:2],
                                    dm_coul, dm_exch, c_exch)
                 if pending is not None:
                     add(*pending)
@@ -662,7 +644,8 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            v = np.asarray(_chunk_quartets(ls, ch, herm, herm, None))
+            args = _chunk_args(ls, ch, herm, herm, None)
+            v = np.asarray(_quartets(ls, *args, ch.on_device[0]))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))

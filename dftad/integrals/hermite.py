@@ -283,34 +283,12 @@ def cartesian_e(pp: PrimPairs, la: int, lb: int, extra_b: int = 0):
     return hermite_e(la, lb + extra_b, P - pp.A, P - pp.B, jnp.broadcast_to(0.5 / p, P.shape))
 
 
-@functools.cache
-def hermite_gather(la: int, lb: int):
-    """Static index arrays to build E^{ab}_{tuv} = E^x_{ax bx t} E^y_{ay by u} E^z_{az bz v}.
-
-    Returns ``idx`` (3 axes, 3 index kinds (i, j, t), ncart_a * ncart_b, nherm(la + lb)): for
-    axis ``ax``, ``idx[ax]`` picks the (i, j, t) entry of that axis' 1D table.
-    """
-    L = la + lb
-    pa, pb = cart_powers(la), cart_powers(lb)
-    herm = hermite_indices(L)
-    nab = len(pa) * len(pb)
-    i = np.repeat(pa, len(pb), axis=0)  # (nab, 3)
-    j = np.tile(pb, (len(pa), 1))
-    out = np.zeros((3, 3, nab, len(herm)), dtype=np.int64)
-    for ax in range(3):
-        out[ax, 0] = i[:, ax][:, None]
-        out[ax, 1] = j[:, ax][:, None]
-        out[ax, 2] = herm[None, :, ax]
-    return out
-
-
-def hermite_3d_of(e1d, pows, L: int):
-    """E^{ab}_{tuv} (npp, ncart(L), ncart(L), nherm(2L)) from the 1D tables ``e1d`` (npp, 3,
-    >= L+1, >= L+1, >= 2L+1) for cartesian components given as data: ``pows`` (2, ncart(L), 3),
-    the powers of a and of b (a class of lower angular momentum padded, see
-    :func:`dftad.integrals.eri_pieces.padded_shell`)."""
-    herm = hermite_indices(2 * L)
-    pa, pb = pows[0], pows[1]
+def hermite_3d_of(e1d, pa, pb, order: int):
+    """E^{ab}_{tuv} = E^x_{a_x b_x t} E^y_{a_y b_y u} E^z_{a_z b_z v}, (npp, na, nb,
+    nherm(order)), from the 1D tables ``e1d`` (npp, 3, i, j, t) for the cartesian powers ``pa``
+    (na, 3) and ``pb`` (nb, 3): static (:func:`hermite_3d`) or data (a class padded to a larger
+    one's components, :func:`dftad.integrals.eri_pieces.padded_shell`)."""
+    herm = hermite_indices(order)
     out = None
     for ax in range(3):
         term = e1d[:, ax][:, pa[:, ax][:, None, None], pb[:, ax][None, :, None],
@@ -321,9 +299,5 @@ def hermite_3d_of(e1d, pows, L: int):
 
 def hermite_3d(e1d, la: int, lb: int):
     """E^{ab}_{tuv} (npp, ncart_a * ncart_b, nherm(la + lb)) from the 1D tables."""
-    idx = hermite_gather(la, lb)
-    out = None
-    for ax in range(3):
-        term = e1d[:, ax][:, idx[ax, 0], idx[ax, 1], idx[ax, 2]]
-        out = term if out is None else out * term
-    return out
+    e3 = hermite_3d_of(e1d, cart_powers(la), cart_powers(lb), la + lb)
+    return e3.reshape(e3.shape[0], -1, e3.shape[-1])

@@ -60,7 +60,7 @@ def _overlap_kinetic_hermite(L, pp, pows):
 
     sx, sy, sz = (pick(s, ax) for ax in range(3))
     tx, ty, tz = (pick(t, ax) for ax in range(3))
-    e3 = hermite.hermite_3d_of(e, pows, L)
+    e3 = hermite.hermite_3d_of(e, pows[0], pows[1], 2 * L)
     return sx * sy * sz, tx * sy * sz + sx * ty * sz + sx * sy * tz, e3
 
 
