@@ -16,13 +16,16 @@ not depend on the molecule:
   of order L + 1).
 * :func:`_quartets_to_s8` (and the reverse pass :func:`_quartets_grad`, written out): the
   contracted integrals of one chunk of a class (la, lb | lc, ld) from that R and the Hermite
-  coefficients G of each quartet's bra and ket pair (:func:`_contract`: two batched products,
-  and the sum into the chunk's contracted quartets; a chunk holds whole contracted quartets
-  only), added to PySCF's s8 packing; keyed by the class and the power-of-two bucket of nao.
-  Small programs per class. The reverse pass contracts the chunk's two-particle density
-  (:func:`_gamma`) and stops at the pair data (the cotangents of P and G, summed per distinct
-  pair of the chunk inside the piece, then per primitive pair on the host); the pair pieces
-  take them to the nuclei.
+  coefficients G of each quartet's bra and ket pair (:func:`_contract`: R G_ket per quartet,
+  summed over the ket's primitives, then the bra's G once per bra primitive pair of each
+  contracted quartet; a chunk holds whole contracted quartets only), added to PySCF's s8
+  packing; keyed by the class and the power-of-two bucket of nao. Small programs per class.
+  The reverse pass contracts the chunk's two-particle density (:func:`_gamma`) and stops at
+  the pair data (the cotangents of P and G, summed per distinct pair of the chunk inside the
+  piece, then per primitive pair on the host); the pair pieces take them to the nuclei. A
+  chunk has room for B quartets but holds fewer contracted ones (and fewer groups): the work
+  per contracted quartet or group runs in ``while`` loops over the real rows only
+  (:func:`_over_blocks`), not over B.
 
 Pieces are :class:`dftad.pieces.Piece` objects: kept in memory and, with the on-disk cache on,
 as serialized executables that a later process loads without tracing or compiling.
@@ -172,20 +175,65 @@ def _signed_ket(ket_g, lcd):
     return _expand(ket_g)[0] * _sign(lcd)[:, None]
 
 
-def _contract(ls, r, bra_g, ket_g, local):
+ROW_BLOCK = 256
+"""Rows per step of the loops over a chunk's real rows (:func:`_over_blocks`)."""
+
+
+def _over_blocks(count, size: int, step, init):
+    """``init`` passed through ``step(start, size, acc)`` for the blocks of ``size`` rows that
+    hold the first ``count`` (traced) rows: a ``while`` loop whose trip count is data, so that
+    the work on a chunk's real rows (often a fraction of the rows it has room for) is done on
+    those only."""
+    return jax.lax.fori_loop(0, (count + size - 1) // size,
+                             lambda b, acc: step(b * size, size, acc), init)
+
+
+def _over_rows(meta, step, init):
+    """``init`` passed through ``step(start, size, acc)`` over a chunk's real contracted
+    quartets (:func:`_over_blocks`): the first ones (``meta[7]``, "row valid", is a prefix of
+    ones), often a fraction of the B rows a chunk has room for (4096 primitive quartets of
+    contracted shells: ~400)."""
+    return _over_blocks(jnp.sum(meta[7] != 0), min(ROW_BLOCK, meta.shape[1]), step, init)
+
+
+def _in_block(start, size, count):
+    """(size, 1, 1) mask of the rows start .. start + size - 1 that are below ``count``."""
+    return (start + jnp.arange(size) < count)[:, None, None]
+
+
+def _ket_contracted(r, ket_g, groups, lab: int, lcd: int):
+    """Y_g = sum_{quartets c of group g} R_c G_ket,c (B, hab, ncd): the ket's primitives
+    summed per group (one bra primitive pair of one contracted quartet, :class:`Chunk`)."""
+    rm = r[:, _r_columns(lab, lcd)]  # (B, hab, hcd)
+    x = jnp.einsum("ctu,cuk->ctk", rm, _signed_ket(ket_g, lcd))
+    return jax.ops.segment_sum(x, groups[0], num_segments=x.shape[0])
+
+
+def _contract(ls, r, bra_g, ket_g, groups):
     """Contracted cartesian integrals (B, nab, ncd) of a chunk (:func:`.eri_kernel.
     primitive_quartets` with R given): ``r`` from :func:`_hermite_r`, ``bra_g``, ``ket_g``:
-    ((G of the chunk's distinct pairs,), each quartet's row), summed into the chunk's contracted
-    quartets ``local`` (B,) (row r of the result: the chunk's r-th quartet)."""
+    ((G of the chunk's distinct pairs,), each quartet's row), ``groups``: :attr:`Chunk.groups`.
+    The ket's primitives are summed first (:func:`_ket_contracted`), so the bra's transform
+    runs once per group, sum_g G_bra,g^T Y_g into the group's contracted quartet (row r of the
+    result: the chunk's r-th quartet), not once per primitive quartet."""
     lab, lcd = _orders(ls)
-    rm = r[:, _r_columns(lab, lcd)]  # (B, hab, hcd)
-    tmp = jnp.einsum("ctu,cuk->ctk", rm, _signed_ket(ket_g, lcd))  # (B, hab, ncd)
-    v = jnp.einsum("cta,ctk->cak", _expand(bra_g)[0], tmp)  # (B, nab, ncd)
-    return jax.ops.segment_sum(v, local, num_segments=v.shape[0])
+    y = _ket_contracted(r, ket_g, groups, lab, lcd)
+    _, g_row, g_local, count = groups
+    g_bra = bra_g[0][0]
+
+    def step(start, size, out):
+        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
+        yg = jax.lax.dynamic_slice_in_dim(y, start, size) * _in_block(start, size, count)
+        v = jnp.einsum("gta,gtk->gak", g_bra[rows], yg)
+        return out.at[jax.lax.dynamic_slice_in_dim(g_local, start, size)].add(v)
+
+    nab, ncd = g_bra.shape[2], y.shape[2]
+    size = min(ROW_BLOCK, y.shape[0])
+    return _over_blocks(count, size, step, jnp.zeros((y.shape[0], nab, ncd)))
 
 
 @piece((0, 1, 2))
-def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, dm_exch,
+def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, dm_exch,
                    c_exch):
     """The cotangents (dP, dG of the distinct bra pairs, dP, dG of the distinct ket pairs) of
     the pair data for E2 (:func:`_gamma`) over a chunk, the reverse pass of :func:`_contract`
@@ -195,13 +243,37 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
         dP_x = sum_tt' W_tt' pref R_{t+t'+1_x} = -dQ_x,
 
     R one order up (``r1``: :func:`_hermite_r` of order lab + lcd + 1) giving the derivative
-    in P - Q; alpha and the prefactor do not depend on the centres."""
+    in P - Q; alpha and the prefactor do not depend on the centres. ct is the same for all
+    quartets of a group (:attr:`Chunk.groups`), so dG_bra = Y_g ct^T and U = G_bra ct run once
+    per group (Y: :func:`_ket_contracted`)."""
     lab, lcd = _orders(ls)
-    ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
-    gb, gk = _expand(bra_g)[0], _signed_ket(ket_g, lcd)
+    grp, g_row, g_local, count = groups
+    g_bra = bra_g[0][0]
+
+    def density(start, size, acc):  # the two-particle density of the real rows
+        m = jax.lax.dynamic_slice_in_dim(meta, start, size, axis=1)
+        g = _gamma(m, dm_coul, dm_exch, c_exch, ls, cart, same_set)
+        return jax.lax.dynamic_update_slice_in_dim(acc, g, start, 0)
+
+    b = r1.shape[0]
+    nab, gk = g_bra.shape[2], _signed_ket(ket_g, lcd)
+    ct = _over_rows(meta, density, jnp.zeros((b, nab, gk.shape[2])))
+    y = _ket_contracted(r1, ket_g, groups, lab, lcd)
+
+    def per_group(start, size, acc):
+        d_gb, u = acc
+        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
+        ctg = ct[jax.lax.dynamic_slice_in_dim(g_local, start, size)]  # (size, nab, ncd)
+        ctg = ctg * _in_block(start, size, count)  # padding groups: none
+        yg = jax.lax.dynamic_slice_in_dim(y, start, size)
+        d_gb = d_gb.at[rows].add(jnp.einsum("gtk,gak->gta", yg, ctg))
+        ug = jnp.einsum("gta,gak->gtk", g_bra[rows], ctg)
+        return d_gb, jax.lax.dynamic_update_slice_in_dim(u, ug, start, 0)
+
+    init = jnp.zeros(g_bra.shape), jnp.zeros(y.shape)
+    d_gb, u = _over_blocks(count, min(ROW_BLOCK, b), per_group, init)
+    u = u[grp]  # (B, hab, ncd) per quartet
     rm = r1[:, _r_columns(lab, lcd)]
-    d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
-    u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
     d_gk = jnp.einsum("ctu,ctk->cuk", rm, u) * _sign(lcd)[:, None]
     w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
     up = np.stack([_r_columns(lab, lcd, x) for x in range(3)])  # (3, hab, hcd)
@@ -211,7 +283,7 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
         data, row = pairs
         return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
 
-    return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
+    return rows(bra_g, d_p), d_gb, rows(ket_g, -d_p), rows(ket_g, d_gk)
 
 
 def _transforms(ls, cart):
@@ -237,20 +309,27 @@ _quartets = piece((0,))(_contract)
 
 
 @piece((1, 2, 3), donate_argnums=(0,))
-def _quartets_to_s8(s8, ls, cart, same_set, r, bra_g, ket_g, local, meta):
+def _quartets_to_s8(s8, ls, cart, same_set, r, bra_g, ket_g, groups, meta):
     """Add a chunk's contracted integrals (:func:`_contract`) to PySCF's s8 packing ``s8``
-    (only the canonical image of each element, as :func:`.two_electron.pack_s8`). ``meta``
-    (8, B): the four AO offsets, bra pair diagonal, ket pair diagonal, bra pair == ket pair,
-    row valid. One piece with the contraction: a program and a call per chunk fewer."""
-    v = _to_ao(_contract(ls, r, bra_g, ket_g, local), ls, cart)
-    i, j, k, l = _block_indices(meta[:4], v.shape)
-    col = [m[:, None, None, None, None] != 0 for m in meta[4:]]
-    ij, kl = _tri(i, j), _tri(k, l)
-    keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
-    if same_set:
-        keep &= ~col[2] | (ij >= kl)
-    dest = jnp.where(keep, _tri(ij, kl), s8.shape[0])
-    return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
+    (only the canonical image of each element, as :func:`.two_electron.pack_s8`), over its
+    real rows (:func:`_over_rows`). ``meta`` (8, B): the four AO offsets, bra pair diagonal,
+    ket pair diagonal, bra pair == ket pair, row valid. One piece with the contraction: a
+    program and a call per chunk fewer."""
+    c = _contract(ls, r, bra_g, ket_g, groups)
+
+    def step(start, size, s8):
+        v = _to_ao(jax.lax.dynamic_slice_in_dim(c, start, size), ls, cart)
+        m = jax.lax.dynamic_slice_in_dim(meta, start, size, axis=1)
+        i, j, k, l = _block_indices(m[:4], v.shape)
+        col = [x[:, None, None, None, None] != 0 for x in m[4:]]
+        ij, kl = _tri(i, j), _tri(k, l)
+        keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
+        if same_set:
+            keep &= ~col[2] | (ij >= kl)
+        dest = jnp.where(keep, _tri(ij, kl), s8.shape[0])
+        return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
+
+    return _over_rows(meta, step, s8)
 
 
 def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
@@ -295,11 +374,29 @@ class Chunk:
     ket: tuple | None = None
 
     @functools.cached_property
+    def groups(self) -> tuple:
+        """(each quartet's group (B,), each group's distinct bra row (B,), each group's
+        contracted quartet (B,), the number of groups ()): a group is one bra primitive pair of
+        one contracted quartet, the quartets that differ in the ket's primitives only (ordered
+        by contracted quartet; padding quartets in the group after the last, padding groups on
+        row 0)."""
+        b = len(self.local)
+        real = self.ip >= 0
+        key = self.local.astype(np.int64) * b + self.bra[1]
+        uniq, inv = np.unique(key[real], return_inverse=True)
+        n = len(uniq)
+        grp = np.full(b, n, np.int32)
+        grp[real] = inv.ravel()
+        g_row, g_local = np.zeros((2, b), np.int32)
+        g_row[:n], g_local[:n] = uniq % b, uniq // b
+        return grp, g_row, g_local, np.int32(n)
+
+    @functools.cached_property
     def on_device(self) -> tuple:
-        """(local, meta, the bra's and the ket's quartet-to-distinct-row index) on the device,
-        put there once: the layout (and its chunks) outlives a calculation, and each array put
-        per call costs ~0.1 ms of host time."""
-        return jax.device_put((self.local, self.meta, self.bra[1], self.ket[1]))
+        """(:attr:`groups`, meta, the bra's and the ket's quartet-to-distinct-row index) on the
+        device, put there once: the layout (and its chunks) outlives a calculation, and each
+        array put per call costs ~0.1 ms of host time."""
+        return jax.device_put((self.groups, self.meta, self.bra[1], self.ket[1]))
 
 
 @dataclasses.dataclass
@@ -543,7 +640,7 @@ def _chunk_args(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega, 
     ``ls`` besides the chunk's own arrays. R (:func:`_hermite_r`, ``up`` orders above the
     class's: 1 for the reverse pass) from the (p, P) of the bra's and the ket's distinct rows;
     G as ((G of the distinct rows,), each quartet's row), on the device."""
-    _, _, bra, ket = ch.on_device
+    bra, ket = ch.on_device[2:4]
     (pb, qb, gb), (pk, qk, gk) = herm_b.rows(ch.bra[0]), herm_k.rows(ch.ket[0])
     r = _hermite_r(sum(_orders(ls)) + up, ((pb, qb), bra), ((pk, qk), ket), omega)
     return r, ((gb,), bra), ((gk,), ket)
