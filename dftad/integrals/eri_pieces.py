@@ -151,6 +151,18 @@ def _r_columns(lab: int, lcd: int, axis: int | None = None) -> np.ndarray:
     return cube[tuv[..., 0], tuv[..., 1], tuv[..., 2]]
 
 
+@functools.cache
+def _shifted(lab: int, lcd: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S (hab hcd, nherm(L)), up (3, nherm(L))) for sum_tt' W_tt' R_{t+t'+1_x} with
+    L = lab + lcd: S sums W over the (t, t') of one t + t' (0/1 entries), ``up`` holds the
+    column of R (order L + 1) of t + t' + 1_x."""
+    cols = _r_columns(lab, lcd).ravel()
+    up = np.stack([_r_columns(lab + lcd, 0, x)[:, 0] for x in range(3)])
+    to_sum = np.zeros((len(cols), up.shape[1]))
+    to_sum[np.arange(len(cols)), cols] = 1.0
+    return to_sum, up
+
+
 def _expand(pairs):
     """Per-quartet data from (the distinct pairs' data (a tuple), each quartet's row among
     them)."""
@@ -186,14 +198,6 @@ def _over_blocks(count, size: int, step, init):
     those only."""
     return jax.lax.fori_loop(0, (count + size - 1) // size,
                              lambda b, acc: step(b * size, size, acc), init)
-
-
-def _over_rows(meta, step, init):
-    """``init`` passed through ``step(start, size, acc)`` over a chunk's real contracted
-    quartets (:func:`_over_blocks`): the first ones (``meta[7]``, "row valid", is a prefix of
-    ones), often a fraction of the B rows a chunk has room for (4096 primitive quartets of
-    contracted shells: ~400)."""
-    return _over_blocks(jnp.sum(meta[7] != 0), min(ROW_BLOCK, meta.shape[1]), step, init)
 
 
 def _in_block(start, size, count):
@@ -250,20 +254,15 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, 
     grp, g_row, g_local, count = groups
     g_bra = bra_g[0][0]
 
-    def density(start, size, acc):  # the two-particle density of the real rows
-        m = jax.lax.dynamic_slice_in_dim(meta, start, size, axis=1)
-        g = _gamma(m, dm_coul, dm_exch, c_exch, ls, cart, same_set)
-        return jax.lax.dynamic_update_slice_in_dim(acc, g, start, 0)
-
     b = r1.shape[0]
-    nab, gk = g_bra.shape[2], _signed_ket(ket_g, lcd)
-    ct = _over_rows(meta, density, jnp.zeros((b, nab, gk.shape[2])))
+    gk = _signed_ket(ket_g, lcd)
     y = _ket_contracted(r1, ket_g, groups, lab, lcd)
 
     def per_group(start, size, acc):
         d_gb, u = acc
         rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
-        ctg = ct[jax.lax.dynamic_slice_in_dim(g_local, start, size)]  # (size, nab, ncd)
+        m = meta[:, jax.lax.dynamic_slice_in_dim(g_local, start, size)]
+        ctg = _gamma(m, dm_coul, dm_exch, c_exch, ls, cart, same_set)  # (size, nab, ncd)
         ctg = ctg * _in_block(start, size, count)  # padding groups: none
         yg = jax.lax.dynamic_slice_in_dim(y, start, size)
         d_gb = d_gb.at[rows].add(jnp.einsum("gtk,gak->gta", yg, ctg))
@@ -276,8 +275,8 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, 
     rm = r1[:, _r_columns(lab, lcd)]
     d_gk = jnp.einsum("ctu,ctk->cuk", rm, u) * _sign(lcd)[:, None]
     w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
-    up = np.stack([_r_columns(lab, lcd, x) for x in range(3)])  # (3, hab, hcd)
-    d_p = jnp.einsum("ctu,cxtu->cx", w, r1[:, up])
+    to_sum, up = _shifted(lab, lcd)
+    d_p = jnp.einsum("cn,cxn->cx", w.reshape(b, -1) @ to_sum, r1[:, up])
 
     def rows(pairs, d):  # sum per distinct row
         data, row = pairs
@@ -290,17 +289,36 @@ def _transforms(ls, cart):
     return [ao_transform(l, cart) if l >= 0 else np.ones((1, 1)) for l in ls]
 
 
+def _scalar(t) -> float | None:
+    """c where the transform ``t`` is c times the identity (s and p functions), else None."""
+    if t.shape[0] != t.shape[1] or not np.array_equal(t, t[0, 0] * np.eye(len(t))):
+        return None
+    return float(t[0, 0])
+
+
+def _legs(v, ts, transpose: bool):
+    """``v`` (n, a, b, c, d) with the transform ``ts[k]`` applied to axis k + 1 (``transpose``:
+    its transpose); a leg whose transform is a multiple of the identity only scales (fewer
+    operations to run and to compile for the classes of s and p shells)."""
+    scale = 1.0
+    for k, t in enumerate(ts):
+        c = _scalar(t)
+        if c is not None:
+            scale *= c
+            continue
+        v = jnp.moveaxis(jnp.tensordot(v, t.T if transpose else t, axes=([k + 1], [0])), -1, k + 1)
+    return v * scale
+
+
 def _to_ao(acc, ls, cart):
     """Cartesian class blocks (n, nab, ncd) to AO blocks (n, na, nb, nc, nd)."""
     t = _transforms(ls, cart)
-    v = acc.reshape((acc.shape[0],) + tuple(x.shape[0] for x in t))
-    return jnp.einsum("qabcd,ai,bj,ck,dl->qijkl", v, *t)
+    return _legs(acc.reshape((acc.shape[0],) + tuple(x.shape[0] for x in t)), t, False)
 
 
 def _from_ao(g, ls, cart):
     """The transpose of :func:`_to_ao`: AO cotangents to cartesian ones (n, nab, ncd)."""
-    t = _transforms(ls, cart)
-    v = jnp.einsum("qijkl,ai,bj,ck,dl->qabcd", g, *t)
+    v = _legs(g, _transforms(ls, cart), True)
     return v.reshape(g.shape[0], v.shape[1] * v.shape[2], v.shape[3] * v.shape[4])
 
 
@@ -310,26 +328,32 @@ _quartets = piece((0,))(_contract)
 
 @piece((1, 2, 3), donate_argnums=(0,))
 def _quartets_to_s8(s8, ls, cart, same_set, r, bra_g, ket_g, groups, meta):
-    """Add a chunk's contracted integrals (:func:`_contract`) to PySCF's s8 packing ``s8``
-    (only the canonical image of each element, as :func:`.two_electron.pack_s8`), over its
-    real rows (:func:`_over_rows`). ``meta`` (8, B): the four AO offsets, bra pair diagonal,
-    ket pair diagonal, bra pair == ket pair, row valid. One piece with the contraction: a
-    program and a call per chunk fewer."""
-    c = _contract(ls, r, bra_g, ket_g, groups)
+    """Add a chunk's integrals (:func:`_contract`) to PySCF's s8 packing ``s8`` (only the
+    canonical image of each element, as :func:`.two_electron.pack_s8`), group by group: each
+    group's G_bra^T Y_g, in AO functions, added to its contracted quartet's elements (one loop
+    over the real groups, :func:`_over_blocks`). ``meta`` (8, B): the four AO offsets, bra pair
+    diagonal, ket pair diagonal, bra pair == ket pair, row valid, per contracted quartet."""
+    lab, lcd = _orders(ls)
+    y = _ket_contracted(r, ket_g, groups, lab, lcd)
+    _, g_row, g_local, count = groups
+    g_bra = bra_g[0][0]
 
     def step(start, size, s8):
-        v = _to_ao(jax.lax.dynamic_slice_in_dim(c, start, size), ls, cart)
-        m = jax.lax.dynamic_slice_in_dim(meta, start, size, axis=1)
+        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
+        yg = jax.lax.dynamic_slice_in_dim(y, start, size)
+        v = _to_ao(jnp.einsum("gta,gtk->gak", g_bra[rows], yg), ls, cart)
+        m = meta[:, jax.lax.dynamic_slice_in_dim(g_local, start, size)]
         i, j, k, l = _block_indices(m[:4], v.shape)
         col = [x[:, None, None, None, None] != 0 for x in m[4:]]
         ij, kl = _tri(i, j), _tri(k, l)
-        keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
+        keep = col[3] & _in_block(start, size, count)[..., None, None]
+        keep &= (~col[0] | (i >= j)) & (~col[1] | (k >= l))
         if same_set:
             keep &= ~col[2] | (ij >= kl)
         dest = jnp.where(keep, _tri(ij, kl), s8.shape[0])
         return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
 
-    return _over_rows(meta, step, s8)
+    return _over_blocks(count, min(ROW_BLOCK, y.shape[0]), step, s8)
 
 
 def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
