@@ -406,8 +406,12 @@ class Chunk:
         row 0)."""
         b = len(self.local)
         real = self.ip >= 0
-        key = self.local.astype(np.int64) * b + self.bra[1]
-        uniq, inv = np.unique(key[real], return_inverse=True)
+        key = (self.local.astype(np.int64) * b + self.bra[1])[real]
+        if np.all(key[1:] >= key[:-1]):  # as the plan lists them: a group is a run
+            start = np.flatnonzero(np.diff(key, prepend=-1))
+            uniq, inv = key[start], np.cumsum(np.diff(key, prepend=-1) != 0) - 1
+        else:
+            uniq, inv = np.unique(key, return_inverse=True)
         n = len(uniq)
         grp = np.full(b, n, np.int32)
         grp[real] = inv.ravel()
