@@ -237,7 +237,7 @@ def _contract(ls, r, bra_g, ket_g, groups):
 
 
 @piece((0, 1, 2))
-def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, dm_exch,
+def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, dm_exch,
                    c_exch):
     """The cotangents (dP, dG of the distinct bra pairs, dP, dG of the distinct ket pairs) of
     the pair data for E2 (:func:`_gamma`) over a chunk, the reverse pass of :func:`_contract`
@@ -247,32 +247,17 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, 
         dP_x = sum_tt' W_tt' pref R_{t+t'+1_x} = -dQ_x,
 
     R one order up (``r1``: :func:`_hermite_r` of order lab + lcd + 1) giving the derivative
-    in P - Q; alpha and the prefactor do not depend on the centres. ct is the same for all
-    quartets of a group (:attr:`Chunk.groups`), so dG_bra = Y_g ct^T and U = G_bra ct run once
-    per group (Y: :func:`_ket_contracted`)."""
+    in P - Q; alpha and the prefactor do not depend on the centres. Per primitive quartet
+    (``local``: each one's contracted quartet), without the forward pass's loop over groups
+    (:func:`_contract`): that loop made the 21 reverse-pass programs of a cold water run
+    ~1.5 s of CPU dearer to compile, for 15-25% of their run time."""
     lab, lcd = _orders(ls)
-    grp, g_row, g_local, count = groups
-    g_bra = bra_g[0][0]
-
+    ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
     b = r1.shape[0]
-    gk = _signed_ket(ket_g, lcd)
-    y = _ket_contracted(r1, ket_g, groups, lab, lcd)
-
-    def per_group(start, size, acc):
-        d_gb, u = acc
-        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
-        m = meta[:, jax.lax.dynamic_slice_in_dim(g_local, start, size)]
-        ctg = _gamma(m, dm_coul, dm_exch, c_exch, ls, cart, same_set)  # (size, nab, ncd)
-        ctg = ctg * _in_block(start, size, count)  # padding groups: none
-        yg = jax.lax.dynamic_slice_in_dim(y, start, size)
-        d_gb = d_gb.at[rows].add(jnp.einsum("gtk,gak->gta", yg, ctg))
-        ug = jnp.einsum("gta,gak->gtk", g_bra[rows], ctg)
-        return d_gb, jax.lax.dynamic_update_slice_in_dim(u, ug, start, 0)
-
-    init = jnp.zeros(g_bra.shape), jnp.zeros(y.shape)
-    d_gb, u = _over_blocks(count, min(ROW_BLOCK, b), per_group, init)
-    u = u[grp]  # (B, hab, ncd) per quartet
+    gb, gk = _expand(bra_g)[0], _signed_ket(ket_g, lcd)
     rm = r1[:, _r_columns(lab, lcd)]
+    d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
+    u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
     d_gk = jnp.einsum("ctu,ctk->cuk", rm, u) * _sign(lcd)[:, None]
     w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
     to_sum, up = _shifted(lab, lcd)
@@ -282,7 +267,7 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, groups, meta, dm_coul, 
         data, row = pairs
         return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
 
-    return rows(bra_g, d_p), d_gb, rows(ket_g, -d_p), rows(ket_g, d_gk)
+    return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
 
 
 def _transforms(ls, cart):
@@ -421,10 +406,10 @@ class Chunk:
 
     @functools.cached_property
     def on_device(self) -> tuple:
-        """(:attr:`groups`, meta, the bra's and the ket's quartet-to-distinct-row index) on the
-        device, put there once: the layout (and its chunks) outlives a calculation, and each
-        array put per call costs ~0.1 ms of host time."""
-        return jax.device_put((self.groups, self.meta, self.bra[1], self.ket[1]))
+        """(:attr:`groups`, meta, the bra's and the ket's quartet-to-distinct-row index, local)
+        on the device, put there once: the layout (and its chunks) outlives a calculation, and
+        each array put per call costs ~0.1 ms of host time."""
+        return jax.device_put((self.groups, self.meta, self.bra[1], self.ket[1], self.local))
 
 
 @dataclasses.dataclass
@@ -737,8 +722,8 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
                 args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, up=1)
-                d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, *ch.on_device[:2],
-                                   dm_coul, dm_exch, c_exch)
+                d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, ch.on_device[4],
+                                   ch.on_device[1], dm_coul, dm_exch, c_exch)
                 if pending is not None:
                     add(*pending)
                 pending = c, ch, d
