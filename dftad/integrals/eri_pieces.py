@@ -23,9 +23,11 @@ not depend on the molecule:
   The reverse pass contracts the chunk's two-particle density (:func:`_gamma`) and stops at
   the pair data (the cotangents of P and G, summed per distinct pair of the chunk inside the
   piece, then per primitive pair on the host); the pair pieces take them to the nuclei. A
-  chunk has room for B quartets but holds fewer contracted ones (and fewer groups): the work
-  per contracted quartet or group runs in ``while`` loops over the real rows only
-  (:func:`_over_blocks`), not over B.
+  chunk has room for B quartets but holds fewer groups (and contracted quartets): the
+  forward piece's work per group (the bra's transform, the AO transform, the s8 scatter)
+  runs in a ``while`` loop over the real groups only (:func:`_over_blocks`), not over B.
+  The reverse pass stays per primitive quartet: the same loop there cost more compile time
+  than it saved at run time for the molecules a cold start meets.
 
 Pieces are :class:`dftad.pieces.Piece` objects: kept in memory and, with the on-disk cache on,
 as serialized executables that a later process loads without tracing or compiling.
