@@ -202,11 +202,6 @@ def _over_blocks(count, size: int, step, init):
                              lambda b, acc: step(b * size, size, acc), init)
 
 
-def _in_block(start, size, count):
-    """(size, 1, 1) mask of the rows start .. start + size - 1 that are below ``count``."""
-    return (start + jnp.arange(size) < count)[:, None, None]
-
-
 def _ket_contracted(r, ket_g, groups, lab: int, lcd: int):
     """Y_g = sum_{quartets c of group g} R_c G_ket,c (B, hab, ncd): the ket's primitives
     summed per group (one bra primitive pair of one contracted quartet, :class:`Chunk`)."""
@@ -215,27 +210,36 @@ def _ket_contracted(r, ket_g, groups, lab: int, lcd: int):
     return jax.ops.segment_sum(x, groups[0], num_segments=x.shape[0])
 
 
+def _per_group(ls, r, bra_g, ket_g, groups, step, init):
+    """``init`` passed through ``step(v, local, acc)`` for the blocks of a chunk's real
+    groups (:attr:`Chunk.groups`; :func:`_over_blocks`): v (size, nab, ncd) = G_bra,g^T Y_g
+    (zero for padding groups), local: each group's contracted quartet."""
+    lab, lcd = _orders(ls)
+    y = _ket_contracted(r, ket_g, groups, lab, lcd)
+    _, g_row, g_local, count = groups
+    g_bra = bra_g[0][0]
+
+    def block(start, size, acc):
+        def cut(a):
+            return jax.lax.dynamic_slice_in_dim(a, start, size)
+
+        real = (start + jnp.arange(size) < count)[:, None, None]
+        v = jnp.einsum("gta,gtk->gak", g_bra[cut(g_row)], cut(y) * real)
+        return step(v, cut(g_local), acc)
+
+    return _over_blocks(count, min(ROW_BLOCK, y.shape[0]), block, init)
+
+
 def _contract(ls, r, bra_g, ket_g, groups):
     """Contracted cartesian integrals (B, nab, ncd) of a chunk (:func:`.eri_kernel.
     primitive_quartets` with R given): ``r`` from :func:`_hermite_r`, ``bra_g``, ``ket_g``:
     ((G of the chunk's distinct pairs,), each quartet's row), ``groups``: :attr:`Chunk.groups`.
     The ket's primitives are summed first (:func:`_ket_contracted`), so the bra's transform
     runs once per group, sum_g G_bra,g^T Y_g into the group's contracted quartet (row r of the
-    result: the chunk's r-th quartet), not once per primitive quartet."""
-    lab, lcd = _orders(ls)
-    y = _ket_contracted(r, ket_g, groups, lab, lcd)
-    _, g_row, g_local, count = groups
-    g_bra = bra_g[0][0]
-
-    def step(start, size, out):
-        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
-        yg = jax.lax.dynamic_slice_in_dim(y, start, size) * _in_block(start, size, count)
-        v = jnp.einsum("gta,gtk->gak", g_bra[rows], yg)
-        return out.at[jax.lax.dynamic_slice_in_dim(g_local, start, size)].add(v)
-
-    nab, ncd = g_bra.shape[2], y.shape[2]
-    size = min(ROW_BLOCK, y.shape[0])
-    return _over_blocks(count, size, step, jnp.zeros((y.shape[0], nab, ncd)))
+    result: the chunk's r-th quartet), not once per primitive quartet (:func:`_per_group`)."""
+    shape = (len(groups[0]), bra_g[0][0].shape[2], ket_g[0][0].shape[2])
+    return _per_group(ls, r, bra_g, ket_g, groups, lambda v, local, out: out.at[local].add(v),
+                      jnp.zeros(shape))
 
 
 @piece((0, 1, 2))
@@ -318,29 +322,22 @@ def _quartets_to_s8(s8, ls, cart, same_set, r, bra_g, ket_g, groups, meta):
     """Add a chunk's integrals (:func:`_contract`) to PySCF's s8 packing ``s8`` (only the
     canonical image of each element, as :func:`.two_electron.pack_s8`), group by group: each
     group's G_bra^T Y_g, in AO functions, added to its contracted quartet's elements (one loop
-    over the real groups, :func:`_over_blocks`). ``meta`` (8, B): the four AO offsets, bra pair
+    over the real groups, :func:`_per_group`). ``meta`` (8, B): the four AO offsets, bra pair
     diagonal, ket pair diagonal, bra pair == ket pair, row valid, per contracted quartet."""
-    lab, lcd = _orders(ls)
-    y = _ket_contracted(r, ket_g, groups, lab, lcd)
-    _, g_row, g_local, count = groups
-    g_bra = bra_g[0][0]
 
-    def step(start, size, s8):
-        rows = jax.lax.dynamic_slice_in_dim(g_row, start, size)
-        yg = jax.lax.dynamic_slice_in_dim(y, start, size)
-        v = _to_ao(jnp.einsum("gta,gtk->gak", g_bra[rows], yg), ls, cart)
-        m = meta[:, jax.lax.dynamic_slice_in_dim(g_local, start, size)]
+    def step(v, local, s8):
+        v = _to_ao(v, ls, cart)
+        m = meta[:, local]
         i, j, k, l = _block_indices(m[:4], v.shape)
         col = [x[:, None, None, None, None] != 0 for x in m[4:]]
         ij, kl = _tri(i, j), _tri(k, l)
-        keep = col[3] & _in_block(start, size, count)[..., None, None]
-        keep &= (~col[0] | (i >= j)) & (~col[1] | (k >= l))
+        keep = col[3] & (~col[0] | (i >= j)) & (~col[1] | (k >= l))
         if same_set:
             keep &= ~col[2] | (ij >= kl)
         dest = jnp.where(keep, _tri(ij, kl), s8.shape[0])
         return s8.at[dest.ravel()].add(v.ravel(), mode="drop")
 
-    return _over_blocks(count, min(ROW_BLOCK, y.shape[0]), step, s8)
+    return _per_group(ls, r, bra_g, ket_g, groups, step, s8)
 
 
 def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
