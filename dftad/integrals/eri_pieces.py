@@ -384,23 +384,20 @@ class Chunk:
     @functools.cached_property
     def groups(self) -> tuple:
         """(each quartet's group (B,), each group's distinct bra row (B,), each group's
-        contracted quartet (B,), the number of groups ()): a group is one bra primitive pair of
-        one contracted quartet, the quartets that differ in the ket's primitives only (ordered
-        by contracted quartet; padding quartets in the group after the last, padding groups on
-        row 0)."""
+        contracted quartet (B,), the number of groups ()): a group is a run of quartets of one
+        bra primitive pair and one contracted quartet, which differ in the ket's primitives only
+        (the plan lists a quartet's primitives bra first, so each such set is one run; were it
+        cut in two, its two runs would add to the same quartet all the same). Padding quartets
+        are in the group after the last, padding groups on row 0."""
         b = len(self.local)
         real = self.ip >= 0
-        key = (self.local.astype(np.int64) * b + self.bra[1])[real]
-        if np.all(key[1:] >= key[:-1]):  # as the plan lists them: a group is a run
-            start = np.flatnonzero(np.diff(key, prepend=-1))
-            uniq, inv = key[start], np.cumsum(np.diff(key, prepend=-1) != 0) - 1
-        else:
-            uniq, inv = np.unique(key, return_inverse=True)
-        n = len(uniq)
+        row, local = self.bra[1][real], self.local[real]
+        new = np.diff(local.astype(np.int64) * b + row, prepend=-1) != 0
+        n = int(new.sum())
         grp = np.full(b, n, np.int32)
-        grp[real] = inv.ravel()
+        grp[real] = np.cumsum(new) - 1
         g_row, g_local = np.zeros((2, b), np.int32)
-        g_row[:n], g_local[:n] = uniq % b, uniq // b
+        g_row[:n], g_local[:n] = row[new], local[new]
         return grp, g_row, g_local, np.int32(n)
 
     @functools.cached_property
