@@ -134,6 +134,25 @@ def _hermite_grad(L, raw, pows, d_p, d_g, atoms, natm):
     return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
 
 
+@piece((0,))
+def _hermite_tangent(L, raw, pows, d_centres):
+    """(dP, dG): the derivative of :func:`_hermite`'s (P, G) along a displacement of the
+    centres, ``d_centres`` (n, 6) (dA, dB per row; Bohr)."""
+    return jax.jvp(lambda x: _expansion(L, raw, x, pows), (raw[:, 2:8],), (d_centres,))[1]
+
+
+@piece((0, 6))
+def _hermite_grad_tangent(L, raw, pows, d_p, d_g, atoms, natm, d_centres):
+    """The derivative of :func:`_hermite_grad` (natm, 3) along ``d_centres`` (n, 6) at fixed
+    cotangents ``d_p``, ``d_g``: the pair expansion's second derivatives contracted with them
+    (forward over reverse)."""
+    def grad(x):
+        return jax.vjp(lambda y: _expansion(L, raw, y, pows), x)[1]((d_p, d_g))[0]
+
+    d = jax.jvp(grad, (raw[:, 2:8],), (d_centres,))[1].reshape(-1, 3)
+    return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
+
+
 def _orders(ls) -> tuple[int, int]:
     """(la + lb, lc + ld) of a class (-1, the unit function of an auxiliary "pair", counts 0)."""
     la, lb, lc, ld = (max(l, 0) for l in ls)
@@ -182,6 +201,18 @@ def _hermite_r(L, bra, ket, omega):
     (p, P), (q, Q) = _expand(bra), _expand(ket)
     alpha, pref = alpha_and_prefactor(p, q, omega)
     return hermite.hermite_r(L, alpha, P - Q) * pref[:, None]
+
+
+@piece((0,))
+def _r_tangent(L, r_up, bra_dp, ket_dp):
+    """(R, dR) (B, nherm(L)) of order L from :func:`_hermite_r` of order L + 1 (``r_up``) and
+    the derivatives dP, dQ of the quartets' centres (``bra_dp``, ``ket_dp``: (dP of the
+    distinct pairs,), each quartet's row): R_tuv depends on P - Q alone, and
+    dR_tuv/dX_x = R_{t+1_x} (the prefactor does not depend on the centres), so
+    dR_tuv = sum_x R_{t+1_x} (dP - dQ)_x."""
+    d = _expand(bra_dp)[0] - _expand(ket_dp)[0]  # (B, 3)
+    up = np.stack([_r_columns(L, 0, x)[:, 0] for x in range(3)])  # (3, nherm(L))
+    return r_up[:, : up.shape[1]], jnp.einsum("cxn,cx->cn", r_up[:, up], d)
 
 
 def _signed_ket(ket_g, lcd):
@@ -608,6 +639,25 @@ class HermiteRows:
         the device."""
         return jax.device_put((self.p[idx], self.P[idx], self.G[idx]))
 
+    def d_centres(self, dcoords) -> np.ndarray:
+        """(n, 6) displacements (dA, dB) of the pairs' centres for the nuclear displacement
+        ``dcoords`` (natm, 3), Bohr."""
+        dc = np.asarray(dcoords, dtype=np.float64)
+        return np.concatenate([dc[self.atoms[:, 0]], dc[self.atoms[:, 1]]], axis=1)
+
+    def tangent(self, dcoords) -> tuple[np.ndarray, np.ndarray]:
+        """(dP (n + 1, 3), dG (n + 1, nherm, nab)): the derivative of (P, G) along the nuclear
+        displacement ``dcoords`` (:func:`_hermite_tangent`; the padding row zero)."""
+        L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
+        parts = [[np.asarray(x) for x in _hermite_tangent(L, rows, pows, d)]
+                 for rows, d in zip((r for _, r, _ in _blocks_of(self.raw)),
+                                    _blocks(self.d_centres(dcoords)))]
+        n = len(self.raw)
+        dP, dG = (np.concatenate([b[i] for b in parts])[:n] for i in range(2))
+        dG = _cut(dG, self.ls, L)
+        return (np.concatenate([dP, np.zeros((1, 3))]),
+                np.concatenate([dG, np.zeros((1,) + dG.shape[1:])]))
+
     def zeros(self):
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
         return [np.zeros_like(self.P), np.zeros_like(self.G)]
@@ -625,6 +675,31 @@ class HermiteRows:
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
             parts.append(_hermite_grad(L, rows, pows, dp, dg, at, natm))
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
+
+    def gradient_tangent(self, d_p, d_g, natm: int, dcoords) -> np.ndarray:
+        """The derivative of :meth:`gradient` (natm, 3) along the nuclear displacement
+        ``dcoords`` at fixed cotangents ``d_p``, ``d_g`` (:func:`_hermite_grad_tangent`)."""
+        parts = []
+        n = len(self.raw)
+        L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
+        d_g = _uncut(d_g[:n], self.ls, L)
+        for (s, rows, at), dc in zip(_blocks_of(self.raw, self.atoms),
+                                     _blocks(self.d_centres(dcoords))):
+            m = min(PAIR_BLOCK, n - s)
+            dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
+            dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
+            parts.append(_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm, dc))
+        return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
+
+
+def _blocks(x):
+    """``x`` (n, ...) in :data:`PAIR_BLOCK`-row blocks, the last one padded with zeros (as
+    :func:`_blocks_of`)."""
+    for s in range(0, len(x), PAIR_BLOCK):
+        out = np.zeros((PAIR_BLOCK,) + x.shape[1:])
+        part = x[s:s + PAIR_BLOCK]
+        out[: len(part)] = part
+        yield out
 
 
 def _cut(g, ls, L):
@@ -730,6 +805,109 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     grad = sum((h.gradient(d_p, d_g, natm_b) for h, (d_p, d_g) in zip(herm, acc)),
                np.zeros((natm_b, 3)))
     return grad[:natm]
+
+
+# ---------------------------------------------------------------------- derivatives along
+# nuclear displacements (Hessians): a class's integrals are linear in each of R, G_bra and
+# G_ket, so their derivative is the same class pieces called three times, each with one of them
+# replaced by its derivative (dR from R one order up, :func:`_r_tangent`; dP, dG from
+# :func:`_hermite_tangent`); no class piece is differentiated.
+def _tangent_rows(tangent, idx):
+    """(dP, dG) of the rows ``idx`` (as :meth:`HermiteRows.rows`), on the device."""
+    return jax.device_put((tangent[0][idx], tangent[1][idx]))
+
+
+def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int):
+    """Per chunk of every class, (class, chunk, R and bra/ket G on the device, and per
+    displacement in ``dcoords`` (k, natm, 3): (R, dR, dG_bra, dG_ket)), with R of the class's
+    order + ``up`` (one Boys/R evaluation per chunk serves every displacement); also yields
+    the pair sets' :class:`HermiteRows` first."""
+    lay = _layout(plan, basis, basis)
+    herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
+    tans = [[h.tangent(d) for d in dcoords] for h in herm]
+    yield herm
+    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    for c in lay.classes:
+        order = sum(_orders(c.ls)) + up
+        for ch in c.chunks:
+            bra, ket = ch.on_device[2:4]
+            (pb, qb, gb), (pk, qk, gk) = herm[c.bra].rows(ch.bra[0]), herm[c.ket].rows(ch.ket[0])
+            r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega)
+            per = []
+            for tb, tk in zip(tans[c.bra], tans[c.ket]):
+                (dqb, dgb), (dqk, dgk) = _tangent_rows(tb, ch.bra[0]), _tangent_rows(tk, ch.ket[0])
+                r, dr = _r_tangent(order, r_up, ((dqb,), bra), ((dqk,), ket))
+                per.append((r, dr, ((dgb,), bra), ((dgk,), ket)))
+            yield c, ch, ((gb,), bra), ((gk,), ket), per
+
+
+def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
+                 nao: int | None = None):
+    """The derivatives d(ij|kl) (nao,)*4 of :func:`eri` along each nuclear displacement in
+    ``dcoords`` (k, natm, 3) (Bohr), one after the other (a generator): the class pieces on
+    (dR, G, G) + (R, dG, G) + (R, G, dG)."""
+    npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
+    cart = basis.layout.cart
+    s8s = [jnp.zeros(npair * (npair + 1) // 2) for _ in dcoords]
+    chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
+    next(chunks)
+    for c, ch, gb, gk, per in chunks:
+        for k, (r, dr, dgb, dgk) in enumerate(per):
+            for args in ((dr, gb, gk), (r, dgb, gk), (r, gb, dgk)):
+                s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
+                                         *ch.on_device[:2])
+    for k in range(len(s8s)):
+        yield _unpack_s8(s8s[k], basis.nao if nao is None else nao)
+        s8s[k] = None
+
+
+def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np.ndarray:
+    """The derivatives (k, natm, 3) of :func:`gradient` (at fixed densities) along each
+    nuclear displacement in ``dcoords`` (k, natm, 3): columns of the Hessian of E2 at fixed
+    densities (Hartree/Bohr^2). The class reverse pass is linear in R (one order up) and, per
+    output, in the G it depends on (dG_bra = (R G_ket) ct^T, dG_ket = R^T (G_bra ct), dP from
+    W = G_bra^T ct G_ket), so its derivative is :func:`_quartets_grad` on (dR, G, G),
+    (R, dG, G) and (R, G, dG), each output taking the terms it depends on; the pair pieces'
+    part is their reverse pass on those derivatives plus their second derivatives at the
+    cotangents (:meth:`HermiteRows.gradient_tangent`)."""
+    nao_b = nao_bucket(basis.nao)
+    cart = basis.layout.cart
+    natm = len(np.asarray(coords))
+    natm_b = bucket(natm, 16)
+    herm = None
+    acc = dacc = None
+
+    def add(target, c, ch, parts):  # parts: per output, the arrays whose sum it is
+        for (d_p, d_g), s, (rows, _) in ((parts[:2], c.bra, ch.bra), (parts[2:], c.ket, ch.ket)):
+            real = rows >= 0
+            for a, xs in zip(target[s], (d_p, d_g)):
+                a[rows[real]] += sum(np.asarray(x) for x in xs)[real]
+
+    for omega, dm_coul, dm_exch, c_exch in terms:
+        dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
+        c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
+        chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 1)
+        herm = next(chunks)
+        if acc is None:
+            acc = [h.zeros() for h in herm]
+            dacc = [[h.zeros() for _ in dcoords] for h in herm]
+        for c, ch, gb, gk, per in chunks:
+            def q(r, b, k, c=c, ch=ch, dms=(dm_coul, dm_exch, c_exch)):
+                return _quartets_grad(c.ls, cart, c.bra == c.ket, r, b, k, ch.on_device[4],
+                                      ch.on_device[1], *dms)
+
+            add(acc, c, ch, [[x] for x in q(per[0][0], gb, gk)])
+            for k, (r, dr, dgb, dgk) in enumerate(per):
+                t1, t2, t3 = q(dr, gb, gk), q(r, dgb, gk), q(r, gb, dgk)
+                tgt = [[h[k][0], h[k][1]] for h in dacc]
+                add(tgt, c, ch, [[t1[0], t2[0], t3[0]], [t1[1], t3[1]],
+                                 [t1[2], t2[2], t3[2]], [t1[3], t2[3]]])
+    out = np.zeros((len(dcoords), natm_b, 3))
+    for s, h in enumerate(herm):
+        for k, dc in enumerate(dcoords):
+            out[k] += h.gradient(*dacc[s][k], natm_b)
+            out[k] += h.gradient_tangent(*acc[s], natm_b, dc)
+    return out[:, :natm]
 
 
 def schwarz(basis: Basis, coords, sets) -> list:
