@@ -6,14 +6,17 @@ into the chunk's shell pairs, are one piece (:func:`_chunk`), keyed by the class
 (:func:`group`: the s, p and d classes share one piece, their cartesian components padded to
 d's), the chunk size :data:`CHUNK` and the bucketed number of nuclei, so a new molecule with up
 to as many atoms compiles nothing new; the reverse pass of sum D (T + V) - sum W S is another
-(:func:`_chunk_grad`). Cheap pieces place a chunk's blocks in (nao, nao) matrices and cut its
-cotangent from D and W (keyed by the bucketed nao). Same formulas and numbers as
-:mod:`.one_electron` (``tests/test_pieces.py``).
+(:func:`_chunk_grad`). For the Hessian, their directional derivatives along a displacement of
+all nuclei are two more (:func:`_chunk_tangent`, forward mode, and :func:`_chunk_hvp`, forward
+over reverse, exact to second order). Cheap pieces place a chunk's blocks in (nao, nao)
+matrices and cut its cotangent from D and W (keyed by the bucketed nao). Same formulas and
+numbers as :mod:`.one_electron` (``tests/test_pieces.py``, ``tests/test_one_electron_tangent.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 
 import jax
@@ -111,6 +114,75 @@ def _chunk_grad(L, rows, local, nuclei, charges, pows, ct, atoms, natm):
         return jnp.sum(_with_coef(pp, s, t, v) * ct[local])
 
     d_centres, d_nuc = jax.grad(f, argnums=(0, 1))(rows[:, 2:8], nuclei)
+    return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
+
+
+def _stv(L, rows, nuclei, charges, pows, r_of):
+    """S, T and V (B, 3, ncart(L)^2) of each primitive pair of raw ``rows``, coefficients
+    included, not summed into shell pairs; ``r_of(pp, nuclei)``: -2 pi / p R_{tuv}(p, P - C)
+    (B, natm, nherm(2L)) (:func:`_nuclear_r`, or a Taylor expansion of it)."""
+    pp = prim_pairs_of(rows)
+    s, t, e3 = _overlap_kinetic_hermite(L, pp, pows)
+    v = jnp.einsum("pabh,pch,c->pab", e3, r_of(pp, nuclei), charges)[:, None]
+    return _with_coef(pp, s, t, v)
+
+
+@piece((0,))
+def _chunk_tangent(L, rows, local, nuclei, charges, pows, atoms, dnuc):
+    """d/de (B, 3, ncart(L)^2) of :func:`_chunk`'s S, T and V (a.u. per Bohr) with every
+    nucleus moved along ``dnuc`` (natm, 3): the nuclei by e dnuc, each primitive pair's centres A
+    and B by e dnuc[atoms] (``atoms`` (B, 2)). Forward mode; R's custom JVP is exact."""
+    def f(centres, nuc):
+        return _stv(L, rows.at[:, 2:8].set(centres), nuc, charges, pows,
+                    lambda pp, c: _nuclear_r(2 * L, pp, c))
+
+    dot = jax.jvp(f, (rows[:, 2:8], nuclei), (dnuc[atoms].reshape(-1, 6), dnuc))[1]
+    return jax.ops.segment_sum(dot, local, num_segments=dot.shape[0])
+
+
+@functools.cache
+def _r_up(L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of R of order L + 2 (:func:`.hermite.hermite_indices` order) one order up
+    (3, nherm(L)) and two orders up (3, 3, nherm(L)) from each (t, u, v) of order <= L:
+    (t, u, v) + 1_x and (t, u, v) + 1_x + 1_y."""
+    tuv, pos = hermite.hermite_indices(L), hermite.hermite_position(L + 2)
+    one = np.eye(3, dtype=np.int64)
+
+    def at(shift):
+        idx = tuv + shift
+        return pos[idx[:, 0], idx[:, 1], idx[:, 2]]
+
+    up = np.stack([at(one[x]) for x in range(3)])
+    return up, np.stack([np.stack([at(one[x] + one[y]) for y in range(3)]) for x in range(3)])
+
+
+@piece((0,))
+def _chunk_hvp(L, rows, local, nuclei, charges, pows, ct, atoms, dnuc):
+    """d/de (natm, 3) of :func:`_chunk_grad` (the gradient of sum ct * (S, T, V) over a chunk)
+    with every nucleus moved along ``dnuc`` (natm, 3) (its centres with it, ``atoms`` (B, 2)):
+    the Hessian of sum ct * (S, T, V) times dnuc (a.u. per Bohr^2 times Bohr), at fixed ``ct``.
+
+    Forward over reverse through the E expansion only: R two orders up, computed once, enters
+    as its second-order Taylor expansion in X = P - C about the current geometry,
+    R_tuv + sum_x R_{tuv+1_x} dX_x + 1/2 sum_xy R_{tuv+1_x+1_y} dX_x dX_y (same value, exact first
+    and second derivatives)."""
+    nh = len(hermite.hermite_indices(2 * L))
+    r2 = jax.lax.stop_gradient(_nuclear_r(2 * L + 2, prim_pairs_of(rows), nuclei))
+    up, up2 = _r_up(2 * L)
+    r0, r_up, r_up2 = r2[..., :nh], r2[..., up], r2[..., up2]  # (B, natm, [3, [3,]] nh)
+
+    def r_of(pp, nuc):
+        x = pp.P[:, None, :] - nuc[None]
+        dx = x - jax.lax.stop_gradient(x)
+        return (r0 + jnp.einsum("pcxh,pcx->pch", r_up, dx)
+                + 0.5 * jnp.einsum("pcxyh,pcx,pcy->pch", r_up2, dx, dx))
+
+    def f(centres, nuc):
+        return jnp.sum(_stv(L, rows.at[:, 2:8].set(centres), nuc, charges, pows, r_of) * ct[local])
+
+    grad = jax.grad(f, argnums=(0, 1))
+    d_centres, d_nuc = jax.jvp(grad, (rows[:, 2:8], nuclei),
+                               (dnuc[atoms].reshape(-1, 6), dnuc))[1]
     return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
 
 
@@ -230,3 +302,41 @@ def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.
                                      atoms[ch.ip], natm_b))
     grad = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
     return grad[: len(np.asarray(coords))]
+
+
+def matrices_tangent(basis: Basis, coords, charges, dcoords) -> jax.Array:
+    """d/de of :func:`padded_matrices` at ``coords + e dcoords`` (``dcoords`` (natm, 3), Bohr):
+    (3, nao_b, nao_b) dS, dT, dV (a.u. per Bohr times Bohr), the basis functions moving with
+    their atoms and the nuclei of V too. Through :func:`_chunk_tangent` and :func:`_place`
+    (linear)."""
+    nuc, z, _ = _nuclei(coords, charges)
+    dnuc = _nuclei(dcoords, charges)[0]  # padding nuclei do not move
+    nao_b = nao_bucket(basis.nao)
+    mats = jnp.asarray(np.zeros((3, nao_b, nao_b)))
+    for c in _layout(basis):
+        raw, atoms = raw_pairs(basis, coords, c.pairs)
+        for ch in c.chunks:
+            blocks = _chunk_tangent(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows,
+                                    atoms[ch.ip], dnuc)
+            mats = _place(mats, blocks, ch.meta, c.trans)
+    return mats
+
+
+def gradient_tangent(basis: Basis, coords, charges, dm, w, dcoords) -> np.ndarray:
+    """d/de (natm, 3) of :func:`gradient` at ``coords + e dcoords`` (Bohr), fixed symmetric
+    ``dm`` and ``w``: sum_B d^2 E1 / dR_A dR_B dcoords_B with E1 = sum D (T + V) - sum W S
+    (Hartree/Bohr^2 times Bohr), one column of E1's Hessian for a unit ``dcoords``. Through
+    :func:`_chunk_hvp`, summed on the host."""
+    nuc, z, natm_b = _nuclei(coords, charges)
+    dnuc = _nuclei(dcoords, charges)[0]
+    nao_b = nao_bucket(basis.nao)
+    dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
+    parts = []
+    for c in _layout(basis):
+        raw, atoms = raw_pairs(basis, coords, c.pairs)
+        for ch in c.chunks:
+            ct = _cotangent(ch.meta, dm, w, c.trans)
+            parts.append(_chunk_hvp(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows, ct,
+                                    atoms[ch.ip], dnuc))
+    out = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
+    return out[: len(np.asarray(coords))]

@@ -1,0 +1,157 @@
+"""The analytic Hartree-Fock Hessian driven from Python through compiled pieces.
+
+:func:`dftad.properties.hessian` differentiates the whole calculation twice as one program per
+molecule (forward over reverse through every integral class: ~2 minutes of compiling for water
+in def2-SVP). Here the same Hessian is assembled from pieces every molecule shares, column by
+column (one nuclear displacement y at a time), as in PySCF's ``hessian.rhf``:
+
+    d^2E/dx dy = d/dy g_x(R; D, W)                        (the integrals' second derivatives)
+               + dg_x/dD [dD/dy] + dg_x/dW [dW/dy]        (the response of the density)
+               + d^2E_nuc/dx dy
+
+with g_x(R; D, W) = sum D dh/dx + sum Gamma(D) d(ij|kl)/dx - sum W dS/dx the gradient at fixed
+densities (:func:`dftad.forces.gradient_stepwise`'s terms). The first term is the derivative of
+the gradient pieces (:func:`.integrals.eri_pieces.gradient_tangents`,
+:func:`.integrals.one_electron_pieces.gradient_tangent`); the response comes from the coupled-
+perturbed Hartree-Fock (CPHF) equations, with the first-order Fock matrix
+F^y = h^y + J[D](eri^y) - 1/2 K[D](eri^y) built from the integrals' derivatives
+(:func:`.integrals.eri_pieces.eri_tangents`, :func:`.integrals.one_electron_pieces.
+matrices_tangent`) and the orbital Hessian applied through the SCF's J/K piece. The gradient is
+linear in D and W except for Gamma, which is quadratic in D: its derivative is
+(g2(D + dD) - g2(D - dD)) / 2 exactly.
+
+Closed-shell Hartree-Fock (no semilocal XC, no dispersion), incore ERIs. Hartree/Bohr^2.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from . import scf_pieces
+from .forces import _eri_terms
+from .integrals import eri_pieces, one_electron_pieces
+from .jk import IncoreJK
+from .setup import Setup
+
+
+def supported(setup: Setup) -> bool:
+    """Whether :func:`hessian` handles ``setup``: restricted Hartree-Fock (or exact exchange
+    alone), incore ERIs, no dispersion correction."""
+    return (setup.occupation.restricted and not setup.semilocal
+            and isinstance(setup.jk, IncoreJK) and setup.disp is None)
+
+
+def nuclear_hessian(coords, charges) -> np.ndarray:
+    """d^2 E_nuc / dR_Ai dR_Bj (natm, 3, natm, 3) of E_nuc = sum_{A<B} Z_A Z_B / R_AB:
+    -Z_A Z_B (3 d d^T - R^2 1) / R^5 for A != B (d = R_A - R_B), minus their row sum on the
+    diagonal blocks."""
+    r = np.asarray(coords, dtype=np.float64)
+    z = np.asarray(charges, dtype=np.float64)
+    natm = len(r)
+    d = r[:, None, :] - r[None, :, :]
+    dist = np.linalg.norm(d, axis=-1)
+    np.fill_diagonal(dist, 1.0)
+    zz = z[:, None] * z[None, :]
+    np.fill_diagonal(zz, 0.0)
+    blocks = -zz[..., None, None] * (3 * d[..., :, None] * d[..., None, :]
+                                      - (dist**2)[..., None, None] * np.eye(3)) / dist[..., None,
+                                                                                       None]**5
+    out = blocks.copy()
+    out[np.arange(natm), np.arange(natm)] = -blocks.sum(axis=1)
+    return out.transpose(0, 2, 1, 3)
+
+
+def hessian(setup: Setup, coords, result=None, cphf_tol: float = 1e-10) -> np.ndarray:
+    """d^2E/dR_Ai dR_Bj (natm, 3, natm, 3) (Hartree/Bohr^2) at ``coords`` (Bohr), from the
+    converged SCF ``result`` (:func:`dftad.energy.kernel_stepwise`'s; run here when None).
+    ``cphf_tol``: the CPHF residual's norm relative to its right-hand side's."""
+    if not supported(setup):
+        raise NotImplementedError(
+            "the Hessian through pieces is for closed-shell Hartree-Fock with incore ERIs and "
+            "no dispersion; use dftad.properties.hessian")
+    coords = np.asarray(coords, dtype=np.float64)
+    prob = scf_pieces.Problem(setup, jax.device_put(coords))
+    if result is None:
+        result = scf_pieces.iterate(prob)[0]
+    if not bool(result.scf.converged):
+        raise RuntimeError("the SCF did not converge: no Hessian")
+    basis, plan = setup.basis, setup.jk.plan
+    charges = np.asarray(setup.charges, dtype=np.float64)
+    omegas = prob.omegas
+    natm = len(coords)
+    mo_c = np.asarray(result.scf.mo_coeff)
+    mo_e = np.asarray(result.scf.mo_energy)
+    occ = np.asarray(result.scf.mo_occ) > 0
+    c_o, c_v, e_o, e_v = mo_c[:, occ], mo_c[:, ~occ], mo_e[occ], mo_e[~occ]
+    dm = 2.0 * c_o @ c_o.T
+    w = 2.0 * (c_o * e_o) @ c_o.T
+    terms = _eri_terms(setup, dm)
+
+    def g_of(x, tensors=prob.tensors):  # J[X] - 1/2 K_tot[X] (symmetric X)
+        vj, vk = scf_pieces._jk(False, tensors, prob.pad(x), prob.weights)
+        return prob.cut(vj) - 0.5 * prob.cut(vk)
+
+    def g2(d):
+        return eri_pieces.gradient(plan, basis, coords, _eri_terms(setup, d))
+
+    hess = np.zeros((natm, 3, natm, 3))
+    for a in range(natm):
+        dcs = np.zeros((3, natm, 3))
+        dcs[np.arange(3), a, np.arange(3)] = 1.0
+        s1, f1 = [], []
+        tangents = [eri_pieces.eri_tangents(plan, basis, coords, dcs, w_, prob.nao_b)
+                    for w_ in omegas]
+        for dc in dcs:
+            mats = prob.cut(one_electron_pieces.matrices_tangent(basis, coords, charges, dc))
+            s1.append(mats[0])
+            f1.append(mats[1] + mats[2] + g_of(dm, tuple(next(t) for t in tangents)))
+        explicit = eri_pieces.gradient_tangents(plan, basis, coords, terms, dcs)
+        for k, dc in enumerate(dcs):
+            d1, w1 = _response(f1[k], s1[k], c_o, c_v, e_o, e_v, g_of, cphf_tol)
+            col = explicit[k] + one_electron_pieces.gradient_tangent(basis, coords, charges, dm,
+                                                                     w, dc)
+            col = col + one_electron_pieces.gradient(basis, coords, charges, d1, w1)
+            col = col + 0.5 * (g2(dm + d1) - g2(dm - d1))
+            hess[a, k] = col
+    return hess + nuclear_hessian(coords, charges)
+
+
+def _response(f1, s1, c_o, c_v, e_o, e_v, g_of, tol):
+    """(dD, dW) (AO) of a closed-shell SCF for the first-order Fock matrix ``f1`` (at fixed
+    density) and overlap ``s1``: the CPHF equations
+
+        (e_a - e_i) U_ai + [C^T G[dD] C]_ai = -F1_ai + e_i S1_ai,   U_ij = -S1_ij / 2,
+        dD = 2 (C U_o C_o^T + C_o (C U_o)^T),   G[X] = J[X] - K[X] / 2,
+
+    solved for U_ai by conjugate gradients (the orbital Hessian of a stable RHF is positive
+    definite), and dW = 2 (C U_o e C_o^T + C_o e (C U_o)^T + C_o de C_o^T) with
+    de_ij = F1_ij + G[dD]_ij - S1_ij (e_i + e_j) / 2 (F1, S1 in the MO basis)."""
+    nv, no = len(e_v), len(e_o)
+    fo, so = c_o.T @ f1 @ c_o, c_o.T @ s1 @ c_o
+    u_oo = -0.5 * so
+    dd_oo = 2.0 * c_o @ (u_oo + u_oo.T) @ c_o.T
+    rhs = -(c_v.T @ f1 @ c_o) + (c_v.T @ s1 @ c_o) * e_o - c_v.T @ g_of(dd_oo) @ c_o
+    denom = e_v[:, None] - e_o[None, :]
+
+    def dd_vo(u):
+        x = c_v @ u @ c_o.T
+        return 2.0 * (x + x.T)
+
+    def apply(v):
+        u = v.reshape(nv, no)
+        return (denom * u + c_v.T @ g_of(dd_vo(u)) @ c_o).ravel()
+
+    op = spla.LinearOperator((nv * no,) * 2, matvec=apply, dtype=np.float64)
+    pre = spla.LinearOperator((nv * no,) * 2, matvec=lambda v: v / denom.ravel(),
+                              dtype=np.float64)
+    u_vo, info = spla.cg(op, rhs.ravel(), rtol=tol, atol=0.0, M=pre, maxiter=200)
+    if info != 0:
+        raise RuntimeError(f"CPHF did not converge (scipy cg info {info})")
+    u_vo = u_vo.reshape(nv, no)
+    d1 = dd_oo + dd_vo(u_vo)
+    cu = c_o @ u_oo + c_v @ u_vo  # C U_o (nao, nocc)
+    de = fo + c_o.T @ g_of(d1) @ c_o - 0.5 * so * (e_o[:, None] + e_o[None, :])
+    w1 = 2.0 * ((cu * e_o) @ c_o.T + (c_o * e_o) @ cu.T + c_o @ de @ c_o.T)
+    return d1, w1
