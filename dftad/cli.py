@@ -310,7 +310,7 @@ def _print_energy(mol, out, stab):
 
 
 def _second_derivatives(setup, coords):
-    """:func:`dftad.properties.second_derivatives_by_atom` with a progress bar over the atoms
+    """:func:`dftad.properties.second_derivatives_stepwise` with a progress bar over the atoms
     on stderr (on a terminal; the first step includes the SCF and, on first use, compiling)."""
     from tqdm import tqdm
 
@@ -318,7 +318,7 @@ def _second_derivatives(setup, coords):
 
     with tqdm(total=len(coords), desc="Hessian", unit="atom", file=sys.stderr, disable=None,
               dynamic_ncols=True) as bar:
-        return properties.second_derivatives_by_atom(
+        return properties.second_derivatives_stepwise(
             setup, coords, progress=lambda done, total: bar.update(done - bar.n))
 
 

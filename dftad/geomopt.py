@@ -369,10 +369,11 @@ def _check_constraints(geometric, gmol, text: str) -> None:
 
 
 def _hessian(setup: Setup, coords) -> np.ndarray:
-    """The AD Hessian (natm, 3, natm, 3), Hartree/Bohr^2, through the implicit SCF, one atom's
-    displacements at a time (:func:`dftad.properties.second_derivatives_by_atom`: ethanol
-    HF/def2-SVP peaks at 5.7 GB where the one-program Hessian takes 22.3 GB)."""
-    d = properties.second_derivatives_by_atom(setup, jnp.asarray(coords))
+    """The analytic Hessian (natm, 3, natm, 3), Hartree/Bohr^2, one atom's displacements at a
+    time (:func:`dftad.properties.second_derivatives_stepwise`: through pieces for closed-shell
+    Hartree-Fock, else by AD through the implicit SCF, where ethanol HF/def2-SVP peaks at
+    5.7 GB and the one-program Hessian at 22.3 GB)."""
+    d = properties.second_derivatives_stepwise(setup, jnp.asarray(coords))
     if not bool(d.result.converged):
         raise SCFNotConverged(f"SCF did not converge (|[F,D]| "
                               f"{float(d.result.scf.grad_norm):.1e}) where the Hessian is taken")

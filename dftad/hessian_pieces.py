@@ -26,13 +26,15 @@ Closed-shell Hartree-Fock (no semilocal XC, no dispersion), incore ERIs. Hartree
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from . import scf_pieces
+from . import forces, scf_pieces
 from .forces import _eri_terms
-from .integrals import eri_pieces, one_electron_pieces
+from .integrals import eri_pieces, one_electron, one_electron_pieces
 from .jk import IncoreJK
+from .properties import SecondDerivatives, dipole
 from .setup import Setup
 
 
@@ -67,19 +69,59 @@ def hessian(setup: Setup, coords, result=None, cphf_tol: float = 1e-10) -> np.nd
     """d^2E/dR_Ai dR_Bj (natm, 3, natm, 3) (Hartree/Bohr^2) at ``coords`` (Bohr), from the
     converged SCF ``result`` (:func:`dftad.energy.kernel_stepwise`'s; run here when None).
     ``cphf_tol``: the CPHF residual's norm relative to its right-hand side's."""
+    return _hessian(setup, coords, result, cphf_tol)[0]
+
+
+def second_derivatives(setup: Setup, coords, progress=None,
+                       cphf_tol: float = 1e-10) -> SecondDerivatives:
+    """:func:`dftad.properties.second_derivatives` (energy, gradient, dipole, Hessian, dipole
+    derivatives) through pieces: the SCF and the gradient as :func:`dftad.run` computes them,
+    the Hessian by :func:`hessian`, d mu/dR = (d mu/dR at fixed D) - sum dD/dR <m|r|n> with the
+    CPHF's dD. ``progress(done, natm)`` after each atom's displacements. Where the SCF did not
+    converge, the derivatives are NaN (as :func:`dftad.properties.second_derivatives_by_atom`)."""
+    coords = jax.device_put(np.asarray(coords, dtype=np.float64))
+    prob = scf_pieces.Problem(setup, coords) if supported(setup) else None
+    res = scf_pieces.iterate(prob)[0] if prob is not None else None
+    natm = coords.shape[0]
+    if res is not None and not bool(res.converged):
+        shapes = (natm, 3), (3,), (natm, 3, natm, 3), (3, natm, 3)
+        return SecondDerivatives(res, *(jnp.full(n, jnp.nan) for n in shapes))
+    hess, d1 = _hessian(setup, coords, res, cphf_tol, progress, prob)
+    grad = forces.gradient_stepwise(setup, coords, res.scf)
+    mu, r, dmu = _dipole_terms(setup, coords, res.scf.dm)
+    dmu = np.asarray(dmu) - np.einsum("xij,yij->xy", np.asarray(r), d1).reshape(3, natm, 3)
+    return SecondDerivatives(res, jnp.asarray(grad), mu, jnp.asarray(hess), jnp.asarray(dmu))
+
+
+@jax.jit
+def _dipole_terms(setup: Setup, coords, dm):
+    """(mu, <m|r|n> (3, nao, nao), d mu/dR at fixed ``dm`` (3, natm, 3)): one small program per
+    molecule."""
+    r = one_electron.multipole(setup.basis, coords, 1)
+    return dipole(setup, coords, dm), r, jax.jacfwd(dipole, argnums=1)(setup, coords, dm)
+
+
+def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
+    """(:func:`hessian`, dD/dy (3 natm, nao, nao) per displacement y); ``prob``: the SCF's
+    :class:`dftad.scf_pieces.Problem` at ``coords`` if at hand (its ERIs)."""
     if not supported(setup):
         raise NotImplementedError(
             "the Hessian through pieces is for closed-shell Hartree-Fock with incore ERIs and "
             "no dispersion; use dftad.properties.hessian")
+    progress = progress or (lambda done, total: None)
     coords = np.asarray(coords, dtype=np.float64)
-    prob = scf_pieces.Problem(setup, jax.device_put(coords))
+    if prob is None:
+        prob = scf_pieces.Problem(setup, jax.device_put(coords))
     if result is None:
         result = scf_pieces.iterate(prob)[0]
+    # the NumPy work below (CPHF) must not run beside XLA's LAPACK calls (the orthogonaliser's
+    # eigh in a problem just made): concurrent OpenBLAS calls from two threads have failed
+    # later eigh calls with "Internal Error"
+    jax.block_until_ready((prob.s1e, prob.x, prob.tensors))
     if not bool(result.scf.converged):
         raise RuntimeError("the SCF did not converge: no Hessian")
     basis, plan = setup.basis, setup.jk.plan
     charges = np.asarray(setup.charges, dtype=np.float64)
-    omegas = prob.omegas
     natm = len(coords)
     mo_c = np.asarray(result.scf.mo_coeff)
     mo_e = np.asarray(result.scf.mo_energy)
@@ -93,29 +135,32 @@ def hessian(setup: Setup, coords, result=None, cphf_tol: float = 1e-10) -> np.nd
         vj, vk = scf_pieces._jk(False, tensors, prob.pad(x), prob.weights)
         return prob.cut(vj) - 0.5 * prob.cut(vk)
 
-    def g2(d):
-        return eri_pieces.gradient(plan, basis, coords, _eri_terms(setup, d))
-
-    hess = np.zeros((natm, 3, natm, 3))
-    for a in range(natm):
-        dcs = np.zeros((3, natm, 3))
-        dcs[np.arange(3), a, np.arange(3)] = 1.0
-        s1, f1 = [], []
-        tangents = [eri_pieces.eri_tangents(plan, basis, coords, dcs, w_, prob.nao_b)
-                    for w_ in omegas]
-        for dc in dcs:
+    dcs = np.eye(3 * natm).reshape(3 * natm, natm, 3)  # the displacements, atom by atom
+    s1, f1, d1, w1, explicit = [], [], [], [], []
+    for a in range(natm):  # an atom's three displacements at a time
+        part = dcs[3 * a: 3 * a + 3]
+        # dS/dy, and dF/dy at fixed density: h^y + J^y[D] - K^y[D] / 2
+        tangents = [eri_pieces.eri_tangents(plan, basis, coords, part, omega, prob.nao_b)
+                    for omega in prob.omegas]
+        for dc in part:
             mats = prob.cut(one_electron_pieces.matrices_tangent(basis, coords, charges, dc))
             s1.append(mats[0])
             f1.append(mats[1] + mats[2] + g_of(dm, tuple(next(t) for t in tangents)))
-        explicit = eri_pieces.gradient_tangents(plan, basis, coords, terms, dcs)
-        for k, dc in enumerate(dcs):
-            d1, w1 = _response(f1[k], s1[k], c_o, c_v, e_o, e_v, g_of, cphf_tol)
-            col = explicit[k] + one_electron_pieces.gradient_tangent(basis, coords, charges, dm,
-                                                                     w, dc)
-            col = col + one_electron_pieces.gradient(basis, coords, charges, d1, w1)
-            col = col + 0.5 * (g2(dm + d1) - g2(dm - d1))
-            hess[a, k] = col
-    return hess + nuclear_hessian(coords, charges)
+            d, ww = _response(f1[-1], s1[-1], c_o, c_v, e_o, e_v, g_of, cphf_tol)
+            d1.append(d)
+            w1.append(ww)
+        # d/dy g_x at fixed densities (the integrals' second derivatives)
+        part_ex = eri_pieces.gradient_tangents(plan, basis, coords, terms, part)
+        for k, dc in enumerate(part):
+            explicit.append(part_ex[k] + one_electron_pieces.gradient_tangent(
+                basis, coords, charges, dm, w, dc))
+        progress(a + 1, natm)
+    # dg_x/dD [dD] + dg_x/dW [dW] = sum dD F^x - sum dW S^x: the gradient is linear in W, and
+    # Gamma's derivative along dD contracts the integrals' derivative to G^x[D] (F^x's part)
+    f1, s1, d1, w1 = (np.asarray(x) for x in (f1, s1, d1, w1))
+    hess = (np.asarray(explicit).reshape(3 * natm, 3 * natm)
+            + np.einsum("xij,yij->yx", f1, d1) - np.einsum("xij,yij->yx", s1, w1))
+    return hess.reshape(natm, 3, natm, 3) + nuclear_hessian(coords, charges), d1
 
 
 def _response(f1, s1, c_o, c_v, e_o, e_v, g_of, tol):

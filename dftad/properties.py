@@ -84,6 +84,19 @@ def _first(setup: Setup, xc_params, start=None):
     return first
 
 
+def second_derivatives_stepwise(setup: Setup, coords, progress=None) -> SecondDerivatives:
+    """What ``dftad frequencies`` and geometry optimization's exact Hessians compute, driven
+    from Python (``progress(done, natm)`` after each atom): closed-shell Hartree-Fock through
+    pieces every molecule shares (:func:`dftad.hessian_pieces.second_derivatives`: analytic
+    second-derivative integrals and CPHF, ~25 s of compiling for water in def2-SVP against
+    ~2 minutes here), anything else by :func:`second_derivatives_by_atom`."""
+    from . import hessian_pieces
+
+    if hessian_pieces.supported(setup):
+        return hessian_pieces.second_derivatives(setup, coords, progress)
+    return second_derivatives_by_atom(setup, coords, progress)
+
+
 def second_derivatives_by_atom(setup: Setup, coords, progress=None) -> SecondDerivatives:
     """:func:`second_derivatives` driven from Python one atom at a time, so that a long
     calculation reports its progress: ``progress(done, natm)`` after each atom.

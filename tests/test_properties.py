@@ -41,17 +41,19 @@ def optimize(setup, coords, gtol=1e-7):
 
 
 def test_water_hf_321g_against_cccbdb_and_pyscf():
-    """Optimize water at HF/3-21G; Hessian (atom by atom, as the CLI computes it) vs
-    pyscf.hessian.rhf (1e-5), frequencies vs the CCCBDB (3 cm-1), dipole vs the CCCBDB (0.01 D)
-    and PySCF (1e-5 a.u.). The one-program Hessian: test_dft_hessian and the tutorial (slow)."""
+    """Optimize water at HF/3-21G; Hessian (as the CLI computes it: through pieces for
+    closed-shell HF, atom by atom) vs pyscf.hessian.rhf (1e-5), frequencies vs the CCCBDB
+    (3 cm-1), dipole vs the CCCBDB (0.01 D) and PySCF (1e-5 a.u.). The one-program Hessian:
+    test_dft_hessian and the tutorial (slow); the pieces' Hessian more tightly:
+    test_hessian_pieces."""
     ref = json.loads((REFERENCE / "cccbdb_water_hf_3-21g.json").read_text())
     mol = dftad.load("water")
     setup = dftad.build(mol, "3-21g", "hf", **TIGHT)
     coords = optimize(setup, mol.coords)
 
     done = []  # the path of `dftad frequencies`: one atom's displacements at a time
-    d = properties.second_derivatives_by_atom(setup, jnp.asarray(coords),
-                                              progress=lambda k, n: done.append((k, n)))
+    d = properties.second_derivatives_stepwise(setup, jnp.asarray(coords),
+                                               progress=lambda k, n: done.append((k, n)))
     assert done == [(1, 3), (2, 3), (3, 3)]
     hess, dmu = np.asarray(d.hessian), d.dipole_derivative
     assert np.abs(np.asarray(d.gradient)).max() < 1e-6  # the optimized geometry

@@ -205,14 +205,18 @@ def _hermite_r(L, bra, ket, omega):
 
 @piece((0,))
 def _r_tangent(L, r_up, bra_dp, ket_dp):
-    """(R, dR) (B, nherm(L)) of order L from :func:`_hermite_r` of order L + 1 (``r_up``) and
-    the derivatives dP, dQ of the quartets' centres (``bra_dp``, ``ket_dp``: (dP of the
-    distinct pairs,), each quartet's row): R_tuv depends on P - Q alone, and
-    dR_tuv/dX_x = R_{t+1_x} (the prefactor does not depend on the centres), so
-    dR_tuv = sum_x R_{t+1_x} (dP - dQ)_x."""
-    d = _expand(bra_dp)[0] - _expand(ket_dp)[0]  # (B, 3)
+    """(R, (dR per displacement,)) (B, nherm(L)) of order L from :func:`_hermite_r` of order
+    L + 1 (``r_up``) and the derivatives dP, dQ of the quartets' centres along each
+    displacement (``bra_dp``, ``ket_dp``: (dP of the distinct pairs per displacement (a
+    tuple), each quartet's row)): R_tuv depends on P - Q alone, and dR_tuv/dX_x = R_{t+1_x}
+    (the prefactor does not depend on the centres), so dR_tuv = sum_x R_{t+1_x} (dP - dQ)_x."""
     up = np.stack([_r_columns(L, 0, x)[:, 0] for x in range(3)])  # (3, nherm(L))
-    return r_up[:, : up.shape[1]], jnp.einsum("cxn,cx->cn", r_up[:, up], d)
+    r_x = r_up[:, up]
+    out = []
+    for db, dk in zip(bra_dp[0], ket_dp[0]):
+        d = db[bra_dp[1]] - dk[ket_dp[1]]  # (B, 3)
+        out.append(jnp.einsum("cxn,cx->cn", r_x, d))
+    return r_up[:, : up.shape[1]], tuple(out)
 
 
 def _signed_ket(ket_g, lcd):
@@ -305,6 +309,23 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
         return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
 
     return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
+
+
+@piece((0, 1, 2))
+def _quartets_grad_tangent(ls, cart, same_set, r1, dr1, bra_g, dbra_g, ket_g, dket_g, local,
+                           meta, dm_coul, dm_exch, c_exch):
+    """The derivatives of :func:`_quartets_grad`'s four outputs at fixed densities along each
+    of a few displacements (``dr1``: dR per displacement, ``dbra_g``, ``dket_g``: (dG of the
+    distinct pairs per displacement,)): per displacement, a tuple like its outputs. Forward mode
+    (the outputs are linear in R and, each, in the G it depends on), the primal pass shared."""
+    def f(r, gb, gk):
+        return _quartets_grad.fun(ls, cart, same_set, r, ((gb,), bra_g[1]), ((gk,), ket_g[1]),
+                                  local, meta, dm_coul, dm_exch, c_exch)
+
+    prim = (r1, bra_g[0][0], ket_g[0][0])
+    tangents = (jnp.stack(dr1), jnp.stack(dbra_g[0]), jnp.stack(dket_g[0]))
+    out = jax.vmap(lambda t: jax.jvp(f, prim, t)[1])(tangents)
+    return tuple(tuple(x[k] for x in out) for k in range(len(dr1)))
 
 
 def _transforms(ls, cart):
@@ -811,17 +832,17 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
 # nuclear displacements (Hessians): a class's integrals are linear in each of R, G_bra and
 # G_ket, so their derivative is the same class pieces called three times, each with one of them
 # replaced by its derivative (dR from R one order up, :func:`_r_tangent`; dP, dG from
-# :func:`_hermite_tangent`); no class piece is differentiated.
+# :func:`_hermite_tangent`); the reverse pass's derivative is its forward mode.
 def _tangent_rows(tangent, idx):
     """(dP, dG) of the rows ``idx`` (as :meth:`HermiteRows.rows`), on the device."""
     return jax.device_put((tangent[0][idx], tangent[1][idx]))
 
 
 def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int):
-    """Per chunk of every class, (class, chunk, R and bra/ket G on the device, and per
-    displacement in ``dcoords`` (k, natm, 3): (R, dR, dG_bra, dG_ket)), with R of the class's
-    order + ``up`` (one Boys/R evaluation per chunk serves every displacement); also yields
-    the pair sets' :class:`HermiteRows` first."""
+    """Per chunk of every class, (class, chunk, R, bra G, ket G, (dR,), (dG_bra,), (dG_ket,))
+    on the device, the derivatives one per displacement in ``dcoords`` (k, natm, 3), R of the
+    class's order + ``up`` (one Boys/R evaluation per chunk serves every displacement); the
+    pair sets' :class:`HermiteRows` first."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
@@ -833,12 +854,12 @@ def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int
             bra, ket = ch.on_device[2:4]
             (pb, qb, gb), (pk, qk, gk) = herm[c.bra].rows(ch.bra[0]), herm[c.ket].rows(ch.ket[0])
             r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega)
-            per = []
-            for tb, tk in zip(tans[c.bra], tans[c.ket]):
-                (dqb, dgb), (dqk, dgk) = _tangent_rows(tb, ch.bra[0]), _tangent_rows(tk, ch.ket[0])
-                r, dr = _r_tangent(order, r_up, ((dqb,), bra), ((dqk,), ket))
-                per.append((r, dr, ((dgb,), bra), ((dgk,), ket)))
-            yield c, ch, ((gb,), bra), ((gk,), ket), per
+            tb = [_tangent_rows(t, ch.bra[0]) for t in tans[c.bra]]
+            tk = [_tangent_rows(t, ch.ket[0]) for t in tans[c.ket]]
+            r, dr = _r_tangent(order, r_up, (tuple(t[0] for t in tb), bra),
+                               (tuple(t[0] for t in tk), ket))
+            yield (c, ch, r, ((gb,), bra), ((gk,), ket), dr, (tuple(t[1] for t in tb), bra),
+                   (tuple(t[1] for t in tk), ket))
 
 
 def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
@@ -851,9 +872,9 @@ def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
     s8s = [jnp.zeros(npair * (npair + 1) // 2) for _ in dcoords]
     chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
     next(chunks)
-    for c, ch, gb, gk, per in chunks:
-        for k, (r, dr, dgb, dgk) in enumerate(per):
-            for args in ((dr, gb, gk), (r, dgb, gk), (r, gb, dgk)):
+    for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
+        for k, (dr, dgb, dgk) in enumerate(zip(drs, dgbs[0], dgks[0])):
+            for args in ((dr, gb, gk), (r, ((dgb,), gb[1]), gk), (r, gb, ((dgk,), gk[1]))):
                 s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
                                          *ch.on_device[:2])
     for k in range(len(s8s)):
@@ -864,12 +885,10 @@ def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
 def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np.ndarray:
     """The derivatives (k, natm, 3) of :func:`gradient` (at fixed densities) along each
     nuclear displacement in ``dcoords`` (k, natm, 3): columns of the Hessian of E2 at fixed
-    densities (Hartree/Bohr^2). The class reverse pass is linear in R (one order up) and, per
-    output, in the G it depends on (dG_bra = (R G_ket) ct^T, dG_ket = R^T (G_bra ct), dP from
-    W = G_bra^T ct G_ket), so its derivative is :func:`_quartets_grad` on (dR, G, G),
-    (R, dG, G) and (R, G, dG), each output taking the terms it depends on; the pair pieces'
-    part is their reverse pass on those derivatives plus their second derivatives at the
-    cotangents (:meth:`HermiteRows.gradient_tangent`)."""
+    densities (Hartree/Bohr^2): the class reverse pass differentiated in forward mode
+    (:func:`_quartets_grad_tangent`, every displacement in one call; dR from R two orders up),
+    then the pair pieces' reverse pass on those derivatives plus their second derivatives at
+    the cotangents (:meth:`HermiteRows.gradient_tangent`)."""
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
     natm = len(np.asarray(coords))
@@ -877,11 +896,11 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
     herm = None
     acc = dacc = None
 
-    def add(target, c, ch, parts):  # parts: per output, the arrays whose sum it is
-        for (d_p, d_g), s, (rows, _) in ((parts[:2], c.bra, ch.bra), (parts[2:], c.ket, ch.ket)):
+    def add(target, c, ch, d):  # the pair-data cotangents of one chunk's distinct pairs
+        for (d_p, d_g), s, (rows, _) in ((d[:2], c.bra, ch.bra), (d[2:], c.ket, ch.ket)):
             real = rows >= 0
-            for a, xs in zip(target[s], (d_p, d_g)):
-                a[rows[real]] += sum(np.asarray(x) for x in xs)[real]
+            for a, x in zip(target[s], (d_p, d_g)):
+                a[rows[real]] += np.asarray(x)[real]
 
     for omega, dm_coul, dm_exch, c_exch in terms:
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
@@ -891,17 +910,13 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
         if acc is None:
             acc = [h.zeros() for h in herm]
             dacc = [[h.zeros() for _ in dcoords] for h in herm]
-        for c, ch, gb, gk, per in chunks:
-            def q(r, b, k, c=c, ch=ch, dms=(dm_coul, dm_exch, c_exch)):
-                return _quartets_grad(c.ls, cart, c.bra == c.ket, r, b, k, ch.on_device[4],
-                                      ch.on_device[1], *dms)
-
-            add(acc, c, ch, [[x] for x in q(per[0][0], gb, gk)])
-            for k, (r, dr, dgb, dgk) in enumerate(per):
-                t1, t2, t3 = q(dr, gb, gk), q(r, dgb, gk), q(r, gb, dgk)
-                tgt = [[h[k][0], h[k][1]] for h in dacc]
-                add(tgt, c, ch, [[t1[0], t2[0], t3[0]], [t1[1], t3[1]],
-                                 [t1[2], t2[2], t3[2]], [t1[3], t2[3]]])
+        for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
+            extra = (ch.on_device[4], ch.on_device[1], dm_coul, dm_exch, c_exch)
+            same = c.bra == c.ket
+            add(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra))
+            d = _quartets_grad_tangent(c.ls, cart, same, r, drs, gb, dgbs, gk, dgks, *extra)
+            for k, dk in enumerate(d):
+                add([h[k] for h in dacc], c, ch, dk)
     out = np.zeros((len(dcoords), natm_b, 3))
     for s, h in enumerate(herm):
         for k, dc in enumerate(dcoords):
