@@ -114,10 +114,6 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
         prob = scf_pieces.Problem(setup, jax.device_put(coords))
     if result is None:
         result = scf_pieces.iterate(prob)[0]
-    # the NumPy work below (CPHF) must not run beside XLA's LAPACK calls (the orthogonaliser's
-    # eigh in a problem just made): concurrent OpenBLAS calls from two threads have failed
-    # later eigh calls with "Internal Error"
-    jax.block_until_ready((prob.s1e, prob.x, prob.tensors))
     if not bool(result.scf.converged):
         raise RuntimeError("the SCF did not converge: no Hessian")
     basis, plan = setup.basis, setup.jk.plan
