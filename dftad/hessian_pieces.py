@@ -146,10 +146,9 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
             d1.append(d)
             w1.append(ww)
         # d/dy g_x at fixed densities (the integrals' second derivatives)
-        part_ex = eri_pieces.gradient_tangents(plan, basis, coords, terms, part)
-        for k, dc in enumerate(part):
-            explicit.append(part_ex[k] + one_electron_pieces.gradient_tangent(
-                basis, coords, charges, dm, w, dc))
+        explicit.extend(eri_pieces.gradient_tangents(plan, basis, coords, terms, part)
+                        + one_electron_pieces.gradient_tangent(basis, coords, charges, dm, w,
+                                                               part))
         progress(a + 1, natm)
     # dg_x/dD [dD] + dg_x/dW [dW] = sum dD F^x - sum dW S^x: the gradient is linear in W, and
     # Gamma's derivative along dD contracts the integrals' derivative to G^x[D] (F^x's part)

@@ -55,6 +55,8 @@ def test_matrices_tangent_equals_forward_mode_of_the_whole_program(water):
         assert np.abs(got[k, :n, :n] - ref[k]).max() < 1e-12 * scale
 
 
+@pytest.mark.slow  # the whole program's forward over reverse compiles for ~30 s; the default
+# run keeps the finite differences below and test_hessian_pieces' Hessian
 def test_gradient_tangent_equals_forward_over_reverse_of_the_whole_program(water):
     """d/de of the gradient of E1 = sum D (T + V) - sum W S at fixed D, W (a Hessian column)
     equals jax.jvp of jax.grad of the whole-program E1 to 1e-12 relative (1e-10 absolute)."""

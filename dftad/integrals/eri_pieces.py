@@ -143,14 +143,17 @@ def _hermite_tangent(L, raw, pows, d_centres):
 
 @piece((0, 6))
 def _hermite_grad_tangent(L, raw, pows, d_p, d_g, atoms, natm, d_centres):
-    """The derivative of :func:`_hermite_grad` (natm, 3) along ``d_centres`` (n, 6) at fixed
-    cotangents ``d_p``, ``d_g``: the pair expansion's second derivatives contracted with them
-    (forward over reverse)."""
+    """The derivatives (k, natm, 3) of :func:`_hermite_grad` along k displacements of the
+    centres, ``d_centres`` (k, n, 6), at fixed cotangents ``d_p``, ``d_g``: the pair
+    expansion's second derivatives contracted with them (forward over reverse, the reverse
+    pass shared)."""
     def grad(x):
         return jax.vjp(lambda y: _expansion(L, raw, y, pows), x)[1]((d_p, d_g))[0]
 
-    d = jax.jvp(grad, (raw[:, 2:8],), (d_centres,))[1].reshape(-1, 3)
-    return jnp.zeros((natm, 3)).at[atoms.reshape(-1)].add(d)
+    x0 = raw[:, 2:8]
+    d = jax.vmap(lambda t: jax.jvp(grad, (x0,), (t,))[1])(d_centres)
+    d = d.reshape(d.shape[0], -1, 3)  # (k, n * 2, 3) per centre
+    return jnp.zeros((d.shape[0], natm, 3)).at[:, atoms.reshape(-1)].add(d)
 
 
 def _orders(ls) -> tuple[int, int]:
@@ -698,19 +701,21 @@ class HermiteRows:
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
 
     def gradient_tangent(self, d_p, d_g, natm: int, dcoords) -> np.ndarray:
-        """The derivative of :meth:`gradient` (natm, 3) along the nuclear displacement
-        ``dcoords`` at fixed cotangents ``d_p``, ``d_g`` (:func:`_hermite_grad_tangent`)."""
+        """The derivatives (k, natm, 3) of :meth:`gradient` along the nuclear displacements
+        ``dcoords`` (k, natm, 3) at fixed cotangents ``d_p``, ``d_g``
+        (:func:`_hermite_grad_tangent`)."""
         parts = []
         n = len(self.raw)
         L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
         d_g = _uncut(d_g[:n], self.ls, L)
-        for (s, rows, at), dc in zip(_blocks_of(self.raw, self.atoms),
-                                     _blocks(self.d_centres(dcoords))):
+        moves = np.stack([self.d_centres(d) for d in dcoords], axis=1)  # (n, k, 6)
+        for (s, rows, at), dc in zip(_blocks_of(self.raw, self.atoms), _blocks(moves)):
             m = min(PAIR_BLOCK, n - s)
             dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
             dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
-            parts.append(_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm, dc))
-        return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
+            parts.append(_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm,
+                                               np.swapaxes(dc, 0, 1)))
+        return sum((np.asarray(g) for g in parts), np.zeros((len(dcoords), natm, 3)))
 
 
 def _blocks(x):
@@ -919,9 +924,9 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
                 add([h[k] for h in dacc], c, ch, dk)
     out = np.zeros((len(dcoords), natm_b, 3))
     for s, h in enumerate(herm):
-        for k, dc in enumerate(dcoords):
+        out += h.gradient_tangent(*acc[s], natm_b, dcoords)
+        for k in range(len(dcoords)):
             out[k] += h.gradient(*dacc[s][k], natm_b)
-            out[k] += h.gradient_tangent(*acc[s], natm_b, dc)
     return out[:, :natm]
 
 

@@ -158,9 +158,10 @@ def _r_up(L: int) -> tuple[np.ndarray, np.ndarray]:
 
 @piece((0,))
 def _chunk_hvp(L, rows, local, nuclei, charges, pows, ct, atoms, dnuc):
-    """d/de (natm, 3) of :func:`_chunk_grad` (the gradient of sum ct * (S, T, V) over a chunk)
-    with every nucleus moved along ``dnuc`` (natm, 3) (its centres with it, ``atoms`` (B, 2)):
-    the Hessian of sum ct * (S, T, V) times dnuc (a.u. per Bohr^2 times Bohr), at fixed ``ct``.
+    """d/de (k, natm, 3) of :func:`_chunk_grad` (the gradient of sum ct * (S, T, V) over a
+    chunk) with every nucleus moved along each of k displacements ``dnuc`` (k, natm, 3) (its
+    centres with it, ``atoms`` (B, 2)): the Hessian of sum ct * (S, T, V) times dnuc (a.u. per
+    Bohr^2 times Bohr), at fixed ``ct``; the reverse pass shared by the k.
 
     Forward over reverse through the E expansion only: R two orders up, computed once, enters
     as its second-order Taylor expansion in X = P - C about the current geometry,
@@ -181,9 +182,13 @@ def _chunk_hvp(L, rows, local, nuclei, charges, pows, ct, atoms, dnuc):
         return jnp.sum(_stv(L, rows.at[:, 2:8].set(centres), nuc, charges, pows, r_of) * ct[local])
 
     grad = jax.grad(f, argnums=(0, 1))
-    d_centres, d_nuc = jax.jvp(grad, (rows[:, 2:8], nuclei),
-                               (dnuc[atoms].reshape(-1, 6), dnuc))[1]
-    return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
+
+    def along(dn):  # one displacement of the nuclei (natm, 3)
+        d_centres, d_nuc = jax.jvp(grad, (rows[:, 2:8], nuclei),
+                                   (dn[atoms].reshape(-1, 6), dn))[1]
+        return d_nuc.at[atoms.reshape(-1)].add(d_centres.reshape(-1, 3))
+
+    return jax.vmap(along)(dnuc)
 
 
 def _ao_indices(meta, na, nb):
@@ -325,10 +330,14 @@ def matrices_tangent(basis: Basis, coords, charges, dcoords) -> jax.Array:
 def gradient_tangent(basis: Basis, coords, charges, dm, w, dcoords) -> np.ndarray:
     """d/de (natm, 3) of :func:`gradient` at ``coords + e dcoords`` (Bohr), fixed symmetric
     ``dm`` and ``w``: sum_B d^2 E1 / dR_A dR_B dcoords_B with E1 = sum D (T + V) - sum W S
-    (Hartree/Bohr^2 times Bohr), one column of E1's Hessian for a unit ``dcoords``. Through
+    (Hartree/Bohr^2 times Bohr), one column of E1's Hessian for a unit ``dcoords``; for
+    ``dcoords`` (k, natm, 3), the k columns (k, natm, 3) in one pass. Through
     :func:`_chunk_hvp`, summed on the host."""
+    dcoords = np.asarray(dcoords, dtype=np.float64)
+    many = dcoords.ndim == 3
+    dcoords = dcoords if many else dcoords[None]
     nuc, z, natm_b = _nuclei(coords, charges)
-    dnuc = _nuclei(dcoords, charges)[0]
+    dnuc = jax.device_put(np.stack([np.asarray(_nuclei(d, charges)[0]) for d in dcoords]))
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
     parts = []
@@ -338,5 +347,6 @@ def gradient_tangent(basis: Basis, coords, charges, dm, w, dcoords) -> np.ndarra
             ct = _cotangent(ch.meta, dm, w, c.trans)
             parts.append(_chunk_hvp(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows, ct,
                                     atoms[ch.ip], dnuc))
-    out = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
-    return out[: len(np.asarray(coords))]
+    out = sum((np.asarray(g) for g in parts), np.zeros((len(dcoords), natm_b, 3)))
+    out = out[:, : len(np.asarray(coords))]
+    return out if many else out[0]
