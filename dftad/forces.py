@@ -187,6 +187,19 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     return _pieces_gradient(setup, coords, np.asarray(scf_result.dm), np.asarray(scf_result.fock))
 
 
+_WARM: set = set()
+"""The kinds of calculation (:func:`_kind`) whose forces this process has run through the
+pieces: their programs are compiled, so :func:`compile_ahead` has nothing to do for them."""
+
+
+def _kind(setup: Setup):
+    """What the forces' pieces of ``setup`` depend on besides the geometry: the basis layout
+    (shells, atoms: the integral classes and buckets), the functional's structure, the spin
+    treatment and the dispersion term."""
+    return (setup.basis.layout, jax.tree_util.tree_structure(setup.xc),
+            setup.occupation.restricted, setup.semilocal, setup.disp is None)
+
+
 def _pieces_gradient(setup: Setup, coords, dm, fock, sample: bool = False):
     occ = setup.occupation
     dm_tot, w = occ.total(dm), energy_weighted_dm(dm, fock, occ)
@@ -199,6 +212,8 @@ def _pieces_gradient(setup: Setup, coords, dm, fock, sample: bool = False):
         grad = grad + grid_pieces.exc_gradient(setup, coords, pad_ao(dm, nao_b), nao_b, sample)
     if setup.disp is not None:
         grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
+    if not sample:
+        _WARM.add(_kind(setup))
     return grad
 
 
@@ -212,9 +227,10 @@ def compile_ahead(setup: Setup, coords, enabled: bool = True):
     Python's lock, so the two overlap: on two cores the README's job from an empty cache takes
     ~15% less wall time (``benchmarks/RESULTS.md``), more cores gain more. Nothing to do with
     density fitting (whole programs) or ``enabled`` False; an error there is left to the real
-    call to raise."""
+    call to raise. Nothing either where this process has run the forces of the same kind of
+    calculation (:func:`_kind`; a warm :func:`dftad.run` spent ~6% of its time on the sample)."""
     thread = None
-    if enabled and isinstance(setup.jk, IncoreJK):
+    if enabled and isinstance(setup.jk, IncoreJK) and _kind(setup) not in _WARM:
         nao = setup.nao
         zeros = np.zeros((nao, nao) if setup.occupation.restricted else (2, nao, nao))
 

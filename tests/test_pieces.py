@@ -154,6 +154,7 @@ def test_compile_ahead_compiles_what_the_forces_run(monkeypatch):
         monkeypatch.setattr(p, "_compiled", {})
         monkeypatch.setattr(p, "_key_locks", {})
     monkeypatch.setattr(pieces, "cache_dir", lambda: None)  # compiled here, not loaded from files
+    monkeypatch.setattr(forces, "_WARM", set())  # nor known to have run
     compiles = []
 
     def count(event, duration, **_):
