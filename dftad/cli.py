@@ -325,13 +325,17 @@ def _second_derivatives(setup, coords):
 def _frequencies(args) -> int:
     import numpy as np
 
-    from dftad import plot, properties
+    from dftad import hessian_pieces, plot, properties
 
     if args.plot:
         plot.require_matplotlib()
     clock = _Clock()
     mol, setup, coords = _build(args, clock)
-    d = clock("frequencies", _second_derivatives, setup, coords)
+    try:
+        d = clock("frequencies", _second_derivatives, setup, coords)
+    except hessian_pieces.CPHFNotConverged as err:
+        print(f"dftad: error: {err}", file=sys.stderr)
+        return 3
     if not bool(d.result.converged):
         return _not_converged(d.result)
     max_force = float(np.abs(np.asarray(d.gradient)).max())

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import bfgs, energy, forces, properties
+from . import bfgs, energy, forces, hessian_pieces, properties
 from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 from .hamiltonian import Result
 from .molecule import Molecule
@@ -373,7 +373,10 @@ def _hessian(setup: Setup, coords) -> np.ndarray:
     time (:func:`dftad.properties.second_derivatives_stepwise`: through pieces for closed-shell
     Hartree-Fock, else by AD through the implicit SCF, where ethanol HF/def2-SVP peaks at
     5.7 GB and the one-program Hessian at 22.3 GB)."""
-    d = properties.second_derivatives_stepwise(setup, jnp.asarray(coords))
+    try:
+        d = properties.second_derivatives_stepwise(setup, jnp.asarray(coords))
+    except hessian_pieces.CPHFNotConverged as err:
+        raise SCFNotConverged(f"{err} (where the Hessian is taken)") from err
     if not bool(d.result.converged):
         raise SCFNotConverged(f"SCF did not converge (|[F,D]| "
                               f"{float(d.result.scf.grad_norm):.1e}) where the Hessian is taken")

@@ -38,6 +38,11 @@ from .properties import SecondDerivatives, dipole
 from .setup import Setup
 
 
+class CPHFNotConverged(RuntimeError):
+    """The coupled-perturbed HF equations did not converge (an unstable or nearly unstable
+    RHF: its orbital Hessian is not positive definite)."""
+
+
 def supported(setup: Setup) -> bool:
     """Whether :func:`hessian` handles ``setup``: restricted Hartree-Fock (or exact exchange
     alone), incore ERIs, no dispersion correction."""
@@ -188,7 +193,9 @@ def _response(f1, s1, c_o, c_v, e_o, e_v, g_of, tol):
                               dtype=np.float64)
     u_vo, info = spla.cg(op, rhs.ravel(), rtol=tol, atol=0.0, M=pre, maxiter=200)
     if info != 0:
-        raise RuntimeError(f"CPHF did not converge (scipy cg info {info})")
+        raise CPHFNotConverged(
+            f"the CPHF equations did not converge (conjugate gradients, info {info}): is the "
+            "RHF solution stable? (dftad energy --stability)")
     u_vo = u_vo.reshape(nv, no)
     d1 = dd_oo + dd_vo(u_vo)
     cu = c_o @ u_oo + c_v @ u_vo  # C U_o (nao, nocc)
