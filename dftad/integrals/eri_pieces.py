@@ -689,33 +689,29 @@ class HermiteRows:
     def gradient(self, d_p, d_g, natm: int) -> np.ndarray:
         """The gradient (natm, 3) for the cotangents ``d_p``, ``d_g`` (:meth:`zeros`; the
         padding row is ignored): the reverse pass of the pair pieces (summed on the host)."""
-        parts = []
-        n = len(self.raw)
         L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
-        d_g = _uncut(d_g[:n], self.ls, L)
-        for s, rows, at in _blocks_of(self.raw, self.atoms):
-            m = min(PAIR_BLOCK, n - s)
-            dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
-            dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
-            parts.append(_hermite_grad(L, rows, pows, dp, dg, at, natm))
+        parts = [_hermite_grad(L, rows, pows, dp, dg, at, natm)
+                 for (rows, at), dp, dg in self._cotangent_blocks(d_p, d_g)]
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
 
     def gradient_tangent(self, d_p, d_g, natm: int, dcoords) -> np.ndarray:
         """The derivatives (k, natm, 3) of :meth:`gradient` along the nuclear displacements
         ``dcoords`` (k, natm, 3) at fixed cotangents ``d_p``, ``d_g``
         (:func:`_hermite_grad_tangent`)."""
-        parts = []
-        n = len(self.raw)
         L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
-        d_g = _uncut(d_g[:n], self.ls, L)
         moves = np.stack([self.d_centres(d) for d in dcoords], axis=1)  # (n, k, 6)
-        for (s, rows, at), dc in zip(_blocks_of(self.raw, self.atoms), _blocks(moves)):
-            m = min(PAIR_BLOCK, n - s)
-            dp, dg = (np.zeros((PAIR_BLOCK,) + x.shape[1:]) for x in (d_p, d_g))
-            dp[:m], dg[:m] = d_p[s:s + m], d_g[s:s + m]
-            parts.append(_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm,
-                                               np.swapaxes(dc, 0, 1)))
+        parts = [_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm, np.swapaxes(dc, 0, 1))
+                 for ((rows, at), dp, dg), dc in zip(self._cotangent_blocks(d_p, d_g),
+                                                     _blocks(moves))]
         return sum((np.asarray(g) for g in parts), np.zeros((len(dcoords), natm, 3)))
+
+    def _cotangent_blocks(self, d_p, d_g):
+        """Per :data:`PAIR_BLOCK` block of the pair set: ((raw rows, atoms), dP, dG), the
+        cotangents (padding row dropped) in the pair pieces' padded shape."""
+        n = len(self.raw)
+        d_g = _uncut(d_g[:n], self.ls, group(self.ls[0]))
+        return zip(((rows, at) for _, rows, at in _blocks_of(self.raw, self.atoms)),
+                   _blocks(d_p[:n]), _blocks(d_g))
 
 
 def _blocks(x):
@@ -791,6 +787,15 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
+def _add_rows(acc, c, ch, d):
+    """Add a chunk's pair-data cotangents ``d`` (:func:`_quartets_grad`'s outputs, per distinct
+    pair of the chunk) to the accumulators ``acc`` (per pair set, :meth:`HermiteRows.zeros`)."""
+    for (d_p, d_g), s, (rows, _) in ((d[:2], c.bra, ch.bra), (d[2:], c.ket, ch.ket)):
+        real = rows >= 0  # distinct rows: no index repeats
+        for a, x in zip(acc[s], (d_p, d_g)):
+            a[rows[real]] += np.asarray(x)[real]
+
+
 def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -> jax.Array:
     """d E2 / d coords (natm, 3) (Hartree/Bohr) of the two-electron energy
     E2 = sum over ``terms`` (omega, dm_coul, dm_exch, c_exch) of
@@ -805,12 +810,6 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
 
-    def add(c, ch, d):  # the pair-data cotangents of one chunk's distinct pairs
-        for (d_p, d_g), s, (rows, _) in ((d[:2], c.bra, ch.bra), (d[2:], c.ket, ch.ket)):
-            real = rows >= 0  # distinct rows: no index repeats
-            for a, x in zip(acc[s], (d_p, d_g)):
-                a[rows[real]] += np.asarray(x)[real]
-
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
         omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
@@ -822,10 +821,10 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
                 d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, ch.on_device[4],
                                    ch.on_device[1], dm_coul, dm_exch, c_exch)
                 if pending is not None:
-                    add(*pending)
+                    _add_rows(acc, *pending)
                 pending = c, ch, d
     if pending is not None:
-        add(*pending)
+        _add_rows(acc, *pending)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
     grad = sum((h.gradient(d_p, d_g, natm_b) for h, (d_p, d_g) in zip(herm, acc)),
@@ -901,12 +900,6 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
     herm = None
     acc = dacc = None
 
-    def add(target, c, ch, d):  # the pair-data cotangents of one chunk's distinct pairs
-        for (d_p, d_g), s, (rows, _) in ((d[:2], c.bra, ch.bra), (d[2:], c.ket, ch.ket)):
-            real = rows >= 0
-            for a, x in zip(target[s], (d_p, d_g)):
-                a[rows[real]] += np.asarray(x)[real]
-
     for omega, dm_coul, dm_exch, c_exch in terms:
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
@@ -918,10 +911,10 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
         for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
             extra = (ch.on_device[4], ch.on_device[1], dm_coul, dm_exch, c_exch)
             same = c.bra == c.ket
-            add(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra))
+            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra))
             d = _quartets_grad_tangent(c.ls, cart, same, r, drs, gb, dgbs, gk, dgks, *extra)
             for k, dk in enumerate(d):
-                add([h[k] for h in dacc], c, ch, dk)
+                _add_rows([h[k] for h in dacc], c, ch, dk)
     out = np.zeros((len(dcoords), natm_b, 3))
     for s, h in enumerate(herm):
         out += h.gradient_tangent(*acc[s], natm_b, dcoords)
