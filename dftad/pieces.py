@@ -15,6 +15,15 @@ source, so a changed dftad or JAX never loads a stale executable (older folders 
 deleted); a file that does not load is compiled again. Small arrays computed once per key (the
 atoms' SAD densities, :func:`dftad.scf_pieces.atomic_density`) live there too
 (:func:`data_path`).
+
+*Quick executables.* ``piece(*args, quick=True)`` compiles and runs the call's key without
+LLVM's optimisations (:data:`QUICK_OPTIONS`): about half the compile time for 2-3x the run time
+of the code XLA generates (matrix products call the same library either way). It is a separate
+key, chosen by the caller from the size of the job (:func:`quick_for`: the integral class
+kernels of molecules up to :data:`QUICK_NAO` AOs, which call each class a few times; water's
+cold start compiles ~60 such programs), so that a given calculation always runs the same code:
+the numbers never depend on what an earlier calculation compiled. ``DFTAD_QUICK_COMPILE=0``
+turns it off.
 """
 
 from __future__ import annotations
@@ -77,6 +86,23 @@ def _device():
 REGISTRY: list = []
 """Every :class:`Piece` made in this process."""
 
+QUICK_OPTIONS = {"xla_backend_optimization_level": 0}
+"""XLA options of a quick executable: LLVM's optimisation passes off (XLA's own passes run)."""
+
+QUICK_NAO = 64
+"""Molecules with at most this many AOs (after padding to the pieces' nao bucket) run the
+integral class kernels quick (:func:`quick_for`)."""
+
+QUICK_ENABLED = os.environ.get("DFTAD_QUICK_COMPILE", "1") != "0"
+
+
+def quick_for(nao_b: int) -> bool:
+    """Whether a calculation whose AO arrays are padded to ``nao_b`` runs its integral class
+    kernels quick (module docstring): their run time is small there next to their compile
+    time (water B3LYP/def2-SVP from an empty cache: ~5 s less CPU to compile, ~0.3 s more to
+    run them, ``benchmarks/RESULTS.md``)."""
+    return QUICK_ENABLED and nao_b <= QUICK_NAO
+
 
 class Piece:
     """``jax.jit(fun, static_argnums=..., donate_argnums=...)`` with its executables kept by key
@@ -109,15 +135,17 @@ class Piece:
         """Executables compiled or loaded in this process."""
         return len(self._compiled)
 
-    def __call__(self, *args):
+    def __call__(self, *args, quick: bool = False):
         static, dynamic = self._split(args)
         key = self._key(static, dynamic)
+        if quick:
+            key = key + ("quick",)
         exe = self._compiled.get(key)
         if exe is None:
-            exe = self._get(key, args)
+            exe = self._get(key, args, quick)
         return exe(*dynamic)
 
-    def _get(self, key, args):
+    def _get(self, key, args, quick=False):
         """Load or compile the executable of ``key``, once: threads that want the same key
         wait for the one compiling it (:func:`dftad.forces.compile_ahead` compiles in a
         background thread); different keys compile concurrently."""
@@ -129,25 +157,26 @@ class Piece:
             path = self._path(key)
             exe = _take(path) if path is not None else None
             if exe is None:
-                exe, fresh = self._compile(path, args)
+                exe, fresh = self._compile(path, args, quick=quick)
                 if path is not None and not fresh:
                     # JAX's cache holds the program but its file is gone or does not load:
                     # compile it once more under another name (JAX's cache cannot answer), so
                     # that it is saved and later processes load it instead of tracing it again
-                    exe, fresh = self._compile(path, args, again=True)
+                    exe, fresh = self._compile(path, args, again=True, quick=quick)
                 if path is not None and fresh:
                     _save(path, exe)
             self._compiled[key] = exe
             return exe
 
-    def _compile(self, path, args, again=False):
+    def _compile(self, path, args, again=False, quick=False):
         """``(executable, fresh)``; ``fresh``: compiled here, not loaded from JAX's on-disk
         cache. XLA:CPU serializes an executable it loaded from that cache without its kernels (a
         later load fails, or crashes), so only fresh ones are saved. Naming the program after its
         piece file, salt included, keeps JAX's cache from answering for a piece whose file does
         not exist yet (else a piece whose program JAX had cached before a change of dftad's
         source would never be saved again: traced, lowered and loaded in every run).
-        ``again``: another name, for a piece JAX's cache answers but whose file is missing."""
+        ``again``: another name, for a piece JAX's cache answers but whose file is missing.
+        ``quick``: with :data:`QUICK_OPTIONS` (which JAX's cache key includes)."""
         jitted = self.jitted
         if path is not None:
             def named(*a):
@@ -160,11 +189,12 @@ class Piece:
             jitted = jax.jit(named, static_argnums=self.static_argnums,
                              donate_argnums=self.donate_argnums)
         hits = _hits()
-        exe = jitted.lower(*args).compile()
+        lowered = jitted.lower(*args)
+        exe = lowered.compile(QUICK_OPTIONS) if quick else lowered.compile()
         return exe, _hits() == hits
 
     def _path(self, key):
-        if key[-1] is not None:
+        if key[3] is not None:
             return None  # a serialized executable loads onto the first device only
         return _cache_file(self.fun.__name__, repr((self.name, key)), "bin")
 

@@ -257,7 +257,7 @@ def atomic_density(basis, z: int) -> np.ndarray:
             charge = jnp.asarray([float(z)])
             s, t, v = one_electron_pieces.matrices(basis, origin, charge)
             eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
-            dm = np.asarray(_atom_scf(s, t + v, eri, jnp.asarray(float(z))))
+            dm = np.asarray(_atom_scf(s, t + v, eri, jnp.asarray(float(z)), quick=True))
             pieces.save_array(path, dm)
         _ATOMS[key] = dm
     return _ATOMS[key]

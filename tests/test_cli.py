@@ -148,9 +148,9 @@ from dftad import cli, pieces
 counts = {"compiles": 0, "cache_hits": 0, "piece_compiles": 0}
 compile_piece = pieces.Piece._compile
 
-def count_piece(*args):  # a piece traced, lowered and compiled (or found in JAX's cache)
+def count_piece(*args, **kwargs):  # a piece traced, lowered and compiled (or found in JAX's cache)
     counts["piece_compiles"] += 1
-    return compile_piece(*args)
+    return compile_piece(*args, **kwargs)
 
 pieces.Piece._compile = count_piece
 

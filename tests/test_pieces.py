@@ -31,13 +31,20 @@ def _densities(nao, seed=0):
     return jnp.asarray(d + d.transpose(0, 2, 1))
 
 
-@pytest.mark.parametrize("omega, name, basis", [
-    (None, "formaldehyde", "6-31g"), (0.33, "formaldehyde", "6-31g"),
-    pytest.param(None, "water", "def2-tzvp", marks=pytest.mark.slow)])
-def test_padded_pieces_equal_the_whole_program(omega, name, basis):
+@pytest.mark.parametrize("omega, name, basis, quick", [
+    (None, "formaldehyde", "6-31g", True), (0.33, "formaldehyde", "6-31g", True),
+    (None, "formaldehyde", "6-31g", False),
+    pytest.param(None, "water", "def2-tzvp", True, marks=pytest.mark.slow)])
+def test_padded_pieces_equal_the_whole_program(omega, name, basis, quick, monkeypatch):
     """Chunks padded to the class's fixed size, accumulators and s8 packing padded to power-of-two
     buckets, the density padded to a bucketed nao, the pair pieces padded to d's (or f's)
-    components: the same tensor and gradient to 1e-12 (with ``-m slow``: f functions)."""
+    components: the same tensor and gradient to 1e-12 (with ``-m slow``: f functions). Both
+    tiers of the class pieces (``quick``: the executables without LLVM's optimisations that
+    molecules this small run, ``pieces.quick_for``; else the optimised ones), each used alone."""
+    monkeypatch.setattr(pieces, "QUICK_ENABLED", quick)
+    class_pieces = (eri_pieces._hermite_r, eri_pieces._quartets_to_s8, eri_pieces._quartets_grad)
+    for p in class_pieces:
+        monkeypatch.setattr(p, "_compiled", {})
     setup, coords = _setup(name, basis)
     plan, basis = setup.jk.plan, setup.basis
     ref = jax.jit(two_electron.eri)(plan, basis, coords, omega)
@@ -53,6 +60,8 @@ def test_padded_pieces_equal_the_whole_program(omega, name, basis):
     g_ref = jax.jit(jax.grad(e2))(coords)
     g = eri_pieces.gradient(plan, basis, coords, [(omega, dm_tot, dm, 0.3)])
     assert float(jnp.abs(g - g_ref).max()) < 1e-12 * float(jnp.abs(g_ref).max())
+    for p in class_pieces:
+        assert p._compiled and all((key[-1] == "quick") == quick for key in p._compiled)
 
 
 def _diagonal_quartets(basis, coords, ps, idx, nq):

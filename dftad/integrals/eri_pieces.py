@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
-from ..pieces import piece
+from ..pieces import piece, quick_for
 from . import hermite
 from .eri_kernel import _sign, alpha_and_prefactor
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
@@ -741,14 +741,16 @@ def _uncut(g, ls, L):
     return out.reshape(out.shape[0], out.shape[1], nc * nc)
 
 
-def _chunk_args(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega, up: int = 0):
+def _chunk_args(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega, up: int = 0,
+                quick: bool = False):
     """(R, bra G, ket G): the arguments of the class pieces for the chunk ``ch`` of the class
     ``ls`` besides the chunk's own arrays. R (:func:`_hermite_r`, ``up`` orders above the
     class's: 1 for the reverse pass) from the (p, P) of the bra's and the ket's distinct rows;
-    G as ((G of the distinct rows,), each quartet's row), on the device."""
+    G as ((G of the distinct rows,), each quartet's row), on the device. ``quick``: R's quick
+    executable (:func:`_quick`)."""
     bra, ket = ch.on_device[2:4]
     (pb, qb, gb), (pk, qk, gk) = herm_b.rows(ch.bra[0]), herm_k.rows(ch.ket[0])
-    r = _hermite_r(sum(_orders(ls)) + up, ((pb, qb), bra), ((pk, qk), ket), omega)
+    r = _hermite_r(sum(_orders(ls)) + up, ((pb, qb), bra), ((pk, qk), ket), omega, quick=quick)
     return r, ((gb,), bra), ((gk,), ket)
 
 
@@ -769,6 +771,13 @@ def nao_bucket(nao: int) -> int:
     return bucket(nao, 64)
 
 
+def _quick(basis: Basis) -> bool:
+    """Whether the class pieces (R, the contraction, its reverse pass) of a molecule in
+    ``basis`` run their quick executables (:func:`dftad.pieces.quick_for`: small molecules,
+    which call each class a few times)."""
+    return quick_for(nao_bucket(basis.nao))
+
+
 # ---------------------------------------------------------------------- drivers
 def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None) -> jax.Array:
     """The full (nao,)*4 tensor (ij|kl) of a 4-centre ``plan`` (as
@@ -780,10 +789,12 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    quick = _quick(basis)
     for c in lay.classes:
         for ch in c.chunks:
-            args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega)
-            s8 = _quartets_to_s8(s8, c.ls, cart, c.bra == c.ket, *args, *ch.on_device[:2])
+            args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, quick=quick)
+            s8 = _quartets_to_s8(s8, c.ls, cart, c.bra == c.ket, *args, *ch.on_device[:2],
+                                 quick=quick)
     return _unpack_s8(s8, basis.nao if nao is None else nao)
 
 
@@ -809,6 +820,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     acc = [h.zeros() for h in herm]
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
+    quick = _quick(basis)
 
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
@@ -817,9 +829,9 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
-                args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, up=1)
+                args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 1, quick)
                 d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, ch.on_device[4],
-                                   ch.on_device[1], dm_coul, dm_exch, c_exch)
+                                   ch.on_device[1], dm_coul, dm_exch, c_exch, quick=quick)
                 if pending is not None:
                     _add_rows(acc, *pending)
                 pending = c, ch, d
@@ -852,12 +864,13 @@ def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
     yield herm
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    quick = _quick(basis)
     for c in lay.classes:
         order = sum(_orders(c.ls)) + up
         for ch in c.chunks:
             bra, ket = ch.on_device[2:4]
             (pb, qb, gb), (pk, qk, gk) = herm[c.bra].rows(ch.bra[0]), herm[c.ket].rows(ch.ket[0])
-            r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega)
+            r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega, quick=quick)
             tb = [_tangent_rows(t, ch.bra[0]) for t in tans[c.bra]]
             tk = [_tangent_rows(t, ch.ket[0]) for t in tans[c.ket]]
             r, dr = _r_tangent(order, r_up, (tuple(t[0] for t in tb), bra),
@@ -876,11 +889,12 @@ def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
     s8s = [jnp.zeros(npair * (npair + 1) // 2) for _ in dcoords]
     chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
     next(chunks)
+    quick = _quick(basis)
     for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
         for k, (dr, dgb, dgk) in enumerate(zip(drs, dgbs[0], dgks[0])):
             for args in ((dr, gb, gk), (r, ((dgb,), gb[1]), gk), (r, gb, ((dgk,), gk[1]))):
                 s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
-                                         *ch.on_device[:2])
+                                         *ch.on_device[:2], quick=quick)
     for k in range(len(s8s)):
         yield _unpack_s8(s8s[k], basis.nao if nao is None else nao)
         s8s[k] = None
@@ -895,6 +909,7 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
     the cotangents (:meth:`HermiteRows.gradient_tangent`)."""
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
+    quick = _quick(basis)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
     herm = None
@@ -911,7 +926,8 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
         for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
             extra = (ch.on_device[4], ch.on_device[1], dm_coul, dm_exch, c_exch)
             same = c.bra == c.ket
-            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra))
+            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra,
+                                                 quick=quick))
             d = _quartets_grad_tangent(c.ls, cart, same, r, drs, gb, dgbs, gk, dgks, *extra)
             for k, dk in enumerate(d):
                 _add_rows([h[k] for h in dacc], c, ch, dk)
@@ -928,6 +944,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
     (NumPy), by the class pieces on the diagonal quartets (ab|ab)."""
     out = []
     coords = np.asarray(coords, dtype=np.float64)
+    quick = _quick(basis)
     for ps in sets:
         herm = HermiteRows.of(basis, coords, ps)
         ls = _ls(ps) * 2
@@ -941,8 +958,8 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            args = _chunk_args(ls, ch, herm, herm, None)
-            v = np.asarray(_quartets(ls, *args, ch.on_device[0]))
+            args = _chunk_args(ls, ch, herm, herm, None, quick=quick)
+            v = np.asarray(_quartets(ls, *args, ch.on_device[0], quick=quick))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
         out.append(np.sqrt(diag))
