@@ -30,6 +30,7 @@ from ase.calculators.calculator import SCFError, all_changes
 from . import geomopt, properties
 from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 from .molecule import Molecule
+from .pieces import repeated_job
 from .setup import build
 
 _dipole_jit = jax.jit(properties.dipole)
@@ -72,7 +73,8 @@ class Calculator(_ASECalculator):
             self._key, self.dm = key, None
         coords = np.asarray(mol.coords)
         try:
-            res = geomopt.single_point(self.setup, coords, self.dm)
+            with repeated_job():  # dynamics and optimizers call it step after step
+                res = geomopt.single_point(self.setup, coords, self.dm)
         except geomopt.SCFNotConverged as err:
             raise SCFError(str(err)) from err
         self.dm, self.result = res.scf.dm, res

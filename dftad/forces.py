@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import grid_pieces, guess, scf, scf_pieces
+from . import grid_pieces, guess, pieces, scf, scf_pieces
 from .hamiltonian import (
     Integrals,
     Result,
@@ -234,9 +234,12 @@ def compile_ahead(setup: Setup, coords, enabled: bool = True):
         nao = setup.nao
         zeros = np.zeros((nao, nao) if setup.occupation.restricted else (2, nao, nao))
 
+        job = pieces.in_repeated_job()  # the calculation's kind of pieces, in the thread too
+
         def run():
             try:
-                _pieces_gradient(setup, jax.device_put(coords), zeros, zeros, sample=True)
+                with pieces.repeated_job(job):
+                    _pieces_gradient(setup, jax.device_put(coords), zeros, zeros, sample=True)
             except Exception:  # noqa: BLE001 - the real call compiles again and raises
                 pass
 

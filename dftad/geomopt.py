@@ -39,6 +39,7 @@ from . import bfgs, energy, forces, hessian_pieces, properties
 from .constants import ANGSTROM_BOHR, BOHR_ANGSTROM
 from .hamiltonian import Result
 from .molecule import Molecule
+from .pieces import repeated
 from .setup import Setup, build
 
 CONVERGENCE_SETS = ("gau", "gau_loose", "gau_tight", "gau_verytight", "nwchem_loose",
@@ -219,6 +220,7 @@ class _Evaluations:
         return min(self.results, key=lambda cr: np.abs(cr[0] - coords).max())
 
 
+@repeated
 def run(setup: Setup, mol: Molecule, *, optimizer: str = "geometric", convergence: str = "gau",
         max_steps: int = 300, constraints: str | None = None, transition: bool = False,
         hessian: str = "never", callback: Callable[[Step], None] | None = None,

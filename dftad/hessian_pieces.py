@@ -34,6 +34,7 @@ from . import forces, scf_pieces
 from .forces import _eri_terms
 from .integrals import eri_pieces, one_electron, one_electron_pieces
 from .jk import IncoreJK
+from .pieces import repeated
 from .properties import SecondDerivatives, dipole
 from .setup import Setup
 
@@ -70,6 +71,7 @@ def nuclear_hessian(coords, charges) -> np.ndarray:
     return out.transpose(0, 2, 1, 3)
 
 
+@repeated
 def hessian(setup: Setup, coords, result=None, cphf_tol: float = 1e-10) -> np.ndarray:
     """d^2E/dR_Ai dR_Bj (natm, 3, natm, 3) (Hartree/Bohr^2) at ``coords`` (Bohr), from the
     converged SCF ``result`` (:func:`dftad.energy.kernel_stepwise`'s; run here when None).
@@ -77,6 +79,7 @@ def hessian(setup: Setup, coords, result=None, cphf_tol: float = 1e-10) -> np.nd
     return _hessian(setup, coords, result, cphf_tol)[0]
 
 
+@repeated
 def second_derivatives(setup: Setup, coords, progress=None,
                        cphf_tol: float = 1e-10) -> SecondDerivatives:
     """:func:`dftad.properties.second_derivatives` (energy, gradient, dipole, Hessian, dipole

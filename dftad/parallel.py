@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
+from . import pieces
+
 
 def local_devices(count: int = 0) -> list:
     """The first ``count`` local JAX devices (all with 0); an error if there are fewer."""
@@ -59,8 +61,10 @@ class Layout:
         mine = [n for n in names if self.owner(n)[0] == self.process]
         groups = [[n for n in mine if self.owner(n)[1] == k] for k in range(len(self.devices))]
 
+        job = pieces.in_repeated_job()  # each thread runs the caller's kind of pieces
+
         def work(k):
-            with jax.default_device(self.devices[k]):
+            with jax.default_device(self.devices[k]), pieces.repeated_job(job):
                 return {n: fn(n) for n in groups[k]}
 
         busy = [k for k in range(len(self.devices)) if groups[k]]

@@ -25,6 +25,7 @@ from . import energy, forces
 from .constants import AU_DEBYE, AU_KM_MOL, AU_WAVENUMBER
 from .hamiltonian import Result
 from .integrals import one_electron
+from .pieces import repeated
 from .setup import Setup
 
 
@@ -84,6 +85,7 @@ def _first(setup: Setup, xc_params, start=None):
     return first
 
 
+@repeated
 def second_derivatives_stepwise(setup: Setup, coords, progress=None) -> SecondDerivatives:
     """What ``dftad frequencies`` and geometry optimization's exact Hessians compute, driven
     from Python (``progress(done, natm)`` after each atom): closed-shell Hartree-Fock through

@@ -76,6 +76,7 @@ from jax.flatten_util import ravel_pytree
 from . import learn, parallel
 from .constants import BOHR_ANGSTROM, HARTREE_KCAL
 from .dataset import SPLITS, Dataset, load_dataset
+from .pieces import repeated
 from .scf import SCFOptions
 from .xc.models import model_from_config, start_values
 
@@ -494,6 +495,7 @@ def _theta_text(theta) -> str:
                     for k, v in theta.items())
 
 
+@repeated
 def run(cfg: dict, resume: bool = False, progress=True, stop_after: int | None = None):
     """Train as ``cfg`` says (module docstring); returns the final :class:`State`.
     ``stop_after``: stop (as if interrupted) after this many steps of this call."""

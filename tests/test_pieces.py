@@ -284,3 +284,27 @@ def test_a_repeated_job_preloads_its_pieces(tmp_path, monkeypatch):
         jax.monitoring.unregister_event_duration_listener(count)
     assert compiles == [] and pieces._AHEAD == {}
     pieces.remember("job", thread)
+
+
+def test_repeated_jobs_take_the_optimised_class_pieces(monkeypatch):
+    """Water is small enough for the quick class kernels (``pieces.quick_for``); inside
+    ``pieces.repeated_job`` (geometry optimization, Hessians, training: many calls) the
+    optimised ones run, also in the thread that ``forces.compile_ahead`` starts; the Schwarz
+    bounds (remembered by value) take the quick ones by size alone."""
+    monkeypatch.setattr(pieces, "QUICK_ENABLED", True)
+    setup, coords = _setup("water")
+    basis = setup.basis
+    assert eri_pieces._quick(basis)
+    seen = []
+    monkeypatch.setattr(forces, "_pieces_gradient",
+                        lambda *args, **kwargs: seen.append(eri_pieces._quick(basis)))
+    monkeypatch.setattr(forces, "_WARM", set())
+    with pieces.repeated_job():
+        assert not eri_pieces._quick(basis) and pieces.in_repeated_job()
+        with forces.compile_ahead(setup, coords):
+            pass
+        monkeypatch.setattr(eri_pieces._quartets, "_compiled", {})
+        eri_pieces.schwarz(basis, coords, setup.jk.plan.bra_sets[:1])
+        assert all(key[-1] == "quick" for key in eri_pieces._quartets._compiled)
+    assert seen == [False]
+    assert eri_pieces._quick(basis) and not pieces.in_repeated_job()

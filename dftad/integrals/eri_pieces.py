@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
-from ..pieces import piece, quick_for
+from ..pieces import in_repeated_job, piece, quick_for
 from . import hermite
 from .eri_kernel import _sign, alpha_and_prefactor
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
@@ -774,8 +774,8 @@ def nao_bucket(nao: int) -> int:
 def _quick(basis: Basis) -> bool:
     """Whether the class pieces (R, the contraction, its reverse pass) of a molecule in
     ``basis`` run their quick executables (:func:`dftad.pieces.quick_for`: small molecules,
-    which call each class a few times)."""
-    return quick_for(nao_bucket(basis.nao))
+    which call each class a few times; not inside a :func:`dftad.pieces.repeated_job`)."""
+    return quick_for(nao_bucket(basis.nao)) and not in_repeated_job()
 
 
 # ---------------------------------------------------------------------- drivers
@@ -944,7 +944,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
     (NumPy), by the class pieces on the diagonal quartets (ab|ab)."""
     out = []
     coords = np.asarray(coords, dtype=np.float64)
-    quick = _quick(basis)
+    quick = quick_for(nao_bucket(basis.nao))  # by size alone: the bounds are remembered by value
     for ps in sets:
         herm = HermiteRows.of(basis, coords, ps)
         ls = _ls(ps) * 2
