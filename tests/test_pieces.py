@@ -42,7 +42,7 @@ def test_padded_pieces_equal_the_whole_program(omega, name, basis, quick, monkey
     tiers of the class pieces (``quick``: the executables without LLVM's optimisations that
     molecules this small run, ``pieces.quick_for``; else the optimised ones), each used alone."""
     monkeypatch.setattr(pieces, "QUICK_ENABLED", quick)
-    class_pieces = (eri_pieces._hermite_r, eri_pieces._quartets_to_s8)  # the reverse pass: never
+    class_pieces = (eri_pieces._hermite_r, eri_pieces._quartets_to_s8, eri_pieces._quartets_grad)
     for p in class_pieces:
         monkeypatch.setattr(p, "_compiled", {})
     setup, coords = _setup(name, basis)

@@ -772,8 +772,7 @@ def nao_bucket(nao: int) -> int:
 
 
 def _quick(basis: Basis) -> bool:
-    """Whether the class pieces R and the contraction (not the reverse pass, whose run time
-    grows 3-4x, against 2-3x) of a molecule in
+    """Whether the class pieces (R, the contraction, its reverse pass) of a molecule in
     ``basis`` run their quick executables (:func:`dftad.pieces.quick_for`: small molecules,
     which call each class a few times; not inside a :func:`dftad.pieces.repeated_job`)."""
     return quick_for(nao_bucket(basis.nao)) and not in_repeated_job()
@@ -832,7 +831,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
             for ch in c.chunks[:1] if sample else c.chunks:
                 args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 1, quick)
                 d = _quartets_grad(c.ls, cart, c.bra == c.ket, *args, ch.on_device[4],
-                                   ch.on_device[1], dm_coul, dm_exch, c_exch)
+                                   ch.on_device[1], dm_coul, dm_exch, c_exch, quick=quick)
                 if pending is not None:
                     _add_rows(acc, *pending)
                 pending = c, ch, d
@@ -910,6 +909,7 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
     the cotangents (:meth:`HermiteRows.gradient_tangent`)."""
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
+    quick = _quick(basis)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
     herm = None
@@ -926,7 +926,8 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
         for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
             extra = (ch.on_device[4], ch.on_device[1], dm_coul, dm_exch, c_exch)
             same = c.bra == c.ket
-            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra))
+            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra,
+                                                 quick=quick))
             d = _quartets_grad_tangent(c.ls, cart, same, r, drs, gb, dgbs, gk, dgks, *extra)
             for k, dk in enumerate(d):
                 _add_rows([h[k] for h in dacc], c, ch, dk)
