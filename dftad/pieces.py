@@ -17,15 +17,14 @@ atoms' SAD densities, :func:`dftad.scf_pieces.atomic_density`) live there too
 (:func:`data_path`).
 
 *Quick executables.* ``piece(*args, quick=True)`` compiles and runs the call's key without
-LLVM's optimisations (:data:`QUICK_OPTIONS`): about half the compile time for 2-3x the run time
+LLVM's optimisations (:data:`QUICK_OPTIONS`): about half the compile time for 2-4x the run time
 of the code XLA generates (matrix products call the same library either way). It is a separate
 key, chosen by the caller from the size of the job (:func:`quick_for`: the integral class
 kernels of molecules up to :data:`QUICK_NAO` AOs, which call each class a few times; water's
 cold start compiles ~60 such programs), so that a given calculation always runs the same code:
 the numbers never depend on what an earlier calculation compiled. Calculations that call the
 kernels many times (:func:`repeated_job`: geometry optimization, Hessians, training) take the
-optimised executables at every size. ``DFTAD_QUICK_COMPILE=0``
-turns it off.
+optimised executables at every size. ``DFTAD_QUICK_COMPILE=0`` turns it off.
 """
 
 from __future__ import annotations
