@@ -96,6 +96,7 @@ QUICK_NAO = 64
 integral class kernels quick (:func:`quick_for`)."""
 
 QUICK_ENABLED = os.environ.get("DFTAD_QUICK_COMPILE", "1") != "0"
+"""Quick executables on (``DFTAD_QUICK_COMPILE=0``: every key optimised)."""
 
 
 def quick_for(nao_b: int) -> bool:

@@ -857,14 +857,14 @@ def _tangent_rows(tangent, idx):
 def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int):
     """Per chunk of every class, (class, chunk, R, bra G, ket G, (dR,), (dG_bra,), (dG_ket,))
     on the device, the derivatives one per displacement in ``dcoords`` (k, natm, 3), R of the
-    class's order + ``up`` (one Boys/R evaluation per chunk serves every displacement); the
-    pair sets' :class:`HermiteRows` first."""
+    class's order + ``up`` (one Boys/R evaluation per chunk serves every displacement); first
+    (the pair sets' :class:`HermiteRows`, whether the class pieces run quick, :func:`_quick`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
-    yield herm
-    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     quick = _quick(basis)
+    yield herm, quick
+    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:
         order = sum(_orders(c.ls)) + up
         for ch in c.chunks:
@@ -888,8 +888,7 @@ def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
     cart = basis.layout.cart
     s8s = [jnp.zeros(npair * (npair + 1) // 2) for _ in dcoords]
     chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
-    next(chunks)
-    quick = _quick(basis)
+    _, quick = next(chunks)
     for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
         for k, (dr, dgb, dgk) in enumerate(zip(drs, dgbs[0], dgks[0])):
             for args in ((dr, gb, gk), (r, ((dgb,), gb[1]), gk), (r, gb, ((dgk,), gk[1]))):
@@ -909,7 +908,6 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
     the cotangents (:meth:`HermiteRows.gradient_tangent`)."""
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
-    quick = _quick(basis)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
     herm = None
@@ -919,7 +917,7 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 1)
-        herm = next(chunks)
+        herm, quick = next(chunks)
         if acc is None:
             acc = [h.zeros() for h in herm]
             dacc = [[h.zeros() for _ in dcoords] for h in herm]
