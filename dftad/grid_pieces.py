@@ -34,7 +34,7 @@ from .grid import Grid, becke_block, inverse_distances, split_blocks
 from .integrals.ao import NCOMP
 from .integrals.eri_pieces import bucket
 from .numint import DERIV, _block_energy
-from .pieces import piece
+from .pieces import piece, zeros
 
 FAR = 1.0e6
 """Distance (Bohr) of the padding nuclei from the origin and from each other."""
@@ -210,7 +210,7 @@ class _Molecule:
 
     def ao(self, pts):
         ncomp = NCOMP[self.deriv]
-        ao = jnp.zeros((ncomp, pts.shape[0], self.nao_b))
+        ao = zeros((ncomp, pts.shape[0], self.nao_b))
         for l, *arrays in self.classes:
             ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
         return ao
@@ -233,11 +233,11 @@ def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndar
     :func:`_ao_class_vjp` and :func:`_points_vjp`. ``sample``: the first block only (as
     :func:`dftad.integrals.eri_pieces.gradient`)."""
     m = _Molecule(setup, coords, nao_b)
-    g_R = jnp.zeros(m.R.shape)
+    g_R = zeros(m.R.shape)
     for i in range(1 if sample else len(m.own)):
         pts, w = m.points(i)
         _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
-        g_pts = jnp.zeros(pts.shape)
+        g_pts = zeros(pts.shape)
         for l, *arrays in m.classes:
             g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts, g_R)
         g_R = _points_vjp(m.R, m.a, *m.block(i), g_pts, g_w, g_R)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse.linalg as spla
 
 from . import forces, scf_pieces
 from .forces import _eri_terms
@@ -176,6 +175,8 @@ def _response(f1, s1, c_o, c_v, e_o, e_v, g_of, tol):
     solved for U_ai by conjugate gradients (the orbital Hessian of a stable RHF is positive
     definite), and dW = 2 (C U_o e C_o^T + C_o e (C U_o)^T + C_o de C_o^T) with
     de_ij = F1_ij + G[dD]_ij - S1_ij (e_i + e_j) / 2 (F1, S1 in the MO basis)."""
+    import scipy.sparse.linalg as spla  # here, not at the top: 0.3 s of every CLI start
+
     nv, no = len(e_v), len(e_o)
     fo, so = c_o.T @ f1 @ c_o, c_o.T @ s1 @ c_o
     u_oo = -0.5 * so

@@ -226,14 +226,26 @@ class Piece:
             jitted = jax.jit(named, static_argnums=self.static_argnums,
                              donate_argnums=self.donate_argnums)
         hits = _hits()
-        lowered = jitted.lower(*args)
-        exe = lowered.compile(QUICK_OPTIONS) if quick else lowered.compile()
+        with _not_in_jax_cache():
+            lowered = jitted.lower(*args)
+            exe = lowered.compile(QUICK_OPTIONS) if quick else lowered.compile()
         return exe, _hits() == hits
 
     def _path(self, key):
         if key[3] is not None:
             return None  # a serialized executable loads onto the first device only
         return _cache_file(self.fun.__name__, repr((self.name, key)), "bin")
+
+
+def _not_in_jax_cache():
+    """In this thread, JAX's on-disk cache does not write what is compiled (a piece has its own
+    file: writing it twice cost ~0.9 s of a cold start's CPU, and doubled the cache on disk)."""
+    try:
+        from jax._src import config as jax_config
+
+        return jax_config.persistent_cache_min_compile_time_secs(float("inf"))
+    except (ImportError, AttributeError, TypeError):  # another JAX version: write it twice
+        return contextlib.nullcontext()
 
 
 _CACHE_HITS = threading.local()
@@ -405,6 +417,13 @@ def save_array(path, a) -> None:
         buf = io.BytesIO()
         np.save(buf, np.asarray(a))
         _write(path, buf.getvalue())
+
+
+def zeros(shape) -> jax.Array:
+    """float64 zeros on the device, made without a program: outside ``jit``, ``jnp.zeros``
+    traces, compiles (or finds in JAX's cache) a program per shape, 20-50 ms each in a fresh
+    process. For the accumulators that the pieces' loops start from."""
+    return jax.device_put(np.zeros(shape))
 
 
 def piece(static_argnums=(), donate_argnums=()):

@@ -39,7 +39,7 @@ from .jk import DFJK, IncoreJK, coulomb_exchange
 from .linalg import eig, make_rdm1, orthogonalizer
 from .numint import exc_vxc_block
 from .occupation import total_density
-from .pieces import piece
+from .pieces import piece, zeros
 from .setup import Setup
 
 PAD_LEVEL = 1.0e3
@@ -155,7 +155,7 @@ class Problem:
         self.blocks = grid_pieces.ao_blocks(setup, coords, nao_b) if setup.semilocal else ()
         self.e_nuc = jax.device_put(energy_nuc(np.asarray(coords), np.asarray(setup.charges),
                                                np))
-        self.e_disp = (jnp.zeros(()) if setup.disp is None
+        self.e_disp = (zeros(()) if setup.disp is None
                        else _disp_energy(setup.disp, coords))
 
     def _tensors(self, omegas, old=None):
@@ -195,7 +195,7 @@ class Problem:
         return (vj, vk) + self.exc_vxc(dm)
 
     def exc_vxc(self, dm):
-        exc, vxc = jnp.zeros(()), jnp.zeros(dm.shape)
+        exc, vxc = zeros(()), zeros(dm.shape)
         for ao, w in self.blocks:
             exc, vxc = _xc_block(self.setup.xc, ao, w, dm, exc, vxc)
         return exc, vxc
@@ -253,11 +253,11 @@ def atomic_density(basis, z: int) -> np.ndarray:
         path = pieces.data_path("atom", repr(key))
         dm = pieces.load_array(path)
         if dm is None or dm.shape != (basis.nao, basis.nao):
-            origin = jnp.zeros((1, 3))
-            charge = jnp.asarray([float(z)])
-            s, t, v = one_electron_pieces.matrices(basis, origin, charge)
+            origin, charge = np.zeros((1, 3)), np.asarray([float(z)])
+            s, t, v = (np.asarray(m) for m in
+                       one_electron_pieces.matrices(basis, origin, charge))
             eri = eri_pieces.eri(two_electron.build_plan(basis, origin), basis, origin)
-            dm = np.asarray(_atom_scf(s, t + v, eri, jnp.asarray(float(z)), quick=True))
+            dm = np.asarray(_atom_scf(s, t + v, eri, np.float64(z), quick=True))
             pieces.save_array(path, dm)
         _ATOMS[key] = dm
     return _ATOMS[key]

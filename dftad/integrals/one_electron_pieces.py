@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis
-from ..pieces import piece
+from ..pieces import piece, zeros
 from . import hermite
 from .eri_pieces import (
     PairSet,
@@ -275,7 +275,7 @@ def padded_matrices(basis: Basis, coords, charges) -> jax.Array:
     basis' nao)."""
     nuc, z, _ = _nuclei(coords, charges)
     nao_b = nao_bucket(basis.nao)
-    mats = jnp.asarray(np.zeros((3, nao_b, nao_b)))
+    mats = zeros((3, nao_b, nao_b))
     for c in _layout(basis):
         raw = raw_pairs(basis, coords, c.pairs)[0]
         for ch in c.chunks:
@@ -288,7 +288,7 @@ def matrices(basis: Basis, coords, charges):
     """(S, T, V) (nao, nao) at ``coords`` (Bohr) for nuclear ``charges``."""
     n = basis.nao
     mats = np.asarray(padded_matrices(basis, coords, charges))[:, :n, :n]
-    return tuple(jnp.asarray(m) for m in mats)
+    return tuple(jax.device_put(m) for m in mats)
 
 
 def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.Array:
