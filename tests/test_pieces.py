@@ -208,9 +208,9 @@ def test_one_electron_pieces_equal_the_whole_program(basis):
 
 
 def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
-    """An executable is written once and a fresh Piece (a new process) loads it without tracing
-    or compiling; a damaged file is compiled again and saved again (also where JAX's on-disk
-    cache, on in the test session, still holds the program); another static argument is another
+    """An executable is written once (in its own file, not also in JAX's on-disk cache, on in
+    the test session) and a fresh Piece (a new process) loads it without tracing or compiling;
+    a damaged file is compiled again and saved again; another static argument is another
     file."""
     monkeypatch.setattr(pieces, "cache_dir", lambda: str(tmp_path))
 
@@ -222,6 +222,9 @@ def test_pieces_are_saved_and_loaded_without_compiling(tmp_path, monkeypatch):
     assert np.allclose(pieces.Piece(f, (1,))(x, 3), ref, rtol=0, atol=1e-15)
     files = list(tmp_path.rglob("*.bin"))
     assert len(files) == 1
+    name = files[0].name.split("-")[1].split(".")[0]  # the program's name holds its file's
+    jax_cache = jax.config.jax_compilation_cache_dir
+    assert jax_cache and not [p for p in os.listdir(jax_cache) if name in p]
     compiles = []
 
     def count(event, duration, **_):
@@ -294,17 +297,17 @@ def test_repeated_jobs_take_the_optimised_class_pieces(monkeypatch):
     monkeypatch.setattr(pieces, "QUICK_ENABLED", True)
     setup, coords = _setup("water")
     basis = setup.basis
-    assert eri_pieces._quick(basis)
+    assert eri_pieces.is_quick(basis)
     seen = []
     monkeypatch.setattr(forces, "_pieces_gradient",
-                        lambda *args, **kwargs: seen.append(eri_pieces._quick(basis)))
+                        lambda *args, **kwargs: seen.append(eri_pieces.is_quick(basis)))
     monkeypatch.setattr(forces, "_WARM", set())
     with pieces.repeated_job():
-        assert not eri_pieces._quick(basis) and pieces.in_repeated_job()
+        assert not eri_pieces.is_quick(basis) and pieces.in_repeated_job()
         with forces.compile_ahead(setup, coords):
             pass
         monkeypatch.setattr(eri_pieces._quartets, "_compiled", {})
         eri_pieces.schwarz(basis, coords, setup.jk.plan.bra_sets[:1])
         assert all(key[-1] == "quick" for key in eri_pieces._quartets._compiled)
     assert seen == [False]
-    assert eri_pieces._quick(basis) and not pieces.in_repeated_job()
+    assert eri_pieces.is_quick(basis) and not pieces.in_repeated_job()

@@ -747,7 +747,7 @@ def _chunk_args(ls, ch: Chunk, herm_b: HermiteRows, herm_k: HermiteRows, omega, 
     ``ls`` besides the chunk's own arrays. R (:func:`_hermite_r`, ``up`` orders above the
     class's: 1 for the reverse pass) from the (p, P) of the bra's and the ket's distinct rows;
     G as ((G of the distinct rows,), each quartet's row), on the device. ``quick``: R's quick
-    executable (:func:`_quick`)."""
+    executable (:func:`is_quick`)."""
     bra, ket = ch.on_device[2:4]
     (pb, qb, gb), (pk, qk, gk) = herm_b.rows(ch.bra[0]), herm_k.rows(ch.ket[0])
     r = _hermite_r(sum(_orders(ls)) + up, ((pb, qb), bra), ((pk, qk), ket), omega, quick=quick)
@@ -771,10 +771,11 @@ def nao_bucket(nao: int) -> int:
     return bucket(nao, 64)
 
 
-def _quick(basis: Basis) -> bool:
-    """Whether the class pieces (R, the contraction, its reverse pass) of a molecule in
-    ``basis`` run their quick executables (:func:`dftad.pieces.quick_for`: small molecules,
-    which call each class a few times; not inside a :func:`dftad.pieces.repeated_job`)."""
+def is_quick(basis: Basis) -> bool:
+    """Whether the class pieces (R, the contraction, its reverse pass; the one-electron
+    reverse pass) of a molecule in ``basis`` run their quick executables
+    (:func:`dftad.pieces.quick_for`: small molecules, which call each class a few times; not
+    inside a :func:`dftad.pieces.repeated_job`)."""
     return quick_for(nao_bucket(basis.nao)) and not in_repeated_job()
 
 
@@ -789,7 +790,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
-    quick = _quick(basis)
+    quick = is_quick(basis)
     for c in lay.classes:
         for ch in c.chunks:
             args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, quick=quick)
@@ -820,7 +821,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     acc = [h.zeros() for h in herm]
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
-    quick = _quick(basis)
+    quick = is_quick(basis)
 
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
@@ -858,11 +859,11 @@ def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int
     """Per chunk of every class, (class, chunk, R, bra G, ket G, (dR,), (dG_bra,), (dG_ket,))
     on the device, the derivatives one per displacement in ``dcoords`` (k, natm, 3), R of the
     class's order + ``up`` (one Boys/R evaluation per chunk serves every displacement); first
-    (the pair sets' :class:`HermiteRows`, whether the class pieces run quick, :func:`_quick`)."""
+    (the pair sets' :class:`HermiteRows`, whether the class pieces run quick, :func:`is_quick`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
-    quick = _quick(basis)
+    quick = is_quick(basis)
     yield herm, quick
     omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
     for c in lay.classes:

@@ -32,6 +32,7 @@ from .eri_pieces import (
     _rows,
     bucket,
     group,
+    is_quick,
     nao_bucket,
     pad_ao,
     padded_shell,
@@ -299,12 +300,13 @@ def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
     parts = []  # summed on the host at the end (eager adds would each be a program)
+    quick = is_quick(basis)
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
         for ch in c.chunks[:1] if sample else c.chunks:
             ct = _cotangent(ch.meta, dm, w, c.trans)
             parts.append(_chunk_grad(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows, ct,
-                                     atoms[ch.ip], natm_b))
+                                     atoms[ch.ip], natm_b, quick=quick))
     grad = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
     return grad[: len(np.asarray(coords))]
 
@@ -317,7 +319,7 @@ def matrices_tangent(basis: Basis, coords, charges, dcoords) -> jax.Array:
     nuc, z, _ = _nuclei(coords, charges)
     dnuc = _nuclei(dcoords, charges)[0]  # padding nuclei do not move
     nao_b = nao_bucket(basis.nao)
-    mats = jnp.asarray(np.zeros((3, nao_b, nao_b)))
+    mats = zeros((3, nao_b, nao_b))
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
         for ch in c.chunks:
