@@ -772,8 +772,8 @@ def nao_bucket(nao: int) -> int:
 
 
 def is_quick(basis: Basis) -> bool:
-    """Whether the class pieces (R, the contraction, its reverse pass; the one-electron
-    reverse pass) of a molecule in ``basis`` run their quick executables
+    """Whether the class pieces (R, the contraction, its reverse pass) of a molecule in
+    ``basis`` run their quick executables
     (:func:`dftad.pieces.quick_for`: small molecules, which call each class a few times; not
     inside a :func:`dftad.pieces.repeated_job`)."""
     return quick_for(nao_bucket(basis.nao)) and not in_repeated_job()

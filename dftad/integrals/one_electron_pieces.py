@@ -32,7 +32,6 @@ from .eri_pieces import (
     _rows,
     bucket,
     group,
-    is_quick,
     nao_bucket,
     pad_ao,
     padded_shell,
@@ -300,13 +299,12 @@ def gradient(basis: Basis, coords, charges, dm, w, sample: bool = False) -> jax.
     nao_b = nao_bucket(basis.nao)
     dm, w = pad_ao(dm, nao_b), pad_ao(w, nao_b)
     parts = []  # summed on the host at the end (eager adds would each be a program)
-    quick = is_quick(basis)
     for c in _layout(basis):
         raw, atoms = raw_pairs(basis, coords, c.pairs)
         for ch in c.chunks[:1] if sample else c.chunks:
             ct = _cotangent(ch.meta, dm, w, c.trans)
             parts.append(_chunk_grad(c.L, _rows(raw, ch.ip), ch.local, nuc, z, c.pows, ct,
-                                     atoms[ch.ip], natm_b, quick=quick))
+                                     atoms[ch.ip], natm_b))
     grad = sum((np.asarray(g) for g in parts), np.zeros((natm_b, 3)))
     return grad[: len(np.asarray(coords))]
 
