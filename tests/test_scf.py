@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from _pyscf import converge, mean_field
 from pyscf import dft, gto
+from pyscf.df import make_auxbasis
 
 import dftad
 from dftad import energy, guess, hamiltonian, numint, stability
 from dftad import scf as dscf
+from dftad.interop.pyscf import to_pyscf_mole
 from dftad.occupation import Occupation
 
 TOL = 1e-6  # Hartree, the issue's acceptance tolerance
@@ -80,7 +82,8 @@ def test_energy_matches_pyscf(name, basis, xc):
                                                        marks=pytest.mark.slow),
                                            ("sto-3g", "camb3lyp", None),
                                            ("def2-svp", "lda,vwn", "def2-universal-jfit"),
-                                           ("sto-3g", "pbe", "def2-svp-jkfit")])
+                                           pytest.param("sto-3g", "pbe", "def2-svp-jkfit",
+                                                        marks=pytest.mark.slow)])
 def test_density_fitting_matches_pyscf_df(basis, xc, aux):
     """Same auxiliary basis as PySCF's ``density_fit()``: JK fitting with exact exchange, J fitting
     for a pure functional (def2-universal-jfit for def2: with the JK set, LDA water / def2-SVP
@@ -95,6 +98,21 @@ def test_density_fitting_matches_pyscf_df(basis, xc, aux):
     assert bool(res.converged)
     ref = pyscf_energy(mol, basis, xc, density_fit=True)
     assert abs(float(res.e_tot) - ref) < TOL
+
+
+def test_density_fitting_falls_back_to_the_jk_fitting_set():
+    """STO-3G has no J-fitting set: a pure functional takes the JK-fitting set PySCF's
+    ``density_fit()`` builds (a TypeError in dftad before). The energy with it against PySCF's:
+    ``-m slow``; a pure functional's DF energy is checked by default with LDA's J-fitting set."""
+    mol = dftad.load("water")
+    setup = dftad.build(mol, "sto-3g", "pbe", density_fit=True)
+    assert setup.density_fitting and setup.jk.auxbasis_name == "def2-svp-jkfit"
+    mf = dft.RKS(to_pyscf_mole(mol, "sto-3g"))
+    mf.xc = "pbe"
+    ref = mf.density_fit().with_df  # auxbasis None: PySCF's default, made when it is built
+    ref.build()
+    assert set(make_auxbasis(mf.mol, mp2fit=False).values()) == {setup.jk.auxbasis_name}
+    assert setup.jk.aux.nao == ref.auxmol.nao
 
 
 def test_rhf_result_is_consistent():
