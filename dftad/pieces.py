@@ -420,6 +420,12 @@ def save_array(path, a) -> None:
         _write(path, buf.getvalue())
 
 
+def piece(static_argnums=(), donate_argnums=()):
+    """Decorator form of :class:`Piece`."""
+    return lambda fun: Piece(fun, static_argnums, donate_argnums)
+
+
+@piece((0,))
 def _zeros(shape):
     return jnp.zeros(shape)
 
@@ -430,12 +436,4 @@ def zeros(shape) -> jax.Array:
     ms each; a piece loads from its file. (A host array put on the device instead compiles
     nothing, but writes every page of a fresh buffer: 6 ms for an 8 MB AO block.) For the
     accumulators that the pieces' loops start from."""
-    return _ZEROS(tuple(int(n) for n in shape))
-
-
-def piece(static_argnums=(), donate_argnums=()):
-    """Decorator form of :class:`Piece`."""
-    return lambda fun: Piece(fun, static_argnums, donate_argnums)
-
-
-_ZEROS = Piece(_zeros, static_argnums=(0,))
+    return _zeros(tuple(int(n) for n in shape))

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
-from ..pieces import in_repeated_job, piece, quick_for
+from ..pieces import in_repeated_job, piece, quick_for, zeros
 from . import hermite
 from .eri_kernel import _sign, alpha_and_prefactor
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
@@ -785,7 +785,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     :func:`.two_electron.eri`); ``nao`` >= the basis' nao pads it with zeros (at most
     :func:`nao_bucket` of it)."""
     npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
-    s8 = jnp.zeros(npair * (npair + 1) // 2)  # made on the device (273 MB for nao 72's bucket)
+    s8 = zeros((npair * (npair + 1) // 2,))  # on the device (273 MB for nao 72's bucket)
     cart = basis.layout.cart
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
@@ -887,7 +887,7 @@ def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
     (dR, G, G) + (R, dG, G) + (R, G, dG)."""
     npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
     cart = basis.layout.cart
-    s8s = [jnp.zeros(npair * (npair + 1) // 2) for _ in dcoords]
+    s8s = [zeros((npair * (npair + 1) // 2,)) for _ in dcoords]
     chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
     _, quick = next(chunks)
     for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
