@@ -8,6 +8,8 @@ setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
     factors(basis, coords, omegas)   what the two-electron integrals are made of at ``coords``,
                                      one entry per operator (omega None: 1/r12; else
                                      erf(omega r12)/r12), differentiable in ``coords``
+                                     (the operators' integrals traced once:
+                                     :func:`~dftad.integrals.eri_kernel.per_operator`)
     tensors(basis, factors)          what the SCF contracts (the same or unpacked from them)
     get_j(tensors, dm), get_k(tensors, dm, op, orbs=None)
                                      (``orbs``: the X that dm = X X^T is made of, where the
@@ -36,6 +38,7 @@ import jax.numpy as jnp
 
 from .basis import Basis
 from .integrals import two_electron
+from .integrals.eri_kernel import per_operator
 from .linalg import inv_sqrt_psd
 
 
@@ -205,7 +208,7 @@ class IncoreJK:
         return "incore ERIs"
 
     def factors(self, basis: Basis, coords, omegas):
-        return tuple(two_electron.eri_blocks(self.plan, basis, coords, w) for w in omegas)
+        return per_operator(lambda w: two_electron.eri_blocks(self.plan, basis, coords, w), omegas)
 
     def tensors(self, basis: Basis, factors):
         return tuple(two_electron.unpack_s8(two_electron.pack_s8(self.plan, basis, b), basis.nao)
@@ -248,9 +251,14 @@ class DFJK:
         return f"density fitting ({self.auxbasis_name})"
 
     def factors(self, basis: Basis, coords, omegas):
-        return tuple(cderi(two_electron.int3c2e(self.plan3c, basis, self.aux, coords, w),
-                           two_electron.int2c2e(self.plan2c, self.aux, coords, w))
-                     for w in omegas)
+        # the integrals of all operators in one traced kernel; the factorisation per operator
+        # (vmapped, its cond between Cholesky and eigh would run both)
+        def integrals(w):
+            return (two_electron.int3c2e(self.plan3c, basis, self.aux, coords, w),
+                    two_electron.int2c2e(self.plan2c, self.aux, coords, w))
+
+        ints = per_operator(integrals, omegas)
+        return tuple(cderi(int3c, int2c) for int3c, int2c in ints)
 
     def tensors(self, basis: Basis, factors):
         return factors

@@ -526,3 +526,31 @@ def test_hermite_r_cube_derivatives_equal_ad_of_the_recursion(L):
 
     for a, b in zip(jax.tree.leaves(second(ours)), jax.tree.leaves(second(ref))):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * np.abs(np.asarray(b)).max())
+
+
+def test_operators_of_a_range_separated_functional_share_one_kernel():
+    """per_operator traces the class kernels once for (1/r12, erf(omega r12)/r12): 1/r12 as
+    omega = inf is exact, and both tensors equal PySCF's (``int2e`` and ``int2e`` under
+    ``with_range_coulomb``) to 1e-10; the derivative in omega equals central finite
+    differences."""
+    from dftad.integrals.eri_kernel import per_operator
+
+    mol, b, plan, pmol = setup("water", "sto-3g")
+    c = jnp.asarray(mol.coords)
+    omega = 0.33
+    h = 1e-4
+
+    def both(w):
+        return per_operator(lambda x: te.eri(plan, b, c, x), (None, w))
+
+    def lr_sum(w):  # a scalar of the erf tensor, beside the Coulomb operator
+        return jnp.sum(both(w)[1] ** 2)
+
+    # one program: the tensors, the omega derivative and the two displaced values
+    (coul, lr), g, up, down = jax.jit(lambda w: (both(w), jax.grad(lr_sum)(w), lr_sum(w + h),
+                                                 lr_sum(w - h)))(omega)
+    assert_matches(np.asarray(coul), pmol.intor("int2e"), "eri 1/r12 beside erf")
+    with pmol.with_range_coulomb(omega):
+        assert_matches(np.asarray(lr), pmol.intor("int2e"), "eri erf(0.33 r12)/r12")
+    fd = (float(up) - float(down)) / (2 * h)
+    assert abs(float(g) - fd) < FD_RTOL * abs(fd), (float(g), fd)

@@ -75,14 +75,32 @@ def hermite_of(pp: PrimPairs, la: int, lb: int, ket: bool):
 
 def alpha_and_prefactor(p, q, omega=None):
     """alpha = p q / (p + q) and 2 pi^(5/2) / (p q sqrt(p + q)) of primitive quartets (bra and
-    ket exponents ``p``, ``q``); with ``omega`` (erf attenuation) as in :func:`class_integrals`."""
+    ket exponents ``p``, ``q``); with ``omega`` (erf attenuation) as in :func:`class_integrals`.
+
+    The attenuation is written through t = 1 / omega^2: alpha / (1 + alpha t) and
+    pref / sqrt(1 + alpha t), so that omega = inf (t = 0) is the plain Coulomb operator exactly
+    (alpha / 1 and pref / sqrt(1) round to themselves): both operators of a range-separated
+    functional run through one traced kernel (:func:`per_operator`)."""
     alpha = p * q / (p + q)
     pref = 2.0 * math.pi**2.5 / (p * q * jnp.sqrt(p + q))
     if omega is not None:
-        w2 = omega * omega
-        pref = pref * omega / jnp.sqrt(alpha + w2)
-        alpha = alpha * w2 / (alpha + w2)
+        s = 1.0 + alpha / (omega * omega)
+        pref = pref / jnp.sqrt(s)
+        alpha = alpha / s
     return alpha, pref
+
+
+def per_operator(integrals, omegas) -> tuple:
+    """``tuple(integrals(w) for w in omegas)``, traced once: each w None (1/r12) or omega
+    (erf(omega r12)/r12). With several operators, 1/r12 is erf(omega r12)/r12 at omega = inf
+    (exact, see :func:`alpha_and_prefactor`) and ``integrals`` is vmapped over the omegas: a
+    range-separated functional compiles every class kernel once, not once per operator (the
+    parts that do not depend on omega, such as the Hermite pairs, are not batched)."""
+    if len(omegas) == 1:
+        return (integrals(omegas[0]),)
+    w = jnp.stack([jnp.asarray(jnp.inf if x is None else x, dtype=jnp.float64) for x in omegas])
+    out = jax.vmap(integrals)(w)
+    return tuple(jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(omegas)))
 
 
 def primitive_quartets(bra, ket, lab, lcd, omega=None):
@@ -102,7 +120,7 @@ def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
     """Contracted cartesian integrals of one quartet class, (nq, nab, ncd).
 
     ``omega``: if given, the operator is erf(omega r12)/r12 (long-range Coulomb): alpha becomes
-    alpha w^2 / (alpha + w^2) and the prefactor gains w / sqrt(alpha + w^2).
+    alpha w^2 / (alpha + w^2) and the prefactor gains w / sqrt(alpha + w^2) (omega = inf: 1/r12).
 
     ``bra``/``ket`` are (p, P, G) from :func:`hermite_pairs`; ``ip``, ``iq``, ``qid`` are
     (nchunk, chunk) primitive-pair indices and contracted-quartet ids (``nq`` marks padding,
