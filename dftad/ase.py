@@ -33,8 +33,8 @@ from .molecule import Molecule
 from .pieces import repeated_job
 from .setup import build
 
-_dipole_jit = jax.jit(properties.dipole)
 _hessian_jit = jax.jit(properties.hessian)
+_dipole = properties.dipole  # jitted; calculate()'s argument ``properties`` shadows the module
 
 
 class Calculator(_ASECalculator):
@@ -79,7 +79,7 @@ class Calculator(_ASECalculator):
             raise SCFError(str(err)) from err
         self.dm, self.result = res.scf.dm, res
         e = float(res.e_tot) * units.Hartree
-        mu = np.asarray(_dipole_jit(self.setup, coords, res.scf.dm))
+        mu = np.asarray(_dipole(self.setup, coords, res.scf.dm))
         self.results = {
             "energy": e,
             "free_energy": e,

@@ -134,7 +134,7 @@ def test_gradient_does_not_depend_on_the_scf_path():
     def homo(c, dm0):
         return energy.kernel(setup, c, dm0=dm0).scf.mo_energy[setup.occupation.homo]
 
-    ints = hamiltonian.integrals(setup, coords)
+    ints = jax.jit(hamiltonian.integrals)(setup, coords)  # one program, not op by op
     poor = guess.core_guess(ints.h1e, ints.s1e, setup.occupation)
     scf = jax.jit(lambda c, d: energy.kernel(setup, c, dm0=d).scf)  # one SCF program for both
     from_poor = scf(coords, poor)

@@ -41,14 +41,16 @@ def test_second_order_from_a_rough_start(name, xc):
     _rough_setup, rough = dftad_energy(mol, "sto-3g", xc, init_guess="core", max_cycle=1)
     assert not bool(rough.converged)
     setup = dftad.build(mol, "sto-3g", xc)
-    ints = hamiltonian.integrals(setup, jnp.asarray(mol.coords))
+    # jitted, not eager: op by op, the integrals and the Fock build below compiled ~1000
+    # small programs (26 s of this test)
+    ints = jax.jit(hamiltonian.integrals)(setup, jnp.asarray(mol.coords))
     res = jax.jit(energy.second_order)(setup, ints, rough)
     r = res.scf
     assert bool(res.converged) and float(r.grad_norm) < 1e-7
     ref = pyscf_mf(mol, "sto-3g", xc)
     assert abs(float(res.e_tot) - ref.e_tot) < 1e-8
     np.testing.assert_allclose(r.dm, make_rdm1(r.mo_coeff, r.mo_occ), atol=1e-12)
-    e, fock = hamiltonian.hamiltonian(setup, ints)[0](r.dm)
+    e, fock = jax.jit(lambda i, d: hamiltonian.hamiltonian(setup, i)[0](d))(ints, r.dm)
     assert abs(float(e) - float(r.e_tot)) < 1e-12
     np.testing.assert_allclose(fock, r.fock, atol=1e-12)
     occ = setup.occupation
