@@ -150,14 +150,23 @@ def _steihaug(hop, g, diag, radius, rtol):
 
 
 def gradient_and_hessian(energy_fn: Callable, mo_coeff, occ: Occupation):
-    """(g, hop): the orbital gradient dE/dkappa at kappa = 0 and the map v -> H v (linearised
-    once, so each product costs one Fock-matrix tangent)."""
+    """(g, hop): the orbital gradient dE/dkappa at kappa = 0 and the map v -> H v.
+
+    Each product is a forward-mode derivative of the gradient (a Fock build and its tangent),
+    not the tangent half of ``jax.linearize``: XLA runs that one 8x slower than the whole
+    ``jvp`` (water STO-3G B3LYP, 34k grid points: 156 ms against 19 ms; the residuals of the
+    XC kernel are stored per grid point and read back unfused), and a Hessian-vector product
+    cost 0.45 s (CAM-B3LYP 1.0 s)."""
+    kappa0 = jnp.zeros(size(mo_coeff.shape[-1], occ))
 
     def gradient(kappa):
         dm, pullback = jax.vjp(lambda k: rotated_dm(mo_coeff, k, occ), kappa)
         return pullback(energy_fn(dm)[1])[0]
 
-    return jax.linearize(gradient, jnp.zeros(size(mo_coeff.shape[-1], occ)))
+    def hop(v):
+        return jax.jvp(gradient, (kappa0,), (v,))[1]
+
+    return gradient(kappa0), hop
 
 
 class Step(NamedTuple):

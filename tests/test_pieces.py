@@ -62,6 +62,10 @@ def test_padded_pieces_equal_the_whole_program(omega, name, basis, quick, monkey
     assert float(jnp.abs(g - g_ref).max()) < 1e-12 * float(jnp.abs(g_ref).max())
     for p in class_pieces:
         assert p._compiled and all((key[-1] == "quick") == quick for key in p._compiled)
+    if omega is not None:  # 1/r12 is omega = inf: the R pieces of erf(omega r12)/r12 serve it
+        compiled = len(eri_pieces._hermite_r._compiled)
+        eri_pieces.eri(plan, basis, coords)
+        assert len(eri_pieces._hermite_r._compiled) == compiled
 
 
 def _diagonal_quartets(basis, coords, ps, idx, nq):

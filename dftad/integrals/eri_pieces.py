@@ -194,6 +194,13 @@ def _expand(pairs):
     return tuple(x[row] for x in data)
 
 
+def operator(omega):
+    """The two-electron operator as :func:`_hermite_r` takes it: omega of erf(omega r12)/r12,
+    1/r12 (None) as omega = inf (exact: :func:`.eri_kernel.alpha_and_prefactor`), so that the
+    two operators of a range-separated functional share every R piece."""
+    return np.float64(np.inf) if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+
+
 @piece((0,))
 def _hermite_r(L, bra, ket, omega):
     """pref R_tuv(alpha, P - Q), t + u + v <= L, (B, nherm(L)) of a chunk's B primitive
@@ -789,7 +796,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     cart = basis.layout.cart
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
-    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    omega = operator(omega)
     quick = is_quick(basis)
     for c in lay.classes:
         for ch in c.chunks:
@@ -825,7 +832,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
 
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
-        omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+        omega = operator(omega)
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
         for c in lay.classes:
@@ -865,7 +872,7 @@ def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
     quick = is_quick(basis)
     yield herm, quick
-    omega = None if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+    omega = operator(omega)
     for c in lay.classes:
         order = sum(_orders(c.ls)) + up
         for ch in c.chunks:
@@ -957,7 +964,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            args = _chunk_args(ls, ch, herm, herm, None, quick=quick)
+            args = _chunk_args(ls, ch, herm, herm, operator(None), quick=quick)
             v = np.asarray(_quartets(ls, *args, ch.on_device[0], quick=quick))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
