@@ -16,8 +16,8 @@ the boundary or on a direction of negative curvature, so a saddle point is left 
 step is taken when the energy falls by at least ``ACCEPT`` of the model's prediction, and the
 radius grows or shrinks with the ratio of actual to predicted change (Nocedal & Wright,
 *Numerical Optimization*, Algorithms 4.1 and 7.2). Converges to a local minimum from any start,
-quadratically near one; each step costs one linearisation of the Fock matrix, one Fock-matrix
-tangent per CG iteration and one energy.
+quadratically near one; each step costs one Fock matrix and one Fock-matrix jvp (a Fock build
+with its tangent) per CG iteration, and one energy.
 
 :func:`solve` continues an SCF that DIIS did not converge (:func:`dftad.energy.converge`, which
 :func:`dftad.run` and the CLI call); as a solver behind :func:`dftad.implicit.solve` its result
