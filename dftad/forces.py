@@ -156,7 +156,9 @@ def nuclear_repulsion_gradient(coords, charges) -> np.ndarray:
 def _eri_terms(setup: Setup, dm, xc_params=None):
     """(omega, dm_coul, dm_exch, c_exch) per two-electron operator: what
     :func:`dftad.integrals.eri_pieces.gradient` contracts (as :func:`_two_electron_energy`)."""
-    omegas, weights = exchange_operators(setup, xc_params_of(setup, xc_params))
+    # on the host (no eager program per process for alpha + beta and the weights' products)
+    params = jax.tree.map(np.asarray, xc_params_of(setup, xc_params))
+    omegas, weights = exchange_operators(setup, params)
     occ = setup.occupation
     terms = eri_terms(len(omegas), dm, occ.total(dm), weights, 1.0 / occ.per_orbital)
     return tuple((omega, *term) for omega, term in zip(omegas, terms))

@@ -214,9 +214,10 @@ class Problem:
 
 
 def _exchange(setup: Setup):
-    """(omegas, exact-exchange weights as arrays) of the setup's functional."""
-    omegas, weights = exchange_operators(setup, setup.xc.params)
-    return omegas, tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+    """(omegas, exact-exchange weights as arrays) of the setup's functional (summed on the host:
+    an eager ``alpha + beta`` compiled a program in every process)."""
+    omegas, weights = exchange_operators(setup, jax.tree.map(np.asarray, setup.xc.params))
+    return omegas, tuple(jax.device_put(np.float64(w)) for w in weights)
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))

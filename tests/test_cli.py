@@ -132,8 +132,7 @@ def test_compilation_cache_is_written_and_reused(tmp_path):
     cmd = [sys.executable, "-m", "dftad.cli", "energy", "water", "--basis", "sto-3g", "--xc", "hf",
            "--json"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    cached = sorted(p.name for p in (tmp_path / "xla").iterdir())
-    assert cached  # compiled programs were stored
+    assert any(tmp_path.rglob("*.bin"))  # compiled pieces were stored (beside JAX's cache)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert json.loads(first.stdout)["energy"] == json.loads(second.stdout)["energy"]
 
@@ -195,7 +194,8 @@ def test_printed_scf_and_forces_come_from_the_cache(tmp_path):
     (e1, first), (e2, second) = runs
     assert e1 == e2
     assert first["compiles"] > first["cache_hits"]  # compiled (a few programs twice: hits)
-    assert second["compiles"] > 0 and second["compiles"] == second["cache_hits"], second
+    # whatever compiles outside the pieces (nothing in this job now) comes from JAX's cache
+    assert second["compiles"] == second["cache_hits"], second
     assert first["piece_compiles"] > 0 and second["piece_compiles"] == 0, second
 
 

@@ -834,7 +834,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
     for omega, dm_coul, dm_exch, c_exch in terms:
         omega = operator(omega)
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
-        c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
+        c_exch = jax.device_put(np.float64(c_exch))  # no program for a host scalar
         for c in lay.classes:
             for ch in c.chunks[:1] if sample else c.chunks:
                 args = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 1, quick)
@@ -923,7 +923,7 @@ def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np
 
     for omega, dm_coul, dm_exch, c_exch in terms:
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
-        c_exch = jnp.asarray(c_exch, dtype=jnp.float64)
+        c_exch = jax.device_put(np.float64(c_exch))  # no program for a host scalar
         chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 1)
         herm, quick = next(chunks)
         if acc is None:
