@@ -90,15 +90,22 @@ def alpha_and_prefactor(p, q, omega=None):
     return alpha, pref
 
 
+def as_omega(omega):
+    """The operator as the kernels take it: omega of erf(omega r12)/r12 (float64), 1/r12 (None)
+    as omega = inf (exact, :func:`alpha_and_prefactor`), a host scalar then (no program), so
+    that both operators of a range-separated functional share one kernel."""
+    return np.float64(np.inf) if omega is None else jnp.asarray(omega, dtype=jnp.float64)
+
+
 def per_operator(integrals, omegas) -> tuple:
     """``tuple(integrals(w) for w in omegas)``, traced once: each w None (1/r12) or omega
     (erf(omega r12)/r12). With several operators, 1/r12 is erf(omega r12)/r12 at omega = inf
-    (exact, see :func:`alpha_and_prefactor`) and ``integrals`` is vmapped over the omegas: a
+    (:func:`as_omega`) and ``integrals`` is vmapped over the omegas: a
     range-separated functional compiles every class kernel once, not once per operator (the
     parts that do not depend on omega, such as the Hermite pairs, are not batched)."""
     if len(omegas) == 1:
         return (integrals(omegas[0]),)
-    w = jnp.stack([jnp.asarray(jnp.inf if x is None else x, dtype=jnp.float64) for x in omegas])
+    w = jnp.stack([as_omega(x) for x in omegas])
     out = jax.vmap(integrals)(w)
     return tuple(jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(omegas)))
 

@@ -53,7 +53,7 @@ import numpy as np
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
 from ..pieces import in_repeated_job, piece, quick_for, zeros
 from . import hermite
-from .eri_kernel import _sign, alpha_and_prefactor
+from .eri_kernel import _sign, alpha_and_prefactor, as_omega
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
 from .two_electron import _block_indices, _tri, unpack_s8
 
@@ -192,13 +192,6 @@ def _expand(pairs):
     them)."""
     data, row = pairs
     return tuple(x[row] for x in data)
-
-
-def operator(omega):
-    """The two-electron operator as :func:`_hermite_r` takes it: omega of erf(omega r12)/r12,
-    1/r12 (None) as omega = inf (exact: :func:`.eri_kernel.alpha_and_prefactor`), so that the
-    two operators of a range-separated functional share every R piece."""
-    return np.float64(np.inf) if omega is None else jnp.asarray(omega, dtype=jnp.float64)
 
 
 @piece((0,))
@@ -796,7 +789,7 @@ def eri(plan: EriPlan, basis: Basis, coords, omega=None, nao: int | None = None)
     cart = basis.layout.cart
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
-    omega = operator(omega)
+    omega = as_omega(omega)
     quick = is_quick(basis)
     for c in lay.classes:
         for ch in c.chunks:
@@ -832,7 +825,7 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
 
     pending = None  # one chunk behind, so that the host sums while the device computes
     for omega, dm_coul, dm_exch, c_exch in terms:
-        omega = operator(omega)
+        omega = as_omega(omega)
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
         c_exch = jax.device_put(np.float64(c_exch))  # no program for a host scalar
         for c in lay.classes:
@@ -872,7 +865,7 @@ def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
     quick = is_quick(basis)
     yield herm, quick
-    omega = operator(omega)
+    omega = as_omega(omega)
     for c in lay.classes:
         order = sum(_orders(c.ls)) + up
         for ch in c.chunks:
@@ -964,7 +957,7 @@ def schwarz(basis: Basis, coords, sets) -> list:
         chunks = split(ip, iq, qid, np.arange(n)[None], chunk_size(ls), distinct=True)
         diag = np.zeros(n)
         for ch in chunks:
-            args = _chunk_args(ls, ch, herm, herm, operator(None), quick=quick)
+            args = _chunk_args(ls, ch, herm, herm, as_omega(None), quick=quick)
             v = np.asarray(_quartets(ls, *args, ch.on_device[0], quick=quick))
             rows = ch.meta[0, : ch.local.max() + 1]
             diag[rows] = np.abs(np.diagonal(v[: len(rows)], axis1=1, axis2=2)).max(axis=1)
