@@ -18,6 +18,12 @@ operator (a custom JVP on the converged root, :func:`jax.lax.custom_linear_solve
 reverse mode solves the transposed system). Nothing is differentiated through the SCF
 iterations, so the cost of a derivative does not depend on how many cycles the SCF took.
 
+The transposed system is written out rather than left to JAX: dPhi/dD = A K with K = dF/dD,
+the response kernel (a second derivative of the energy, so self-adjoint) and A the projector's
+derivative below (self-adjoint), so (dPhi/dD)^T = K A, again one Fock JVP per GMRES product.
+(JAX's transpose of the JVP stores the Fock build's intermediates per grid point and runs them
+backwards: a reverse-mode derivative cost 3x more.)
+
 The operator ``1 - dPhi/dD`` is already preconditioned by orbital-energy differences: in the MO
 basis dPhi/dD maps a density change to the occupied-virtual response
 (n_i - n_a) (C_a^T dF C_i) / (e_i - e_a), so the system is the coupled-perturbed equation
@@ -44,7 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from . import scf
-from .linalg import eigh, gmres, orthonormal_basis, projector
+from .linalg import eigh, gmres, orthonormal_basis, projector, projector_derivative
 from .occupation import Occupation
 
 GMRES_TOL = 1e-10
@@ -91,9 +97,11 @@ def _gmres(matvec, b):
     return gmres(matvec, b, GMRES_TOL, GMRES_RESTART, GMRES_MAXITER)
 
 
-def _tangent_solve(g, y):
-    """Solve g(x) = y for the linearised residual g; transposable for reverse mode."""
-    return jax.lax.custom_linear_solve(g, y, solve=_gmres, transpose_solve=_gmres)
+def _tangent_solve(linearised, transposed, y):
+    """Solve g(x) = y for the linearised residual g (``linearised``), whose transpose
+    ``transposed`` reverse mode solves with."""
+    return jax.lax.custom_linear_solve(linearised, y, solve=_gmres,
+                                       transpose_solve=lambda _, b: _gmres(transposed, b))
 
 
 def solve(energy_fn, s1e, start, occ: Occupation, options: scf.SCFOptions = scf.DEFAULT_OPTIONS,
@@ -109,13 +117,10 @@ def solve(energy_fn, s1e, start, occ: Occupation, options: scf.SCFOptions = scf.
     res = jax.lax.stop_gradient(solver(energy_fn, s1e, start, occ, options))
     mo_occ, order = jax.lax.stop_gradient(occupied_first(res.fock, res.dm, s1e, occ))
 
-    def residual(dm):
-        return density_from_fock(energy_fn(dm)[1], s1e, mo_occ) - dm
-
     # The SCF has already found the root; _root only attaches the implicit derivative. The
-    # parameters the residual closes over become explicit arguments, so that they get tangents.
-    fn, params = jax.closure_convert(residual, res.dm)
-    dm = _root(fn, res.dm, *params)
+    # parameters the Fock matrix closes over become explicit arguments, so that they get tangents.
+    fock_fn, params = jax.closure_convert(lambda d: energy_fn(d)[1], res.dm)
+    dm = _root(fock_fn, res.dm, res.fock, s1e, mo_occ, *params)
     # E and F of the root: the solver's values (it evaluated energy_fn at this density), with
     # energy_fn evaluated again only where a derivative is taken
     efn, eparams = jax.closure_convert(lambda d: energy_fn(d), res.dm)
@@ -140,10 +145,16 @@ def _known_jvp(fn, primals, tangents):
     return jax.jvp(fn, tuple(args), tuple(dargs))
 
 
+def _residual(fock_fn, dm, s1e, mo_occ, params):
+    """r(D) = Phi(D) - D, one Roothaan step's change of the density."""
+    return density_from_fock(fock_fn(dm, *params), s1e, mo_occ) - dm
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _root(residual, root, *params):
-    """``root`` (a zero of ``residual(., *params)``), differentiable in ``params`` by the
-    implicit function theorem: d root = -(dr/d root)^-1 (dr/d params) d params.
+def _root(fock_fn, root, fock, s1e, mo_occ, *params):
+    """``root`` (a zero of the residual r(D) = Phi(D) - D with the Fock matrix
+    ``fock_fn(D, *params)``, which is ``fock`` at the root), differentiable in ``s1e`` and
+    ``params`` by the implicit function theorem: d root = -(dr/d root)^-1 (dr/d params) d params.
 
     Unlike :func:`jax.lax.custom_root`, which linearises the residual and traces the GMRES solve
     whenever it is called, this traces them only when a derivative is taken: energy-only
@@ -152,14 +163,24 @@ def _root(residual, root, *params):
 
 
 @_root.defjvp
-def _root_jvp(residual, primals, tangents):
-    root, *params = primals
-    _, *dparams = tangents
+def _root_jvp(fock_fn, primals, tangents):
+    root, fock, s1e, mo_occ, *params = primals
+    _, _, ds1e, _, *dparams = tangents
     # re-entering _root keeps the root a differentiable function of params at the next order
-    root = _root(residual, root, *params)
-    _, rhs = jax.jvp(lambda *p: residual(root, *p), params, dparams)
+    root = _root(fock_fn, root, fock, s1e, mo_occ, *params)
+    _, rhs = jax.jvp(lambda s, *p: _residual(fock_fn, root, s, mo_occ, p),
+                     (s1e, *params), (ds1e, *dparams))
 
     def linearised(x):
-        return jax.jvp(lambda d: residual(d, *params), (root,), (x,))[1]
+        return jax.jvp(lambda d: _residual(fock_fn, d, s1e, mo_occ, params), (root,), (x,))[1]
 
-    return root, _tangent_solve(linearised, -rhs)
+    # dr/dD = A K - 1 (module docstring), so the transpose is K A - 1
+    x = orthonormal_basis(s1e)
+    xt = jnp.swapaxes(x, -1, -2)
+    dp = projector_derivative(xt @ jax.lax.stop_gradient(fock) @ x, mo_occ)
+
+    def transposed(y):
+        ay = x @ dp(xt @ y @ x) @ xt
+        return jax.jvp(lambda d: fock_fn(d, *params), (root,), (ay,))[1] - y
+
+    return root, _tangent_solve(linearised, transposed, -rhs)

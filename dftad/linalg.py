@@ -67,15 +67,32 @@ def projector(fo, occ):
 @projector.defjvp
 def _projector_jvp(primals, tangents):
     (fo, n), (dfo, _) = primals, tangents
+    p, derivative = _projector_and_derivative(fo, n)
+    return p, derivative(dfo)
+
+
+def projector_derivative(fo, occ):
+    """The linear map dF' -> dP of :func:`projector` at ``fo``,
+
+        dP = V [G o (V^T sym(dF') V)] V^T,   G_ab = (n_a - n_b) / (e_a - e_b),
+
+    self-adjoint in the Frobenius inner product (G is symmetric), which the reverse mode of
+    :mod:`dftad.implicit` uses."""
+    return _projector_and_derivative(fo, occ)[1]
+
+
+def _projector_and_derivative(fo, n):
     w, v = eigh(fo)
     vt = jnp.swapaxes(v, -1, -2)
-    p = (v * n[..., None, :]) @ vt
-    dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
-    m = vt @ dfo @ v
     dn = n[..., :, None] - n[..., None, :]
     gap = w[..., :, None] - w[..., None, :]
     g = jnp.where(dn != 0, dn / jnp.where(dn != 0, gap, 1.0), 0.0)
-    return p, v @ (g * m) @ vt
+
+    def derivative(dfo):
+        dfo = 0.5 * (dfo + jnp.swapaxes(dfo, -1, -2))
+        return v @ (g * (vt @ dfo @ v)) @ vt
+
+    return (v * n[..., None, :]) @ vt, derivative
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
