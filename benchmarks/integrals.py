@@ -1,6 +1,6 @@
 """Integral timings: dftad vs PySCF (libcint) in one process, same molecules, same CPU.
 
-    python benchmarks/integrals.py [--repeat 3] [--skip-3c]
+    python benchmarks/integrals.py [--repeat 3] [--skip-3c] [--classes]
 
 Prints, for each case, dftad's setup (basis + screening plan), compile and warm times, PySCF's
 time, the ratio dftad/PySCF (warm) and the largest difference between the two results:
@@ -9,6 +9,10 @@ time, the ratio dftad/PySCF (warm) and the largest difference between the two re
 * the 8-fold symmetric ERIs of benzene / def2-SVP (PySCF: ``mol.intor('int2e', aosym='s8')``);
 * the 3-centre integrals (ij|P) of caffeine / def2-SVP with PySCF's default auxiliary basis
   (PySCF: ``df.incore.aux_e2(mol, auxmol, 'int3c2e')``, aosym s1).
+
+With ``--classes``, the ERIs' time by quartet class as well (each class kernel jitted alone,
+slowest first, with its primitive quartets and the time per primitive quartet), and the s8
+packing apart.
 
 Timings are minima over ``--repeat`` warm runs. PySCF uses its default thread count
 (``lib.num_threads()``), as does XLA.
@@ -25,6 +29,7 @@ from _harness import best_of, compile_timed
 
 import dftad
 from dftad.integrals import one_electron, two_electron
+from dftad.integrals.eri_kernel import class_integrals, hermite_pairs
 from dftad.interop.pyscf import to_pyscf_mole
 
 ONE_ELECTRON = ("int1e_ovlp", "int1e_kin", "int1e_nuc")
@@ -75,6 +80,34 @@ def eri_case(mol, basis_name, repeat):
     _report(f"ERI s8 {mol!r} {basis_name} (nao {basis.nao})", setup, compile_s, warm, ref_s, err)
 
 
+def eri_classes(mol, basis_name, repeat):
+    """The ERIs' warm time by quartet class (``class_integrals`` of each class jitted alone, its
+    Hermite pairs computed outside), slowest first, then the s8 packing of all blocks."""
+    basis = dftad.Basis.build(mol, basis_name)
+    coords = jax.numpy.asarray(mol.coords)
+    plan = two_electron.build_plan(basis, coords)
+    rows, total = [], 0.0
+    for cls, idx in zip(plan.classes, plan.index):
+        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+        lab, lcd = bs.la + bs.lb, ks.la + ks.lb
+        args = (hermite_pairs(basis, coords, bs, ket=False),
+                hermite_pairs(basis, coords, ks, ket=True), idx)
+        fn = jax.jit(lambda hb, hk, idx, lab=lab, lcd=lcd, nq=cls.nq:
+                     class_integrals(hb, hk, lab, lcd, *idx, nq))
+        compiled, _ = compile_timed(fn, *args)
+        warm, _ = best_of(lambda compiled=compiled, args=args: compiled(*args), repeat)
+        total += warm
+        nprim = int((np.asarray(idx[2]) < cls.nq).sum())
+        rows.append((warm, f"  ({bs.la}{bs.lb}|{ks.la}{ks.lb})  quartets {cls.nq:8d}  primitive "
+                           f"{nprim:9d}  {warm:7.3f} s  {1e9 * warm / max(nprim, 1):7.1f} ns each"))
+    for _, line in sorted(rows, reverse=True):
+        print(line)
+    blocks = jax.jit(two_electron.eri_blocks)(plan, basis, coords)
+    pack, _ = compile_timed(jax.jit(two_electron.pack_s8), plan, basis, blocks)
+    warm, _ = best_of(lambda: pack(plan, basis, blocks), repeat)
+    print(f"  class kernels {total:.3f} s, s8 packing {warm:.3f} s", flush=True)
+
+
 def int3c_case(mol, basis_name, repeat):
     from pyscf import df
 
@@ -99,6 +132,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-3c", action="store_true")
+    ap.add_argument("--classes", action="store_true", help="the ERIs' time by quartet class")
     args = ap.parse_args()
     from pyscf import lib
 
@@ -107,6 +141,8 @@ def main():
     benzene = dftad.load("benzene")
     one_electron_case(benzene, "def2-svp", args.repeat)
     eri_case(benzene, "def2-svp", args.repeat)
+    if args.classes:
+        eri_classes(benzene, "def2-svp", args.repeat)
     if not args.skip_3c:
         int3c_case(dftad.load("caffeine"), "def2-svp", args.repeat)
 
