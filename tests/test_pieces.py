@@ -315,3 +315,27 @@ def test_repeated_jobs_take_the_optimised_class_pieces(monkeypatch):
         assert all(key[-1] == "quick" for key in eri_pieces._quartets._compiled)
     assert seen == [False]
     assert eri_pieces.is_quick(basis) and not pieces.in_repeated_job()
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_chunks_hold_contracted_items_without_primitives(distinct):
+    """Contracted items with no primitive items (a shell pair whose primitive pairs were all
+    screened out: caffeine/def2-TZVP's Schwarz pass failed on them) are laid out like the others:
+    a chunk of b primitive items holds at most b contracted ones, and the chunks give back every
+    primitive item with its contracted item and every contracted item's metadata once."""
+    rng = np.random.default_rng(0)
+    nq, b = 60, 4
+    counts = rng.choice([0, 0, 0, 1, 2, 3], nq)
+    qid = np.repeat(np.arange(nq), counts)
+    ip = np.arange(len(qid))
+    iq = ip + 1000
+    meta = np.arange(nq)[None] + 7  # padding is 0
+    got, metas = [], []
+    for ch in eri_pieces.split(ip, iq, qid, meta, b, distinct=distinct):
+        assert ch.ip.shape == (b,) and ch.meta.shape == (1, b)
+        real = ch.ip >= 0
+        got += [(int(i), int(j), int(q) - 7)
+                for i, j, q in zip(ch.ip[real], ch.iq[real], ch.meta[0, ch.local[real]])]
+        metas += [int(m) for m in ch.meta[0] if m]
+    assert sorted(got) == sorted(zip(ip.tolist(), iq.tolist(), qid.tolist()))
+    assert metas == list(meta[0])

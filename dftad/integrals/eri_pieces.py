@@ -515,7 +515,9 @@ def split(ip, iq, qid, meta, b: int, distinct: bool = False) -> list[Chunk]:
     out = []
     q = 0
     while q < nq:
-        end = int(np.searchsorted(cum, cum[q] + b, side="right")) - 1
+        # at most b primitive items and b contracted ones (an item may have no primitives: a
+        # shell pair whose primitive pairs were all screened out)
+        end = min(int(np.searchsorted(cum, cum[q] + b, side="right")) - 1, q + b)
         while True:
             lo, hi = cum[q], cum[end]
             rows = pad(ip[lo:hi], -1), pad(iq[lo:hi], -1)
