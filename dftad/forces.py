@@ -14,6 +14,7 @@ convergence (``tests/test_forces.py`` checks both against PySCF and each other).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import jax
@@ -32,8 +33,9 @@ from .hamiltonian import (
     xc_params_of,
 )
 from .integrals import eri_pieces, one_electron_pieces
+from .integrals.eri_kernel import as_omega
 from .integrals.eri_pieces import pad_ao
-from .jk import IncoreJK, eri_terms, orbitals_of
+from .jk import IncoreJK, coulomb_exchange, energy_terms, eri_terms, orbitals_of
 from .setup import Setup
 
 
@@ -167,13 +169,58 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
 _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 
 
-@jax.jit
-def _df_gradient_jit(setup: Setup, coords, scf_result: scf.SCFResult):
-    """:func:`gradient_at` with the exchange through the occupied orbitals (a constant density:
+def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
+    """:func:`gradient_at` with density fitting, in parts: the one-electron and XC terms
+    (:func:`_df_rest_gradient`), then each two-electron operator alone
+    (:func:`_df_operator_gradient`, one program for both operators of a range-separated
+    functional, omega as data), so that the operators' (naux, nao, nao) factors and their
+    cotangents are never alive together (caffeine/def2-TZVP CAM-B3LYP: more than the machine's
+    24 GB in one program). The exchange goes through the occupied orbitals (a constant density:
     nothing differentiates this)."""
-    w = energy_weighted_dm(scf_result.dm, scf_result.fock, setup.occupation)
-    return nuclear_gradient(setup, coords, scf_result.dm, w, None,
-                            occupied_orbitals(setup, scf_result))
+    occ = setup.occupation
+    w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
+    orbs = occupied_orbitals(setup, scf_result)
+    grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
+    # on the host (no eager program for alpha + beta)
+    omegas, weights = exchange_operators(setup, jax.tree.map(np.asarray, setup.xc.params))
+    for op, omega in enumerate(omegas):
+        exchange = op < len(weights)
+        c_coul, c_exch = float(op == 0), float(weights[op]) if exchange else 0.0
+        grad = grad + np.asarray(_df_operator_gradient(
+            setup, coords, scf_result.dm, orbs, as_omega(omega),
+            jax.device_put(np.float64(c_coul)), jax.device_put(np.float64(c_exch)), exchange))
+    return grad
+
+
+@jax.jit
+def _df_rest_gradient(setup: Setup, coords, dm, w):
+    """d/dR of the Lagrangian (:func:`lagrangian`) without its two-electron part."""
+    params = xc_params_of(setup, None)
+
+    def rest(c):
+        one = one_electron_part(setup, c)
+        return (_one_electron_lagrangian(one, setup.occupation.total(dm), w)
+                + exc_direct(setup, c, dm, params))
+
+    return jax.grad(rest)(coords)
+
+
+@functools.partial(jax.jit, static_argnums=(7,))
+def _df_operator_gradient(setup: Setup, coords, dm, orbs, omega, c_coul, c_exch,
+                          exchange: bool):
+    """d/dR of c_coul E_J + c_exch E_K of one two-electron operator (omega; inf: 1/r12) from its
+    density-fitting factors, K through the occupied orbitals ``orbs`` (``exchange`` False: no K,
+    a functional without exact exchange)."""
+    occ = setup.occupation
+    dm_tot = occ.total(dm)
+
+    def e2(c):
+        (b,) = setup.jk.factors(setup.basis, c, (omega,))
+        vj, vk = coulomb_exchange(setup.jk, (b,), dm, dm_tot, (1.0,) if exchange else (), orbs)
+        e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, 1.0 / occ.per_orbital)
+        return c_coul * e_coul + c_exch * e_exx
+
+    return jax.grad(e2)(coords)
 
 
 def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
@@ -182,10 +229,10 @@ def gradient_stepwise(setup: Setup, coords, scf_result: scf.SCFResult):
     :mod:`dftad.integrals.eri_pieces`), E_xc's (grid response included) through
     :mod:`dftad.grid_pieces`, E_nuc's on the host. Same
     numbers, as a NumPy array; not differentiable (use :func:`gradient_at` under ``jax.grad``).
-    Density fitting: :func:`gradient_at` jitted."""
+    Density fitting: :func:`gradient_at` in parts (:func:`_df_gradient`)."""
     coords = jax.device_put(coords)
     if not isinstance(setup.jk, IncoreJK):
-        return np.asarray(_df_gradient_jit(setup, coords, scf_result))
+        return _df_gradient(setup, coords, scf_result)
     return _pieces_gradient(setup, coords, np.asarray(scf_result.dm), np.asarray(scf_result.fock))
 
 

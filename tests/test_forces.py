@@ -200,3 +200,19 @@ def test_two_electron_energy_equals_coulomb_plus_exchange(name, xc):
     comps = hamiltonian.hamiltonian(setup, ints)[1](dm)
     direct = jax.jit(_two_electron_energy)(setup, coords, dm)
     assert abs(float(direct) - float(comps.e_coul + comps.e_exx)) < 1e-10
+
+
+@pytest.mark.parametrize("xc", ["camb3lyp", pytest.param("b3lyp", marks=pytest.mark.slow),
+                                pytest.param("pbe", marks=pytest.mark.slow)])
+def test_density_fitting_forces_in_parts_equal_the_whole_program(xc):
+    """With density fitting, the forces the CLI and ``dftad.run`` compute (one program for the
+    one-electron and XC terms, one per two-electron operator: both operators of CAM-B3LYP
+    differentiated one after the other) equal the whole program's gradient of the same SCF
+    (:func:`dftad.forces.gradient_at`) to 1e-10 Ha/Bohr."""
+    mol = dftad.load("water")
+    setup = dftad.build(mol, "sto-3g", xc, grid_level=1, density_fit=True)
+    coords = jnp.asarray(mol.coords)
+    res = jax.jit(energy.kernel)(setup, coords)
+    got = dftad.forces.gradient_stepwise(setup, coords, res.scf)
+    ref = np.asarray(jax.jit(dftad.forces.gradient_at)(setup, coords, res.scf))
+    assert np.abs(got - ref).max() < 1e-10, np.abs(got - ref).max()
