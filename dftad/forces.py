@@ -29,6 +29,7 @@ from .hamiltonian import (
     exchange_operators,
     grid_ao,
     hamiltonian,
+    host_exchange_operators,
     one_electron_part,
     xc_params_of,
 )
@@ -75,10 +76,15 @@ def lagrangian(setup: Setup, coords, dm, w, xc_params=None, orbs=None):
     grid-sized cotangent either)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
-    one = one_electron_part(setup, coords)
     factors = setup.jk.factors(setup.basis, coords, omegas)
+    return (_semilocal_lagrangian(setup, coords, dm, w, params)
+            + _two_electron_energy(setup, factors, dm, weights, orbs))
+
+
+def _semilocal_lagrangian(setup: Setup, coords, dm, w, params):
+    """:func:`lagrangian` without its two-electron part: the one-electron terms and E_xc."""
+    one = one_electron_part(setup, coords)
     return (_one_electron_lagrangian(one, setup.occupation.total(dm), w)
-            + _two_electron_energy(setup, factors, dm, weights, orbs)
             + exc_direct(setup, coords, dm, params))
 
 
@@ -158,9 +164,7 @@ def nuclear_repulsion_gradient(coords, charges) -> np.ndarray:
 def _eri_terms(setup: Setup, dm, xc_params=None):
     """(omega, dm_coul, dm_exch, c_exch) per two-electron operator: what
     :func:`dftad.integrals.eri_pieces.gradient` contracts (as :func:`_two_electron_energy`)."""
-    # on the host (no eager program per process for alpha + beta and the weights' products)
-    params = jax.tree.map(np.asarray, xc_params_of(setup, xc_params))
-    omegas, weights = exchange_operators(setup, params)
+    omegas, weights = host_exchange_operators(setup, xc_params)
     occ = setup.occupation
     terms = eri_terms(len(omegas), dm, occ.total(dm), weights, 1.0 / occ.per_orbital)
     return tuple((omega, *term) for omega, term in zip(omegas, terms))
@@ -181,8 +185,7 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
     grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
-    # on the host (no eager program for alpha + beta)
-    omegas, weights = exchange_operators(setup, jax.tree.map(np.asarray, setup.xc.params))
+    omegas, weights = host_exchange_operators(setup)
     for op, omega in enumerate(omegas):
         exchange = op < len(weights)
         c_coul, c_exch = float(op == 0), float(weights[op]) if exchange else 0.0
@@ -194,15 +197,8 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
 
 @jax.jit
 def _df_rest_gradient(setup: Setup, coords, dm, w):
-    """d/dR of the Lagrangian (:func:`lagrangian`) without its two-electron part."""
-    params = xc_params_of(setup, None)
-
-    def rest(c):
-        one = one_electron_part(setup, c)
-        return (_one_electron_lagrangian(one, setup.occupation.total(dm), w)
-                + exc_direct(setup, c, dm, params))
-
-    return jax.grad(rest)(coords)
+    """d/dR of :func:`_semilocal_lagrangian`."""
+    return jax.grad(_semilocal_lagrangian, argnums=1)(setup, coords, dm, w, setup.xc.params)
 
 
 @functools.partial(jax.jit, static_argnums=(7,))

@@ -56,6 +56,12 @@ def exchange_operators(setup: Setup, params):
     return (None, params["omega"]), (hyb, params["alpha"] - hyb)
 
 
+def host_exchange_operators(setup: Setup, xc_params=None):
+    """:func:`exchange_operators` of NumPy copies of the parameters: the weights are host
+    scalars, so that a driver on the Python side compiles no eager program for alpha + beta."""
+    return exchange_operators(setup, jax.tree.map(np.asarray, xc_params_of(setup, xc_params)))
+
+
 class OneElectron(NamedTuple):
     """Geometry-dependent one-electron matrices (Hartree, AO basis) and the energies of the
     nuclei alone: their repulsion and, with a D3 correction, the dispersion energy."""

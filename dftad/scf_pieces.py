@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import grid_pieces, guess, pieces, scf
-from .hamiltonian import Components, Result, assemble, energy_nuc, exchange_operators
+from .hamiltonian import Components, Result, assemble, energy_nuc, host_exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .jk import DFJK, IncoreJK, coulomb_exchange
 from .linalg import eig, make_rdm1, orthogonalizer
@@ -216,7 +216,7 @@ class Problem:
 def _exchange(setup: Setup):
     """(omegas, exact-exchange weights as arrays) of the setup's functional (summed on the host:
     an eager ``alpha + beta`` compiled a program in every process)."""
-    omegas, weights = exchange_operators(setup, jax.tree.map(np.asarray, setup.xc.params))
+    omegas, weights = host_exchange_operators(setup)
     return omegas, tuple(jax.device_put(np.float64(w)) for w in weights)
 
 
