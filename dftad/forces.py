@@ -36,7 +36,7 @@ from .hamiltonian import (
 from .integrals import eri_pieces, one_electron_pieces
 from .integrals.eri_kernel import as_omega
 from .integrals.eri_pieces import pad_ao
-from .jk import IncoreJK, coulomb_exchange, energy_terms, eri_terms, orbitals_of
+from .jk import IncoreJK, eri_terms, fitted_energy, orbitals_of
 from .setup import Setup
 
 
@@ -76,9 +76,10 @@ def lagrangian(setup: Setup, coords, dm, w, xc_params=None, orbs=None):
     grid-sized cotangent either)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
-    factors = setup.jk.factors(setup.basis, coords, omegas)
+    occ = setup.occupation
     return (_semilocal_lagrangian(setup, coords, dm, w, params)
-            + _two_electron_energy(setup, factors, dm, weights, orbs))
+            + setup.jk.energy_at(setup.basis, coords, omegas, dm, occ.total(dm), weights,
+                                 1.0 / occ.per_orbital, orbs))
 
 
 def _semilocal_lagrangian(setup: Setup, coords, dm, w, params):
@@ -204,17 +205,16 @@ def _df_rest_gradient(setup: Setup, coords, dm, w):
 @functools.partial(jax.jit, static_argnums=(7,))
 def _df_operator_gradient(setup: Setup, coords, dm, orbs, omega, c_coul, c_exch,
                           exchange: bool):
-    """d/dR of c_coul E_J + c_exch E_K of one two-electron operator (omega; inf: 1/r12) from its
-    density-fitting factors, K through the occupied orbitals ``orbs`` (``exchange`` False: no K,
-    a functional without exact exchange)."""
+    """d/dR of c_coul E_J + c_exch E_K of one two-electron operator (omega; inf: 1/r12) by density
+    fitting, K through the occupied orbitals ``orbs`` (``exchange`` False: no K, a functional
+    without exact exchange): :func:`dftad.jk.fitted_energy` of its integrals, so that neither
+    the factors B nor their cotangents are formed."""
     occ = setup.occupation
     dm_tot = occ.total(dm)
 
     def e2(c):
-        (b,) = setup.jk.factors(setup.basis, c, (omega,))
-        vj, vk = coulomb_exchange(setup.jk, (b,), dm, dm_tot, (1.0,) if exchange else (), orbs)
-        e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, 1.0 / occ.per_orbital)
-        return c_coul * e_coul + c_exch * e_exx
+        return fitted_energy(*setup.jk.integrals(setup.basis, c, omega), dm_tot,
+                             orbs if exchange else None, c_coul, c_exch / occ.per_orbital)
 
     return jax.grad(e2)(coords)
 

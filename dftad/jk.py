@@ -16,8 +16,10 @@ setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
                                      caller has it: density fitting then builds K through
                                      the occupied orbitals, O(naux nao^2 nocc))
     energy(basis, factors, dm, dm_tot, weights, kf, orbs=None)
-                                     E_coul + E_exx straight from the factors (what the forces
-                                     differentiate)
+                                     E_coul + E_exx straight from the factors
+    energy_at(basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None)
+                                     the same at ``coords`` (what the forces differentiate;
+                                     density fitting with ``orbs``: :func:`fitted_energy`)
     eri_block(tensors, idx)          (ij|kl) over the AO indices ``idx`` (the SAD guess)
 
 * incore: from the full ERI tensor (:func:`dftad.integrals.two_electron.eri`), while
@@ -68,17 +70,14 @@ LINEAR_DEP_THR = 1e-7
 factorisation fails (PySCF's ``df.incore.LINEAR_DEP_THR``)."""
 
 
-def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
-    """Factorised 3-centre integrals B (naux, nao, nao) from (mn|P) and the metric J_PQ = (P|Q),
-    with (mn|ls) ~ sum_P B^P_mn B^P_ls.
-
-    B = L^-1 (P|mn) with the Cholesky factor J = L L^T. Where J is numerically singular the
-    factorisation fails: the metric of the erf-attenuated operator (range-separated hybrids) has
-    a smooth kernel and eigenvalues down to 1e-14 for any JK-fitting set. Then, as PySCF does,
-    B = J_+^-1/2 (P|mn) with the inverse square root over the eigenvalues above ``lindep``
-    (:func:`dftad.linalg.inv_sqrt_psd`; the dropped directions give zero rows)."""
-    naux = int2c.shape[0]
-    rhs = jnp.moveaxis(int3c, -1, 0).reshape(naux, -1)
+def fit(int2c, rhs, lindep: float = LINEAR_DEP_THR) -> jax.Array:
+    """W rhs for the fitting factor W of the metric J_PQ = (P|Q) = ``int2c``, with W^T W = J^-1:
+    W = L^-1 for the Cholesky factor J = L L^T; where J is numerically singular the
+    factorisation fails (the metric of the erf-attenuated operator of range-separated hybrids
+    has a smooth kernel and eigenvalues down to 1e-14 for any JK-fitting set), and then, as
+    PySCF does, W = J_+^-1/2 over the eigenvalues above ``lindep``
+    (:func:`dftad.linalg.inv_sqrt_psd`; the dropped directions give zero rows). ``rhs``: (naux,
+    k)."""
     factorises = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(int2c))))
 
     def by_cholesky(metric, rhs):
@@ -87,29 +86,85 @@ def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
     def by_eigh(metric, rhs):
         return inv_sqrt_psd(metric, lindep) @ rhs
 
-    b = jax.lax.cond(factorises, by_cholesky, by_eigh, int2c, rhs)
-    return b.reshape(naux, *int3c.shape[:2])
+    return jax.lax.cond(factorises, by_cholesky, by_eigh, int2c, rhs)
+
+
+def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
+    """Factorised 3-centre integrals B = W (P|mn) (naux, nao, nao) from (mn|P) and the metric
+    (:func:`fit`), with (mn|ls) ~ sum_P B^P_mn B^P_ls."""
+    naux = int2c.shape[0]
+    rhs = jnp.moveaxis(int3c, -1, 0).reshape(naux, -1)
+    return fit(int2c, rhs, lindep).reshape(naux, *int3c.shape[:2])
+
+
+def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
+    """c_coul E_J + c_exch E_K of one operator by density fitting, from its 3-centre integrals
+    A = (mn|P) (nao, nao, naux) and metric (:func:`fit`) without B = W A:
+
+        E_J = 1/2 |W a|^2,                        a_P = sum_mn A^P_mn D_mn
+        E_K = -1/2 sum_s sum_P |(W M_s)^P|_F^2,   M^P_s = X_s^T A^P X_s   (nocc x nocc)
+
+    the energies of J and K from B (:func:`get_jk_df`; sum_mn D_s (B^P D_s B^P) =
+    |X_s^T B^P X_s|^2 for D_s = X_s X_s^T). ``orbs``: the X_s (:func:`orbitals_of`), the
+    exchange factor per channel then in ``c_exch`` (the operator's weight times
+    :func:`energy_terms`' kf), and D = sum_s X_s X_s^T (a_P = sum_s tr M^P_s; ``dm_tot`` not
+    read); or None: Coulomb only, of D = ``dm_tot``. Reverse mode never forms B or its
+    cotangent: only A's, sum_s X_s Mbar^P_s X_s^T in one product over A as it is stored (or
+    abar_P D), what the forces contract with the integrals' derivatives (PySCF's ``df_grad``
+    pattern), and the metric's."""
+    nao, naux = int3c.shape[0], int2c.shape[0]
+    flat = int3c.reshape(nao, -1)
+    if orbs is None:  # (a tensordot: einsum("mnp,mn->p") copied all of A)
+        cols = jnp.tensordot(dm_tot, int3c, axes=((0, 1), (0, 1)))[:, None]
+    else:
+        x = orbs.reshape((-1,) + orbs.shape[-2:])  # (nset, nao, nocc)
+        nset, nocc = x.shape[0], x.shape[2]
+        # contracted over A's first index (A^P is symmetric): a product over A as it is
+        # stored, and so is its transpose (over the middle index XLA transposed all of A)
+        y = (jnp.moveaxis(x, 0, 1).reshape(nao, -1).T @ flat).reshape(nset, nocc, nao, naux)
+        m = jnp.einsum("sinp,snj->psij", y, x)
+        a = jnp.einsum("psii->p", m)
+        cols = jnp.concatenate([a[:, None], m.reshape(naux, -1)], axis=1)
+    w = fit(int2c, cols)
+    e = 0.5 * c_coul * jnp.sum(w[:, 0] ** 2)
+    return e if orbs is None else e - 0.5 * c_exch * jnp.sum(w[:, 1:] ** 2)
 
 
 K_BLOCK_BYTES = 2**28
 """Size of the per-block intermediates of the density-fitted exchange (256 MiB)."""
 
+MIN_BLOCKS = 4
+"""Fewest blocks of a split auxiliary loop: XLA unrolls a loop of fewer trips, and each
+unrolled block is then a copy of its rows of B (a 2-trip loop at caffeine/def2-TZVP held 1.3 GB
+of copies beside 0.3 GB of intermediates)."""
+
 
 def _over_aux_blocks(cderi_b, per_aux: int, k_block, init):
-    """init + sum over blocks b of the auxiliary index of ``k_block(B[b])``, each block at most
-    :data:`K_BLOCK_BYTES` of intermediates (``per_aux`` doubles per auxiliary function), as a
-    ``lax.fori_loop`` (one block: a plain call)."""
+    """init + sum over blocks b of the auxiliary index of ``k_block(B[b], keep)``, each block at
+    most :data:`K_BLOCK_BYTES` of intermediates (``per_aux`` doubles per auxiliary function):
+    one call when it all fits (``keep`` None), else a ``lax.fori_loop`` over at least
+    :data:`MIN_BLOCKS` equal blocks, the last one ending at naux and ``keep`` (block,) 0/1
+    marking its rows not in the block before (``k_block`` weights its first intermediate's
+    rows by it: each term is a sum over auxiliary functions of a quantity quadratic in
+    B^P)."""
     naux = cderi_b.shape[0]
-    block = max(1, min(naux, K_BLOCK_BYTES // (8 * max(per_aux, 1))))
-    if block == naux:
-        return init + k_block(cderi_b)
-    nblock, rest = divmod(naux, block)
+    block = max(1, K_BLOCK_BYTES // (8 * max(per_aux, 1)))
+    if block >= naux:
+        return init + k_block(cderi_b, None)
+    nblock = max(-(-naux // block), MIN_BLOCKS)
+    block = -(-naux // nblock)
 
     def step(i, acc):
-        return acc + k_block(jax.lax.dynamic_slice_in_dim(cderi_b, i * block, block))
+        start = jnp.minimum(i * block, naux - block)
+        keep = (start + jnp.arange(block) >= i * block).astype(cderi_b.dtype)
+        return acc + k_block(jax.lax.dynamic_slice_in_dim(cderi_b, start, block), keep)
 
-    acc = jax.lax.fori_loop(0, nblock, step, init)
-    return acc + k_block(cderi_b[nblock * block:]) if rest else acc
+    return jax.lax.fori_loop(0, nblock, step, init)
+
+
+def _weighted(x, keep):
+    """``x`` (..., P, ...) with its rows P (axis -3) weighted by ``keep`` (None: all)."""
+    return x if keep is None else x * keep[:, None, None]
 
 
 def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True, orbs=None):
@@ -121,8 +176,10 @@ def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True, orbs=None):
     (:func:`orbitals_of`), for K through the occupied orbitals (:func:`exchange_df_occ`)."""
     vj = vk = None
     if with_j:
+        # (XLA transposes the whole of B for einsum("pmn,...p->...mn"): 2.4 GB at
+        # caffeine/def2-TZVP; as a vector-matrix product over its leading axis, it does not)
         rho_p = jnp.einsum("pls,...ls->...p", cderi_b, dm)
-        vj = jnp.einsum("pmn,...p->...mn", cderi_b, rho_p)
+        vj = jnp.tensordot(rho_p, cderi_b, axes=(-1, 0))
     if with_k:
         vk = exchange_df(cderi_b, dm) if orbs is None else exchange_df_occ(cderi_b, orbs)
     return vj, vk
@@ -133,8 +190,9 @@ def exchange_df(cderi_b, dm):
     nao = cderi_b.shape[1]
     nset = dm.size // (nao * nao)  # spin / batch density matrices
 
-    def k_block(b):
-        return jnp.einsum("...pms,psn->...mn", jnp.einsum("pml,...ls->...pms", b, dm), b)
+    def k_block(b, keep):
+        return jnp.einsum("...pms,psn->...mn",
+                          _weighted(jnp.einsum("pml,...ls->...pms", b, dm), keep), b)
 
     return _over_aux_blocks(cderi_b, nset * nao * nao, k_block,
                             jnp.zeros(dm.shape, cderi_b.dtype))
@@ -159,9 +217,10 @@ def exchange_df_occ(cderi_b, orbs):
     nao, nocc = orbs.shape[-2:]
     nset = orbs.size // (nao * nocc)
 
-    def k_block(b):
-        y = jnp.einsum("pml,...li->...mpi", b, orbs)  # (B^P X)_mi, stored (..., m, P, i)
-        return jnp.einsum("...mpi,...npi->...mn", y, y)
+    def k_block(b, keep):
+        # (B^P X)_mi in B's own order (P, m, i): stored (m, P, i), XLA transposed all of B
+        y = jnp.einsum("pml,...li->...pmi", b, orbs)
+        return jnp.einsum("...pmi,...pni->...mn", _weighted(y, keep), y)
 
     return _over_aux_blocks(cderi_b, nset * nao * nocc, k_block,
                             jnp.zeros(orbs.shape[:-1] + (nao,), orbs.dtype))
@@ -231,6 +290,10 @@ class IncoreJK:
             e = e + two_electron.blocks_energy(self.plan, basis, blocks, *term)
         return e
 
+    def energy_at(self, basis: Basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None):
+        """:meth:`energy` of the factors at ``coords``."""
+        return self.energy(basis, self.factors(basis, coords, omegas), dm, dm_tot, weights, kf)
+
     def eri_block(self, tensors, idx):
         return tensors[0][jnp.ix_(idx, idx, idx, idx)]
 
@@ -253,11 +316,7 @@ class DFJK:
     def factors(self, basis: Basis, coords, omegas):
         # the integrals of all operators in one traced kernel; the factorisation per operator
         # (vmapped, its cond between Cholesky and eigh would run both)
-        def integrals(w):
-            return (two_electron.int3c2e(self.plan3c, basis, self.aux, coords, w),
-                    two_electron.int2c2e(self.plan2c, self.aux, coords, w))
-
-        ints = per_operator(integrals, omegas)
+        ints = per_operator(lambda w: self.integrals(basis, coords, w), omegas)
         return tuple(cderi(int3c, int2c) for int3c, int2c in ints)
 
     def tensors(self, basis: Basis, factors):
@@ -275,6 +334,26 @@ class DFJK:
         vj, vk = coulomb_exchange(self, factors, dm, dm_tot, weights, orbs)
         e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
         return e_coul + e_exx
+
+    def integrals(self, basis: Basis, coords, omega=None):
+        """(mn|P) (nao, nao, naux) and (P|Q) of one operator (omega: as :func:`per_operator`)."""
+        return (two_electron.int3c2e(self.plan3c, basis, self.aux, coords, omega),
+                two_electron.int2c2e(self.plan2c, self.aux, coords, omega))
+
+    def energy_at(self, basis: Basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None):
+        """:meth:`energy` of the factors at ``coords``; with ``orbs`` (X, dm = X X^T) from the
+        integrals by :func:`fitted_energy`, so that derivatives never form the factors B or
+        their cotangents (the forces)."""
+        if orbs is None:
+            return self.energy(basis, self.factors(basis, coords, omegas), dm, dm_tot, weights,
+                               kf, orbs)
+        ints = per_operator(lambda w: self.integrals(basis, coords, w), omegas)
+        e = 0.0
+        for op, (int3c, int2c) in enumerate(ints):
+            exch = op < len(weights)
+            e = e + fitted_energy(int3c, int2c, dm_tot, orbs if exch else None,
+                                  float(op == 0), kf * weights[op] if exch else 0.0)
+        return e
 
     def eri_block(self, tensors, idx):
         b = tensors[0][:, idx[:, None], idx[None, :]]

@@ -35,7 +35,8 @@ import numpy as np
 from . import grid_pieces, guess, pieces, scf
 from .hamiltonian import Components, Result, assemble, energy_nuc, host_exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
-from .jk import DFJK, IncoreJK, coulomb_exchange
+from .integrals.eri_kernel import as_omega
+from .jk import DFJK, IncoreJK, coulomb_exchange, fit
 from .linalg import eig, make_rdm1, orthogonalizer
 from .numint import exc_vxc_block
 from .occupation import total_density
@@ -220,14 +221,23 @@ def _exchange(setup: Setup):
     return omegas, tuple(jax.device_put(np.float64(w)) for w in weights)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
 def _df_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
-    """The density-fitting factors B (naux_b, nao_b, nao_b), zero past the real ones."""
-    out = []
-    for b in setup.jk.tensors(setup.basis, setup.jk.factors(setup.basis, coords, omegas)):
-        naux, nao = b.shape[0], b.shape[1]
-        out.append(jnp.pad(b, [(0, naux_b - naux), (0, nao_b - nao), (0, nao_b - nao)]))
-    return tuple(out)
+    """The density-fitting factors B (naux_b, nao_b, nao_b) of each operator, zero past the
+    real ones: one program for every operator (omega as data), run one operator at a time so
+    that only one operator's integrals are alive beside the factors already made."""
+    return tuple(_df_tensor(setup, coords, as_omega(w), nao_b, naux_b) for w in omegas)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _df_tensor(setup: Setup, coords, omega, nao_b, naux_b):
+    """:func:`dftad.jk.cderi` of one operator made at the padded shape: the metric padded with
+    the identity and (mn|P) with zeros, so the fit writes B straight into its padded array."""
+    int3c, int2c = setup.jk.integrals(setup.basis, coords, omega)
+    nao, naux = int3c.shape[0], int2c.shape[0]
+    metric = jnp.eye(naux_b, dtype=int2c.dtype).at[:naux, :naux].set(int2c)
+    rhs = jnp.pad(jnp.moveaxis(int3c, -1, 0),
+                  [(0, naux_b - naux), (0, nao_b - nao), (0, nao_b - nao)])
+    return fit(metric, rhs.reshape(naux_b, -1)).reshape(naux_b, nao_b, nao_b)
 
 
 @jax.jit

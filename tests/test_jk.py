@@ -163,3 +163,52 @@ def test_exchange_through_occupied_orbitals(water, lead, monkeypatch):
     monkeypatch.setattr(jk, "K_BLOCK_BYTES", 7 * 8 * 2 * nao * nocc)
     assert b.shape[0] % 7  # a remainder block too
     check()
+
+
+@pytest.mark.parametrize("omega", [None, 0.33], ids=["cholesky", "singular-metric"])
+@pytest.mark.parametrize("lead", [(), (2,)], ids=["restricted", "unrestricted"])
+def test_fitted_energy_equals_the_energy_of_the_factors(water, lead, omega):
+    """:func:`dftad.jk.fitted_energy` (what the density-fitted forces differentiate: no B) equals
+    E_J + E_K from B = W (mn|P) and J, K built from it, with its derivatives in (mn|P) and in
+    the metric, for the regular (Cholesky) and the numerically singular (eigenvalue) metric."""
+    auxmol = df.addons.make_auxmol(water, "def2-universal-jkfit")
+    with water.with_range_coulomb(omega or 0.0), auxmol.with_range_coulomb(omega or 0.0):
+        int3c = jnp.asarray(df.incore.aux_e2(water, auxmol, "int3c2e"))
+        int2c = jnp.asarray(auxmol.intor("int2c2e"))
+    rng = np.random.default_rng(2)
+    nao, nocc = water.nao, 5
+    c = rng.standard_normal(lead + (nao, nao)) / 3
+    mo_occ = np.zeros(lead + (nao,))
+    mo_occ[..., :nocc] = 2.0 if not lead else 1.0
+    if lead:
+        mo_occ[1, nocc - 1] = 0.0
+    orbs = jk.orbitals_of(jnp.asarray(c), jnp.asarray(mo_occ), nocc)
+    dm = jnp.einsum("...mi,...i,...ni->...mn", c, mo_occ, c)
+    dm_tot = dm if not lead else dm[0] + dm[1]
+    kf, c_coul, c_exch = (0.5 if not lead else 1.0), 0.7, 0.4
+
+    def via_factors(int3c, int2c):
+        b = jk.cderi(int3c, int2c)
+        vj, vk = jk.get_jk_df(b, dm_tot, with_k=False)[0], jk.get_jk_df(b, dm, with_j=False)[1]
+        e_coul, e_exx = jk.energy_terms(dm, dm_tot, vj, vk, kf)
+        return c_coul * e_coul + c_exch * e_exx
+
+    def fitted(int3c, int2c):
+        return jk.fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch * kf)
+
+    grad_ref = jax.jit(jax.value_and_grad(via_factors, (0, 1)))
+    e_ref, g_ref = grad_ref(int3c, int2c)
+    e, g = jax.jit(jax.value_and_grad(fitted, (0, 1)))(int3c, int2c)
+    assert abs(float(e - e_ref)) < 1e-10 * abs(float(e_ref))
+    # How far the reference's own derivatives move when (mn|P) moves by rounding (1e-15
+    # relative): the singular metric's inverse square root is ill-conditioned near its
+    # eigenvalue cutoff (~1e-9 relative), the Cholesky route is not (~1e-13).
+    g_moved = grad_ref(int3c * (1 + 1e-15), int2c)[1]
+
+    def sym(a):  # (mn|P) is symmetric in mn: only this part of its cotangent reaches the nuclei
+        return np.asarray(a[0] + jnp.swapaxes(a[0], 0, 1)), np.asarray(a[1])
+
+    for x, y, z in zip(sym(g), sym(g_ref), sym(g_moved)):
+        scale = np.abs(y).max()
+        floor = np.abs(z - y).max() / scale
+        assert np.abs(x - y).max() / scale < max(1e-10, 20 * floor), floor
