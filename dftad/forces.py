@@ -71,15 +71,14 @@ def lagrangian(setup: Setup, coords, dm, w, xc_params=None, orbs=None):
     """E[D] - sum W S at fixed (D, W) as a function of ``coords``: its derivative is the total
     derivative of the converged energy (D variational, W the orthonormality multiplier). The
     two-electron part comes straight from the back end's factors (incore: the shell-quartet
-    blocks, so no (nao,)*4 tensor or cotangent is formed; density fitting: the exchange
-    through ``orbs``, X with dm = X X^T, where given), E_xc from :func:`exc_direct` (no
-    grid-sized cotangent either)."""
+    blocks, so no (nao,)*4 tensor or cotangent is formed; density fitting: the integrals,
+    through ``orbs``, X with dm = X X^T, where given: :func:`dftad.jk.fitted_energy`), E_xc
+    from :func:`exc_direct` (no grid-sized cotangent either)."""
     params = xc_params_of(setup, xc_params)
     omegas, weights = exchange_operators(setup, params)
-    occ = setup.occupation
+    factors = setup.jk.factors(setup.basis, coords, omegas)
     return (_semilocal_lagrangian(setup, coords, dm, w, params)
-            + setup.jk.energy_at(setup.basis, coords, omegas, dm, occ.total(dm), weights,
-                                 1.0 / occ.per_orbital, orbs))
+            + _two_electron_energy(setup, factors, dm, weights, orbs))
 
 
 def _semilocal_lagrangian(setup: Setup, coords, dm, w, params):
@@ -178,10 +177,12 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     """:func:`gradient_at` with density fitting, in parts: the one-electron and XC terms
     (:func:`_df_rest_gradient`), then each two-electron operator alone
     (:func:`_df_operator_gradient`, one program for both operators of a range-separated
-    functional, omega as data), so that the operators' (naux, nao, nao) factors and their
-    cotangents are never alive together (caffeine/def2-TZVP CAM-B3LYP: more than the machine's
-    24 GB in one program). The exchange goes through the occupied orbitals (a constant density:
-    nothing differentiates this)."""
+    functional, omega as data), so that the operators' (naux, nao, nao) integrals and their
+    cotangents are never alive together, each through the occupied orbitals
+    (:func:`dftad.jk.fitted_energy`: neither B nor its cotangent; a constant density, nothing
+    differentiates this). Caffeine/def2-TZVP CAM-B3LYP: one program for all was killed at
+    24 GB; in parts through B, 19.7 GB; now 12.3 GB for the whole CLI job
+    (``benchmarks/RESULTS.md``)."""
     occ = setup.occupation
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)

@@ -16,10 +16,9 @@ setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
                                      caller has it: density fitting then builds K through
                                      the occupied orbitals, O(naux nao^2 nocc))
     energy(basis, factors, dm, dm_tot, weights, kf, orbs=None)
-                                     E_coul + E_exx straight from the factors
-    energy_at(basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None)
-                                     the same at ``coords`` (what the forces differentiate;
-                                     density fitting with ``orbs``: :func:`fitted_energy`)
+                                     E_coul + E_exx straight from the factors (what the forces
+                                     differentiate; density fitting with ``orbs``:
+                                     :func:`fitted_energy`)
     eri_block(tensors, idx)          (ij|kl) over the AO indices ``idx`` (the SAD guess)
 
 * incore: from the full ERI tensor (:func:`dftad.integrals.two_electron.eri`), while
@@ -290,10 +289,6 @@ class IncoreJK:
             e = e + two_electron.blocks_energy(self.plan, basis, blocks, *term)
         return e
 
-    def energy_at(self, basis: Basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None):
-        """:meth:`energy` of the factors at ``coords``."""
-        return self.energy(basis, self.factors(basis, coords, omegas), dm, dm_tot, weights, kf)
-
     def eri_block(self, tensors, idx):
         return tensors[0][jnp.ix_(idx, idx, idx, idx)]
 
@@ -301,8 +296,8 @@ class IncoreJK:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class DFJK:
-    """Density fitting with the auxiliary basis ``aux``: the factors and the tensors are both
-    B = L^-1 (P|mn) (:func:`cderi`), one per operator."""
+    """Density fitting with the auxiliary basis ``aux``: the factors are the integrals
+    ((mn|P), (P|Q)) of each operator, the tensors B = W (P|mn) (:func:`cderi`)."""
 
     aux: Basis
     plan3c: two_electron.EriPlan
@@ -313,14 +308,19 @@ class DFJK:
     def describe(self) -> str:
         return f"density fitting ({self.auxbasis_name})"
 
+    def integrals(self, basis: Basis, coords, omega=None):
+        """(mn|P) (nao, nao, naux) and (P|Q) of one operator (omega: as :func:`per_operator`)."""
+        return (two_electron.int3c2e(self.plan3c, basis, self.aux, coords, omega),
+                two_electron.int2c2e(self.plan2c, self.aux, coords, omega))
+
     def factors(self, basis: Basis, coords, omegas):
-        # the integrals of all operators in one traced kernel; the factorisation per operator
-        # (vmapped, its cond between Cholesky and eigh would run both)
-        ints = per_operator(lambda w: self.integrals(basis, coords, w), omegas)
-        return tuple(cderi(int3c, int2c) for int3c, int2c in ints)
+        # the integrals of all operators in one traced kernel
+        return per_operator(lambda w: self.integrals(basis, coords, w), omegas)
 
     def tensors(self, basis: Basis, factors):
-        return factors
+        # the factorisation per operator (vmapped, its cond between Cholesky and eigh would
+        # run both)
+        return tuple(cderi(int3c, int2c) for int3c, int2c in factors)
 
     @staticmethod
     def get_j(tensors, dm):
@@ -331,25 +331,14 @@ class DFJK:
         return get_jk_df(tensors[op], dm, with_j=False, orbs=orbs)[1]
 
     def energy(self, basis: Basis, factors, dm, dm_tot, weights, kf, orbs=None):
-        vj, vk = coulomb_exchange(self, factors, dm, dm_tot, weights, orbs)
-        e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
-        return e_coul + e_exx
-
-    def integrals(self, basis: Basis, coords, omega=None):
-        """(mn|P) (nao, nao, naux) and (P|Q) of one operator (omega: as :func:`per_operator`)."""
-        return (two_electron.int3c2e(self.plan3c, basis, self.aux, coords, omega),
-                two_electron.int2c2e(self.plan2c, self.aux, coords, omega))
-
-    def energy_at(self, basis: Basis, coords, omegas, dm, dm_tot, weights, kf, orbs=None):
-        """:meth:`energy` of the factors at ``coords``; with ``orbs`` (X, dm = X X^T) from the
-        integrals by :func:`fitted_energy`, so that derivatives never form the factors B or
-        their cotangents (the forces)."""
+        """With ``orbs`` (X, dm = X X^T): :func:`fitted_energy` per operator, so that derivatives
+        form neither B nor its cotangent (the forces); else J and K from B."""
         if orbs is None:
-            return self.energy(basis, self.factors(basis, coords, omegas), dm, dm_tot, weights,
-                               kf, orbs)
-        ints = per_operator(lambda w: self.integrals(basis, coords, w), omegas)
+            vj, vk = coulomb_exchange(self, self.tensors(basis, factors), dm, dm_tot, weights)
+            e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
+            return e_coul + e_exx
         e = 0.0
-        for op, (int3c, int2c) in enumerate(ints):
+        for op, (int3c, int2c) in enumerate(factors):
             exch = op < len(weights)
             e = e + fitted_energy(int3c, int2c, dm_tot, orbs if exch else None,
                                   float(op == 0), kf * weights[op] if exch else 0.0)

@@ -222,7 +222,7 @@ def _exchange(setup: Setup):
 
 
 def _df_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
-    """The density-fitting factors B (naux_b, nao_b, nao_b) of each operator, zero past the
+    """The density-fitting tensors B (naux_b, nao_b, nao_b) of each operator, zero past the
     real ones: one program for every operator (omega as data), run one operator at a time so
     that only one operator's integrals are alive beside the factors already made."""
     return tuple(_df_tensor(setup, coords, as_omega(w), nao_b, naux_b) for w in omegas)
