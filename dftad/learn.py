@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import energy, numint, scf_pieces
+from . import energy, grid_pieces, numint, scf_pieces
 from . import forces as _forces
 from .density import eval_rho_on_points
 from .grid import block_grid
@@ -41,10 +41,12 @@ from .pieces import piece
 from .setup import Setup, build
 
 
-@piece(donate_argnums=(4,))
-def _xc_params_block(f, ao, w, dm, acc):
-    """``acc`` + d(one block's E_xc)/d(functional parameters) at the density ``dm``."""
-    g = jax.grad(numint._block_energy, argnums=1)(f, f.params, ao, w, dm)
+@piece(donate_argnums=(5,))
+def _xc_params_block(f, ao, w, idx, dm, acc):
+    """``acc`` + d(one block's E_xc)/d(functional parameters) at the density ``dm`` (on the
+    block's AO columns ``idx``: :func:`dftad.grid_pieces.ao_blocks`)."""
+    g = jax.grad(numint._block_energy, argnums=1)(f, f.params, ao, w,
+                                                  grid_pieces.block_dm(dm, idx))
     return jax.tree.map(jnp.add, acc, g)
 
 
@@ -120,8 +122,8 @@ def params_gradient(p: scf_pieces.Problem, dm) -> dict:
     cycles led to ``dm``."""
     f, setup = p.setup.xc, p.setup
     grad = jax.tree.map(jnp.zeros_like, f.params)
-    for ao, w in p.blocks:
-        grad = _xc_params_block(f, ao, w, dm, grad)
+    for ao, w, idx in p.blocks:
+        grad = _xc_params_block(f, ao, w, idx, dm, grad)
     if f.is_hybrid:
         kf = 1.0 / setup.occupation.per_orbital
         e_ops = _exchange_energies(setup.density_fitting, p.tensors, dm, jnp.asarray(kf))

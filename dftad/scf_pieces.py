@@ -91,11 +91,12 @@ def _head(options, density_fitting, nocc, s1e, x, mo_occ, tensors, weights, st):
     return (dm, focks, errors) + _jk.fun(density_fitting, tensors, dm, weights, orbs)
 
 
-@piece(donate_argnums=(4, 5))
-def _xc_block(f, ao, w, dm, exc, vxc):
-    """(E_xc, V_xc) accumulated over one grid block (:func:`dftad.numint.exc_vxc_block`)."""
-    e, v = exc_vxc_block(f, f.params, ao, w, dm)
-    return exc + e, vxc + v
+@piece(donate_argnums=(5, 6))
+def _xc_block(f, ao, w, idx, dm, exc, vxc):
+    """(E_xc, V_xc) accumulated over one grid block (:func:`dftad.numint.exc_vxc_block`) on its
+    AO columns ``idx`` (None: all; :func:`dftad.grid_pieces.ao_blocks`)."""
+    e, v = exc_vxc_block(f, f.params, ao, w, grid_pieces.block_dm(dm, idx))
+    return exc + e, grid_pieces.add_block_matrix(vxc, v, idx)
 
 
 def _energy(h1e, e_nuc, e_disp, dm, vj, vk, exc, vxc):
@@ -134,7 +135,8 @@ _atom_scf = piece()(guess._atom_scf)
 # ---------------------------------------------------------------------- host side
 class Problem:
     """The padded inputs of one SCF (module docstring): ``s1e``, ``h1e``, ``x``, ``mo_occ``,
-    the J/K ``tensors`` and exchange ``weights``, the grid ``blocks`` ((ao, w) per block),
+    the J/K ``tensors`` and exchange ``weights``, the grid ``blocks`` ((ao, w, idx) per block:
+    :func:`dftad.grid_pieces.ao_blocks`),
     ``e_nuc`` and ``e_disp``; ``nao`` real of ``nao_b``."""
 
     def __init__(self, setup: Setup, coords):
@@ -197,8 +199,8 @@ class Problem:
 
     def exc_vxc(self, dm):
         exc, vxc = zeros(()), zeros(dm.shape)
-        for ao, w in self.blocks:
-            exc, vxc = _xc_block(self.setup.xc, ao, w, dm, exc, vxc)
+        for ao, w, idx in self.blocks:
+            exc, vxc = _xc_block(self.setup.xc, ao, w, idx, dm, exc, vxc)
         return exc, vxc
 
     def guess(self) -> jax.Array:

@@ -36,7 +36,8 @@ def test_grid_pieces_equal_the_whole_program(name, basis, xc):
     ref = jax.jit(hamiltonian.grid_ao)(setup, coords)
     blocks = grid_pieces.ao_blocks(setup, coords, nao_b)
     assert len(blocks) == ref.ao.shape[0]
-    for (ao, w), ao_ref, w_ref in zip(blocks, ref.ao, ref.weights):
+    for (ao, w, idx), ao_ref, w_ref in zip(blocks, ref.ao, ref.weights):
+        assert idx is None  # unscreened below grid_pieces.SCREEN_MIN_NAO AOs
         ao = np.asarray(ao)
         scale = max(1.0, float(jnp.abs(ao_ref).max()))
         assert np.abs(ao[..., :nao] - np.asarray(ao_ref)).max() < 1e-12 * scale

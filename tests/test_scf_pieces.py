@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dftad
-from dftad import energy, guess, hamiltonian, scf_pieces
+from dftad import energy, grid_pieces, guess, hamiltonian, learn, scf_pieces
 
 
 @pytest.mark.parametrize("name,xc,df", [
@@ -92,3 +92,29 @@ def test_atomic_densities_are_kept_on_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(scf_pieces, "_ATOMS", {})
     monkeypatch.setattr(scf_pieces, "_atom_scf", atom_scf)
     np.testing.assert_array_equal(scf_pieces.atomic_density(basis, 8), solved)
+
+
+@pytest.mark.parametrize("charge,xc", [(0, "b3lyp"), (1, "pbe")], ids=["rks", "uks-cation"])
+def test_screened_grid_blocks_equal_the_full_ones(charge, xc, monkeypatch):
+    """Grid blocks made compact from the geometry, each keeping only the AO shells that do not
+    vanish on it (what molecules from :data:`~dftad.grid_pieces.SCREEN_MIN_NAO` AOs get), give
+    the same E_xc and V_xc (1e-11) and the same XC parameter gradient as the full blocks,
+    restricted and unrestricted, while leaving AOs out of some blocks."""
+    mol = dftad.load("ethanol", charge=charge, spin=charge)
+    setup = dftad.build(mol, "6-31g", xc, grid_level=1)
+    coords = np.asarray(mol.coords)
+    full = scf_pieces.Problem(setup, coords)
+    monkeypatch.setattr(grid_pieces, "SCREEN_MIN_NAO", 0)
+    monkeypatch.setattr(grid_pieces, "SCREEN_STEP", 4)
+    screened = scf_pieces.Problem(setup, coords)
+    assert all(idx is None for _, _, idx in full.blocks)
+    kept = [int((np.asarray(idx) < screened.nao_b).sum()) for _, _, idx in screened.blocks]
+    assert min(kept) < full.nao, kept  # something was screened out
+    dm = full.guess()
+    exc, vxc = full.exc_vxc(dm)
+    exc_s, vxc_s = screened.exc_vxc(dm)
+    assert abs(float(exc_s - exc)) < 1e-11
+    assert np.abs(np.asarray(vxc_s - vxc)).max() < 1e-11
+    g, g_s = learn.params_gradient(full, dm), learn.params_gradient(screened, dm)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_s)):
+        assert np.abs(np.asarray(a) - np.asarray(b)).max() < 1e-11
