@@ -112,7 +112,6 @@ def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
     abar_P D), what the forces contract with the integrals' derivatives (PySCF's ``df_grad``
     pattern), and the metric's."""
     nao, naux = int3c.shape[0], int2c.shape[0]
-    flat = int3c.reshape(nao, -1)
     if orbs is None:  # (a tensordot: einsum("mnp,mn->p") copied all of A)
         cols = jnp.tensordot(dm_tot, int3c, axes=((0, 1), (0, 1)))[:, None]
     else:
@@ -120,7 +119,8 @@ def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
         nset, nocc = x.shape[0], x.shape[2]
         # contracted over A's first index (A^P is symmetric): a product over A as it is
         # stored, and so is its transpose (over the middle index XLA transposed all of A)
-        y = (jnp.moveaxis(x, 0, 1).reshape(nao, -1).T @ flat).reshape(nset, nocc, nao, naux)
+        y = jnp.moveaxis(x, 0, 1).reshape(nao, -1).T @ int3c.reshape(nao, -1)
+        y = y.reshape(nset, nocc, nao, naux)
         m = jnp.einsum("sinp,snj->psij", y, x)
         a = jnp.einsum("psii->p", m)
         cols = jnp.concatenate([a[:, None], m.reshape(naux, -1)], axis=1)
