@@ -187,13 +187,12 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
     grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
-    omegas, weights = host_exchange_operators(setup)
-    for op, omega in enumerate(omegas):
-        exchange = op < len(weights)
-        c_coul, c_exch = float(op == 0), float(weights[op]) if exchange else 0.0
+    for omega, dm_coul, dm_exch, c_exch in _eri_terms(setup, np.asarray(scf_result.dm)):
+        c_coul = float(dm_coul is not None)
         grad = grad + np.asarray(_df_operator_gradient(
             setup, coords, scf_result.dm, orbs, as_omega(omega),
-            jax.device_put(np.float64(c_coul)), jax.device_put(np.float64(c_exch)), exchange))
+            jax.device_put(np.float64(c_coul)), jax.device_put(np.float64(c_exch)),
+            dm_exch is not None))
     return grad
 
 
@@ -206,16 +205,16 @@ def _df_rest_gradient(setup: Setup, coords, dm, w):
 @functools.partial(jax.jit, static_argnums=(7,))
 def _df_operator_gradient(setup: Setup, coords, dm, orbs, omega, c_coul, c_exch,
                           exchange: bool):
-    """d/dR of c_coul E_J + c_exch E_K of one two-electron operator (omega; inf: 1/r12) by density
-    fitting, K through the occupied orbitals ``orbs`` (``exchange`` False: no K, a functional
-    without exact exchange): :func:`dftad.jk.fitted_energy` of its integrals, so that neither
-    the factors B nor their cotangents are formed."""
-    occ = setup.occupation
-    dm_tot = occ.total(dm)
+    """d/dR of c_coul E_J + E_K of one two-electron operator (omega; inf: 1/r12; ``c_exch`` as
+    :func:`dftad.jk.eri_terms` gives it) by density fitting, K through the occupied orbitals
+    ``orbs`` (``exchange`` False: no K, a functional without exact exchange):
+    :func:`dftad.jk.fitted_energy` of its integrals, so that neither the factors B nor their
+    cotangents are formed."""
+    dm_tot = setup.occupation.total(dm)
 
     def e2(c):
         return fitted_energy(*setup.jk.integrals(setup.basis, c, omega), dm_tot,
-                             orbs if exchange else None, c_coul, c_exch / occ.per_orbital)
+                             orbs if exchange else None, c_coul, c_exch)
 
     return jax.grad(e2)(coords)
 

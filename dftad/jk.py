@@ -97,17 +97,17 @@ def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
 
 
 def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
-    """c_coul E_J + c_exch E_K of one operator by density fitting, from its 3-centre integrals
+    """c_coul E_J + E_K of one operator by density fitting, from its 3-centre integrals
     A = (mn|P) (nao, nao, naux) and metric (:func:`fit`) without B = W A:
 
-        E_J = 1/2 |W a|^2,                        a_P = sum_mn A^P_mn D_mn
-        E_K = -1/2 sum_s sum_P |(W M_s)^P|_F^2,   M^P_s = X_s^T A^P X_s   (nocc x nocc)
+        E_J = 1/2 |W a|^2,                          a_P = sum_mn A^P_mn D_mn
+        E_K = -c_exch sum_s sum_P |(W M_s)^P|_F^2,  M^P_s = X_s^T A^P X_s   (nocc x nocc)
 
     the energies of J and K from B (:func:`get_jk_df`; sum_mn D_s (B^P D_s B^P) =
-    |X_s^T B^P X_s|^2 for D_s = X_s X_s^T). ``orbs``: the X_s (:func:`orbitals_of`), the
-    exchange factor per channel then in ``c_exch`` (the operator's weight times
-    :func:`energy_terms`' kf), and D = sum_s X_s X_s^T (a_P = sum_s tr M^P_s; ``dm_tot`` not
-    read); or None: Coulomb only, of D = ``dm_tot``. Reverse mode never forms B or its
+    |X_s^T B^P X_s|^2 for D_s = X_s X_s^T), ``c_exch`` as :func:`eri_terms` gives it (the
+    operator's weight times kf / 2). ``orbs``: the X_s (:func:`orbitals_of`), and
+    D = sum_s X_s X_s^T (a_P = sum_s tr M^P_s; ``dm_tot`` not read); or None: Coulomb only, of
+    D = ``dm_tot``. Reverse mode never forms B or its
     cotangent: only A's, sum_s X_s Mbar^P_s X_s^T in one product over A as it is stored (or
     abar_P D), what the forces contract with the integrals' derivatives (PySCF's ``df_grad``
     pattern), and the metric's."""
@@ -126,7 +126,7 @@ def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
         cols = jnp.concatenate([a[:, None], m.reshape(naux, -1)], axis=1)
     w = fit(int2c, cols)
     e = 0.5 * c_coul * jnp.sum(w[:, 0] ** 2)
-    return e if orbs is None else e - 0.5 * c_exch * jnp.sum(w[:, 1:] ** 2)
+    return e if orbs is None else e - c_exch * jnp.sum(w[:, 1:] ** 2)
 
 
 K_BLOCK_BYTES = 2**28
@@ -338,10 +338,10 @@ class DFJK:
             e_coul, e_exx = energy_terms(dm, dm_tot, vj, vk, kf)
             return e_coul + e_exx
         e = 0.0
-        for op, (int3c, int2c) in enumerate(factors):
-            exch = op < len(weights)
-            e = e + fitted_energy(int3c, int2c, dm_tot, orbs if exch else None,
-                                  float(op == 0), kf * weights[op] if exch else 0.0)
+        for (int3c, int2c), (dm_coul, dm_exch, c_exch) in zip(
+                factors, eri_terms(len(factors), dm, dm_tot, weights, kf)):
+            e = e + fitted_energy(int3c, int2c, dm_tot, None if dm_exch is None else orbs,
+                                  float(dm_coul is not None), c_exch)
         return e
 
     def eri_block(self, tensors, idx):

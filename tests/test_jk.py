@@ -194,7 +194,7 @@ def test_fitted_energy_equals_the_energy_of_the_factors(water, lead, omega):
         return c_coul * e_coul + c_exch * e_exx
 
     def fitted(int3c, int2c):
-        return jk.fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch * kf)
+        return jk.fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, 0.5 * c_exch * kf)
 
     grad_ref = jax.jit(jax.value_and_grad(via_factors, (0, 1)))
     e_ref, g_ref = grad_ref(int3c, int2c)
