@@ -110,10 +110,29 @@ def per_operator(integrals, omegas) -> tuple:
     return tuple(jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(omegas)))
 
 
+LAST_AXIS_MAX_FLOPS = 2000
+"""Classes whose contraction costs at most this many multiply-adds per primitive quartet
+(hab hcd ncd + nab ncd hab), and whose ket is not an s pair, take :func:`_quartets_last`:
+1.2-2.3x faster there (benzene/def2-SVP's (pp|ps), (dp|ps), (pp|pp), ...), slower above and
+for (xx|ss), where the products are matrix-vector ones (``benchmarks/RESULTS.md``)."""
+
+
 def primitive_quartets(bra, ket, lab, lcd, omega=None):
     """Cartesian integrals of a batch of primitive quartets, (c, nab, ncd): ``bra`` and ``ket``
     are (p, P, G) of each quartet's bra and ket pair (from :func:`hermite_pairs`, gathered per
-    quartet), ``omega`` as in :func:`class_integrals`."""
+    quartet), ``omega`` as in :func:`class_integrals`. Small classes compute the values with
+    the quartets on the last axis (:func:`_quartets_last`), their derivatives always through
+    :func:`_quartets_first`."""
+    nab, ncd = bra[2].shape[2], ket[2].shape[2]
+    hab, hcd = bra[2].shape[1], ket[2].shape[1]
+    if ncd > 1 and hab * ncd * (hcd + nab) <= LAST_AXIS_MAX_FLOPS:
+        return _quartets(bra, ket, omega, lab, lcd)
+    return _quartets_first(bra, ket, lab, lcd, omega)
+
+
+def _quartets_first(bra, ket, lab, lcd, omega=None):
+    """:func:`primitive_quartets` as two batched matrix products per quartet (R G_ket, then
+    G_bra^T (R G_ket)); differentiable (R's derivatives from its custom rule)."""
     p, Pb, Gb = bra
     qq, Pk, Gk = ket
     alpha, pref = alpha_and_prefactor(p, qq, omega)
@@ -121,6 +140,66 @@ def primitive_quartets(bra, ket, lab, lcd, omega=None):
     rm = r[:, _r_index(lab, lcd)] * pref[:, None, None]  # (c, hab, hcd)
     tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk)  # (c, hab, ncd)
     return jnp.einsum("cta,ctk->cak", Gb, tmp)  # (c, nab, ncd)
+
+
+@functools.cache
+def _r_rows_index(lab: int, lcd: int) -> list:
+    """Position in :func:`.hermite.hermite_r_rows` (order lab + lcd) of (t + t', u + u',
+    v + v') per bra and ket Hermite index: nested lists (hab, hcd)."""
+    pos = hermite.hermite_position(lab + lcd)
+    hab, hcd = hermite.hermite_indices(lab), hermite.hermite_indices(lcd)
+    tuv = hab[:, None, :] + hcd[None, :, :]
+    return pos[tuv[..., 0], tuv[..., 1], tuv[..., 2]].tolist()
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _quartets(bra, ket, omega, lab, lcd):
+    """:func:`_quartets_last`'s values, :func:`_quartets_first`'s derivatives (any order)."""
+    return _quartets_last(bra, ket, lab, lcd, omega)
+
+
+@_quartets.defjvp
+def _quartets_jvp(lab, lcd, primals, tangents):
+    def first(b, k, w):
+        return _quartets_first(b, k, lab, lcd, w)
+
+    return _quartets(*primals, lab, lcd), jax.jvp(first, primals, tangents)[1]
+
+
+def _quartets_last(bra, ket, lab, lcd, omega=None):
+    """:func:`primitive_quartets` with the quartets on the last axis: R_tuv as (c,) vectors
+    (:func:`.hermite.hermite_r_rows`), G as (hermite, cartesian, c), and the two products as
+    sums of broadcast products that XLA fuses and vectorises across quartets, Y_t = sum_u
+    R_{t+u} G_ket,u (ncd, c), then the result sum_t G_bra,t (x) Y_t. Values only: its
+    reverse pass, as JAX would derive it, reduces over leading axes (slow on XLA's CPU
+    backend), so :func:`_quartets` differentiates :func:`_quartets_first` instead.
+
+    The work runs inside a ``lax.cond`` (whose predicate holds for any number): its operands and
+    result are stored, so XLA cannot fuse the gathers that give the quartets' data into every
+    product that reads them, nor the products into the consumer of the result in its (c, nab,
+    ncd) order (there, one element at a time and recomputed per element: 3-7x slower)."""
+    p, Pb, Gb = bra
+    qq, Pk, Gk = ket
+    gb, gk = jnp.moveaxis(Gb, 0, -1), jnp.moveaxis(Gk, 0, -1)  # (hab, nab, c), (hcd, ncd, c)
+    hab, nab, c = gb.shape
+    ncd = gk.shape[1]
+
+    def ket_part(p, qq, x, gk, omega):  # Y (hab, ncd, c)
+        alpha, pref = alpha_and_prefactor(p, qq, omega)
+        r = hermite.hermite_r_rows(lab + lcd, alpha, x[0], x[1], x[2])
+        idx = _r_rows_index(lab, lcd)
+        return jnp.stack([sum(r[idx[t][u]] * gk[u] for u in range(gk.shape[0])) * pref
+                          for t in range(hab)])
+
+    def bra_part(gb, y):  # (nab, ncd, c)
+        return sum(gb[t][:, None, :] * y[t][None, :, :] for t in range(hab))
+
+    # p[0] == p[0] holds unless p[0] is NaN, and XLA cannot fold it away (for NaN: NaNs out)
+    real = p[0] == p[0]
+    y = jax.lax.cond(real, ket_part, lambda *a: jnp.full((hab, ncd, c), jnp.nan),
+                     p, qq, (Pb - Pk).T, gk, omega)
+    out = jax.lax.cond(real, bra_part, lambda *a: jnp.full((nab, ncd, c), jnp.nan), gb, y)
+    return jnp.moveaxis(out, -1, 0)
 
 
 def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
