@@ -53,7 +53,7 @@ import numpy as np
 from ..basis import Basis, ao_transform, ncart, normalized_coefficients
 from ..pieces import in_repeated_job, piece, quick_for, zeros
 from . import hermite
-from .eri_kernel import _sign, alpha_and_prefactor, as_omega, ket_products, last_axis, stored
+from .eri_kernel import _sign, alpha_and_prefactor, as_omega
 from .eri_plan import MAX_CHUNK, EriPlan, PairSet, _chunk_size
 from .two_electron import _block_indices, _tri, unpack_s8
 
@@ -240,18 +240,11 @@ def _over_blocks(count, size: int, step, init):
                              lambda b, acc: step(b * size, size, acc), init)
 
 
-def _ket_contracted(r, ket_g, groups, lab: int, lcd: int, bra_shape):
+def _ket_contracted(r, ket_g, groups, lab: int, lcd: int):
     """Y_g = sum_{quartets c of group g} R_c G_ket,c (B, hab, ncd): the ket's primitives
-    summed per group (one bra primitive pair of one contracted quartet, :class:`Chunk`);
-    ``bra_shape``: (hab, nab) of the bra's G."""
-    cols = _r_columns(lab, lcd)
-    gk = _signed_ket(ket_g, lcd)  # (B, hcd, ncd)
-    if last_axis(bra_shape, gk.shape[1:]):  # the quartets on the last axis
-        x = stored(lambda rt, gk: ket_products(rt, gk, cols.tolist()), r[0, 0], r.T,
-                   jnp.moveaxis(gk, 0, -1))
-        x = jnp.moveaxis(x, -1, 0)
-    else:
-        x = jnp.einsum("ctu,cuk->ctk", r[:, cols], gk)  # (B, hab, ncd)
+    summed per group (one bra primitive pair of one contracted quartet, :class:`Chunk`)."""
+    rm = r[:, _r_columns(lab, lcd)]  # (B, hab, hcd)
+    x = jnp.einsum("ctu,cuk->ctk", rm, _signed_ket(ket_g, lcd))
     return jax.ops.segment_sum(x, groups[0], num_segments=x.shape[0])
 
 
@@ -260,7 +253,7 @@ def _per_group(ls, r, bra_g, ket_g, groups, step, init):
     groups (:attr:`Chunk.groups`; :func:`_over_blocks`): v (size, nab, ncd) = G_bra,g^T Y_g
     (zero for padding groups), local: each group's contracted quartet."""
     lab, lcd = _orders(ls)
-    y = _ket_contracted(r, ket_g, groups, lab, lcd, bra_g[0][0].shape[1:])
+    y = _ket_contracted(r, ket_g, groups, lab, lcd)
     _, g_row, g_local, count = groups
     g_bra = bra_g[0][0]
 
@@ -306,48 +299,19 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
     ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
     b = r1.shape[0]
     gb, gk = _expand(bra_g)[0], _signed_ket(ket_g, lcd)
+    rm = r1[:, _r_columns(lab, lcd)]
+    d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
+    u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
+    d_gk = jnp.einsum("ctu,ctk->cuk", rm, u) * _sign(lcd)[:, None]
+    w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
     to_sum, up = _shifted(lab, lcd)
-    if last_axis(gb.shape[1:], gk.shape[1:]):
-        d_gb, d_gk, d_p = (jnp.moveaxis(x, -1, 0) for x in stored(
-            functools.partial(_pair_cotangents_last, lab, lcd), r1[0, 0], r1.T,
-            *(jnp.moveaxis(x, 0, -1) for x in (gb, gk, ct))))
-    else:
-        rm = r1[:, _r_columns(lab, lcd)]
-        d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
-        u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
-        d_gk = jnp.einsum("ctu,ctk->cuk", rm, u)
-        w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
-        d_p = jnp.einsum("cn,cxn->cx", w.reshape(b, -1) @ to_sum, r1[:, up])
-    d_gk = d_gk * _sign(lcd)[:, None]
+    d_p = jnp.einsum("cn,cxn->cx", w.reshape(b, -1) @ to_sum, r1[:, up])
 
     def rows(pairs, d):  # sum per distinct row
         data, row = pairs
         return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
 
     return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
-
-
-def _pair_cotangents_last(lab: int, lcd: int, r1, gb, gk, ct):
-    """:func:`_quartets_grad`'s per-quartet cotangents (dG_bra (hab, nab, c), dG_ket before its
-    sign (hcd, ncd, c), dP (3, c)) with the quartets on the last axis (R's rows ``r1``
-    (nherm(L + 1), c), ``gb`` (hab, nab, c), ``gk`` (hcd, ncd, c), ``ct`` (nab, ncd, c)): the
-    same products as broadcast ones over the quartets (:func:`.eri_kernel.ket_products`)."""
-    cols = _r_columns(lab, lcd).tolist()
-    hab, hcd = len(cols), len(cols[0])
-    y = ket_products(r1, gk, cols)  # R G_ket (hab, ncd, c)
-    d_gb = jnp.stack([sum(y[t][None, k] * ct[:, k] for k in range(ct.shape[1]))
-                      for t in range(hab)])
-    u = [sum(gb[t][a][None] * ct[a] for a in range(ct.shape[0])) for t in range(hab)]
-    d_gk = jnp.stack([sum(r1[cols[t][v]] * u[t] for t in range(hab)) for v in range(hcd)])
-    # dP_x = sum_tt' W_tt' R_{t+t'+1_x}, W_tt' = sum_k u_tk G_ket,t'k, summed per t + t' first
-    to_sum, up = _shifted(lab, lcd)
-    w = [jnp.zeros_like(r1[0]) for _ in range(up.shape[1])]
-    for t in range(hab):
-        for v in range(hcd):
-            w[int(np.argmax(to_sum[t * hcd + v]))] += sum(u[t][k] * gk[v][k]
-                                                          for k in range(gk.shape[1]))
-    d_p = jnp.stack([sum(wn * r1[up[x, n]] for n, wn in enumerate(w)) for x in range(3)])
-    return d_gb, d_gk, d_p
 
 
 @piece((0, 1, 2))
