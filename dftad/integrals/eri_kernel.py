@@ -123,11 +123,36 @@ def primitive_quartets(bra, ket, lab, lcd, omega=None):
     quartet), ``omega`` as in :func:`class_integrals`. Small classes compute the values with
     the quartets on the last axis (:func:`_quartets_last`), their derivatives always through
     :func:`_quartets_first`."""
-    nab, ncd = bra[2].shape[2], ket[2].shape[2]
-    hab, hcd = bra[2].shape[1], ket[2].shape[1]
-    if ncd > 1 and hab * ncd * (hcd + nab) <= LAST_AXIS_MAX_FLOPS:
+    if last_axis(bra[2].shape[1:], ket[2].shape[1:]):
         return _quartets(bra, ket, omega, lab, lcd)
     return _quartets_first(bra, ket, lab, lcd, omega)
+
+
+def last_axis(bra_shape, ket_shape) -> bool:
+    """Whether a class whose bra and ket G are (hab, nab) and (hcd, ncd) per pair is evaluated
+    with the quartets on the last axis (:data:`LAST_AXIS_MAX_FLOPS`)."""
+    (hab, nab), (hcd, ncd) = bra_shape, ket_shape
+    return ncd > 1 and hab * ncd * (hcd + nab) <= LAST_AXIS_MAX_FLOPS
+
+
+def stored(fn, probe, *args):
+    """``fn(*args)`` computed inside a ``lax.cond`` whose predicate (``probe == probe``, true
+    for any number but NaN, which then gives NaNs) XLA cannot fold away: the operands and the
+    result are stored, so XLA cannot fuse the gathers that gave the operands into every product
+    that reads them, nor the products into a consumer that reads the result in another order
+    (there one element at a time, recomputed per element: 3-7x slower for the ERI classes)."""
+    shapes = jax.eval_shape(fn, *args)
+    return jax.lax.cond(probe == probe, fn,
+                        lambda *a: jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype),
+                                                shapes), *args)
+
+
+def ket_products(r, gk, idx):
+    """Y_t = sum_u R_{idx[t][u]} G_ket,u (hab, ncd, c) with the quartets on the last axis:
+    ``r`` R's rows ((c,) each, indexed by position), ``gk`` (hcd, ncd, c), ``idx`` (hab, hcd)
+    nested lists of positions in ``r``. Broadcast products that XLA fuses and vectorises across
+    the quartets (a batched matrix product runs quartet by quartet)."""
+    return jnp.stack([sum(r[i] * gk[u] for u, i in enumerate(row)) for row in idx])
 
 
 def _quartets_first(bra, ket, lab, lcd, omega=None):
@@ -172,34 +197,22 @@ def _quartets_last(bra, ket, lab, lcd, omega=None):
     sums of broadcast products that XLA fuses and vectorises across quartets, Y_t = sum_u
     R_{t+u} G_ket,u (ncd, c), then the result sum_t G_bra,t (x) Y_t. Values only: its
     reverse pass, as JAX would derive it, reduces over leading axes (slow on XLA's CPU
-    backend), so :func:`_quartets` differentiates :func:`_quartets_first` instead.
-
-    The work runs inside a ``lax.cond`` (whose predicate holds for any number): its operands and
-    result are stored, so XLA cannot fuse the gathers that give the quartets' data into every
-    product that reads them, nor the products into the consumer of the result in its (c, nab,
-    ncd) order (there, one element at a time and recomputed per element: 3-7x slower)."""
+    backend), so :func:`_quartets` differentiates :func:`_quartets_first` instead. Each of the
+    two products is computed and stored whole (:func:`stored`)."""
     p, Pb, Gb = bra
     qq, Pk, Gk = ket
     gb, gk = jnp.moveaxis(Gb, 0, -1), jnp.moveaxis(Gk, 0, -1)  # (hab, nab, c), (hcd, ncd, c)
-    hab, nab, c = gb.shape
-    ncd = gk.shape[1]
 
     def ket_part(p, qq, x, gk, omega):  # Y (hab, ncd, c)
         alpha, pref = alpha_and_prefactor(p, qq, omega)
         r = hermite.hermite_r_rows(lab + lcd, alpha, x[0], x[1], x[2])
-        idx = _r_rows_index(lab, lcd)
-        return jnp.stack([sum(r[idx[t][u]] * gk[u] for u in range(gk.shape[0])) * pref
-                          for t in range(hab)])
+        return ket_products(r, gk, _r_rows_index(lab, lcd)) * pref
 
     def bra_part(gb, y):  # (nab, ncd, c)
-        return sum(gb[t][:, None, :] * y[t][None, :, :] for t in range(hab))
+        return sum(gb[t][:, None, :] * y[t][None, :, :] for t in range(gb.shape[0]))
 
-    # p[0] == p[0] holds unless p[0] is NaN, and XLA cannot fold it away (for NaN: NaNs out)
-    real = p[0] == p[0]
-    y = jax.lax.cond(real, ket_part, lambda *a: jnp.full((hab, ncd, c), jnp.nan),
-                     p, qq, (Pb - Pk).T, gk, omega)
-    out = jax.lax.cond(real, bra_part, lambda *a: jnp.full((nab, ncd, c), jnp.nan), gb, y)
-    return jnp.moveaxis(out, -1, 0)
+    y = stored(ket_part, p[0], p, qq, (Pb - Pk).T, gk, omega)
+    return jnp.moveaxis(stored(bra_part, p[0], gb, y), -1, 0)
 
 
 def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
