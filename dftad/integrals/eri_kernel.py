@@ -11,10 +11,12 @@ coefficients E of :mod:`.hermite`:
 :func:`hermite_pairs` gives, per primitive pair of a pair set (a pair class of one basis, or
 single auxiliary shells paired with the unit function), p, P and G = c K E (the ket's G carries
 the sign (-1)^(t'+u'+v')). :func:`class_integrals` loops (``lax.scan``) over fixed-size chunks of
-primitive quartets: Hermite integrals R, two small batched matrix products and a scatter-add into
-the contracted quartets. Shapes are static, memory per chunk is bounded, and the chunk body is
-rematerialised under reverse-mode AD. Which quartets, and the chunks, come from
-:mod:`.eri_plan`; the AO transform and the assembly into tensors from :mod:`.two_electron`.
+primitive quartets: Hermite integrals R, two small batched matrix products (for small classes,
+the same products with the quartets on the last axis for the values, :func:`_quartets_last`)
+and a scatter-add into the contracted quartets. Shapes are static, memory per chunk is
+bounded, and the chunk body is rematerialised under reverse-mode AD. Which quartets, and the
+chunks, come from :mod:`.eri_plan`; the AO transform and the assembly into tensors from
+:mod:`.two_electron`.
 """
 
 from __future__ import annotations
