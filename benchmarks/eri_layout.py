@@ -1,4 +1,4 @@
-"""Which memory layout the ERI class kernel vectorises in: quartets first or last.
+"""Which memory layout the ERI class kernel vectorises in: quartets first (today's) or last.
 
     python benchmarks/eri_layout.py [--chunk 4096]
 
@@ -6,16 +6,14 @@ Times one chunk of primitive quartets of several classes (random pair data, the 
 function and R recursion) three ways, forward and with its VJP, and prints ns per primitive
 quartet and the compile time:
 
-* ``major``: :func:`dftad.integrals.eri_kernel._quartets_first`, arrays (quartet, hermite,
-  cartesian) and two batched matmuls (R G_ket, then G_bra^T (R G_ket));
+* ``major``: :func:`dftad.integrals.eri_kernel.primitive_quartets` as it is, arrays
+  (quartet, hermite, cartesian) and two batched matmuls (R G_ket, then G_bra^T (R G_ket));
 * ``minor``: quartets on the last axis, R_tuv as (quartet,) vectors, G as (hermite, cartesian,
   quartet), the two products as static loops of broadcast multiply-adds over (cartesian,
   quartet) arrays, which XLA vectorises across quartets;
 * both agree to 1e-12 (printed).
 
-An experiment for issue 23 (the ERI kernel against libcint). The package now takes a form like
-``minor`` for the values of small classes (:func:`dftad.integrals.eri_kernel._quartets_last`,
-which also stores each product whole), ``major`` for everything else and for derivatives.
+An experiment for issue 23 (the ERI kernel against libcint), not code the package runs.
 """
 
 from __future__ import annotations
@@ -30,17 +28,37 @@ import numpy as np
 import dftad  # noqa: F401  (enables float64)
 from dftad.basis import ncart
 from dftad.integrals import hermite
-from dftad.integrals.eri_kernel import _quartets_first, alpha_and_prefactor
+from dftad.integrals.boys import boys
+from dftad.integrals.eri_kernel import alpha_and_prefactor, primitive_quartets
 
 CLASSES = [(1, 0, 1, 0), (1, 1, 1, 0), (2, 0, 1, 0), (2, 1, 1, 0), (2, 0, 2, 0), (2, 2, 1, 0),
            (2, 1, 2, 1)]
 
 
 def r_vectors(L, alpha, x, y, z):
-    """{(t, u, v): R_tuv (c,)} for t + u + v <= L (:func:`dftad.integrals.hermite.hermite_r_rows`,
-    the recursion of :func:`dftad.integrals.hermite.hermite_r_cube` on quartet-last vectors)."""
-    keys = [tuple(k) for k in hermite.hermite_indices(L).tolist()]
-    return dict(zip(keys, hermite.hermite_r_rows(L, alpha, x, y, z)))
+    """{(t, u, v): R_tuv (c,)} for t + u + v <= L, the recursion of
+    :func:`dftad.integrals.hermite.hermite_r_cube` on quartet-last vectors."""
+    n = L + 1
+    f = boys(L, alpha * (x * x + y * y + z * z)).T
+    scale = [jnp.ones_like(alpha)]
+    for _ in range(L):
+        scale.append(scale[-1] * -alpha)
+    f = [f[m] * scale[m] for m in range(n)]
+
+    def powers(v):
+        out = [jnp.ones_like(v)]
+        for _ in range(L):
+            out.append(out[-1] * v)
+        return out
+
+    px, py, pz = powers(2 * x), powers(2 * y), powers(2 * z)
+    a = hermite._a
+    gz = [[sum(a(v, k) * pz[v - 2 * k] * f[m + v - k] for k in range(v // 2 + 1))
+           for m in range(n - v)] for v in range(n)]
+    gy = [[[sum(a(u, j) * py[u - 2 * j] * gz[v][m + u - j] for j in range(u // 2 + 1))
+            for m in range(n - u - v)] for v in range(n - u)] for u in range(n)]
+    return {(t, u, v): sum(a(t, i) * px[t - 2 * i] * gy[u][v][t - i] for i in range(t // 2 + 1))
+            for t in range(n) for u in range(n - t) for v in range(n - t - u)}
 
 
 def quartets_minor(bra, ket, lab, lcd):
@@ -87,7 +105,7 @@ def main():
                jnp.asarray(rng.normal(size=(c, hcd, ncd))))
         minor_args = tuple((a[0], a[1].T, jnp.moveaxis(a[2], 0, -1)) for a in (bra, ket))
         line, outs = f"({la}{lb}|{lc}{ld})", {}
-        for name, fn, args in (("major", _quartets_first, (bra, ket)),
+        for name, fn, args in (("major", primitive_quartets, (bra, ket)),
                                ("minor", quartets_minor, minor_args)):
             def fwd(b, k, fn=fn, ls=(lab, lcd)):
                 return fn(b, k, *ls)

@@ -11,12 +11,10 @@ coefficients E of :mod:`.hermite`:
 :func:`hermite_pairs` gives, per primitive pair of a pair set (a pair class of one basis, or
 single auxiliary shells paired with the unit function), p, P and G = c K E (the ket's G carries
 the sign (-1)^(t'+u'+v')). :func:`class_integrals` loops (``lax.scan``) over fixed-size chunks of
-primitive quartets: Hermite integrals R, two small batched matrix products (for small classes,
-the same products with the quartets on the last axis for the values, :func:`_quartets_last`)
-and a scatter-add into the contracted quartets. Shapes are static, memory per chunk is
-bounded, and the chunk body is rematerialised under reverse-mode AD. Which quartets, and the
-chunks, come from :mod:`.eri_plan`; the AO transform and the assembly into tensors from
-:mod:`.two_electron`.
+primitive quartets: Hermite integrals R, two small batched matrix products and a scatter-add into
+the contracted quartets. Shapes are static, memory per chunk is bounded, and the chunk body is
+rematerialised under reverse-mode AD. Which quartets, and the chunks, come from
+:mod:`.eri_plan`; the AO transform and the assembly into tensors from :mod:`.two_electron`.
 """
 
 from __future__ import annotations
@@ -112,54 +110,10 @@ def per_operator(integrals, omegas) -> tuple:
     return tuple(jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(omegas)))
 
 
-LAST_AXIS_MAX_FLOPS = 2000
-"""Classes whose contraction costs at most this many multiply-adds per primitive quartet
-(hab hcd ncd + nab ncd hab), and whose ket is not an s pair, take :func:`_quartets_last`:
-1.2-2.3x faster there (benzene/def2-SVP's (pp|ps), (dp|ps), (pp|pp), ...), slower above and
-for (xx|ss), where the products are matrix-vector ones (``benchmarks/RESULTS.md``)."""
-
-
 def primitive_quartets(bra, ket, lab, lcd, omega=None):
     """Cartesian integrals of a batch of primitive quartets, (c, nab, ncd): ``bra`` and ``ket``
     are (p, P, G) of each quartet's bra and ket pair (from :func:`hermite_pairs`, gathered per
-    quartet), ``omega`` as in :func:`class_integrals`. Small classes compute the values with
-    the quartets on the last axis (:func:`_quartets_last`), their derivatives always through
-    :func:`_quartets_first`."""
-    if last_axis(bra[2].shape[1:], ket[2].shape[1:]):
-        return _quartets(bra, ket, omega, lab, lcd)
-    return _quartets_first(bra, ket, lab, lcd, omega)
-
-
-def last_axis(bra_shape, ket_shape) -> bool:
-    """Whether a class whose bra and ket G are (hab, nab) and (hcd, ncd) per pair is evaluated
-    with the quartets on the last axis (:data:`LAST_AXIS_MAX_FLOPS`)."""
-    (hab, nab), (hcd, ncd) = bra_shape, ket_shape
-    return ncd > 1 and hab * ncd * (hcd + nab) <= LAST_AXIS_MAX_FLOPS
-
-
-def stored(fn, probe, *args):
-    """``fn(*args)`` computed inside a ``lax.cond`` whose predicate (``probe == probe``, true
-    for any number but NaN, which then gives NaNs) XLA cannot fold away: the operands and the
-    result are stored, so XLA cannot fuse the gathers that gave the operands into every product
-    that reads them, nor the products into a consumer that reads the result in another order
-    (there one element at a time, recomputed per element: 3-7x slower for the ERI classes)."""
-    shapes = jax.eval_shape(fn, *args)
-    return jax.lax.cond(probe == probe, fn,
-                        lambda *a: jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype),
-                                                shapes), *args)
-
-
-def ket_products(r, gk, idx):
-    """Y_t = sum_u R_{idx[t][u]} G_ket,u (hab, ncd, c) with the quartets on the last axis:
-    ``r`` R's rows ((c,) each, indexed by position), ``gk`` (hcd, ncd, c), ``idx`` (hab, hcd)
-    nested lists of positions in ``r``. Broadcast products that XLA fuses and vectorises across
-    the quartets (a batched matrix product runs quartet by quartet)."""
-    return jnp.stack([sum(r[i] * gk[u] for u, i in enumerate(row)) for row in idx])
-
-
-def _quartets_first(bra, ket, lab, lcd, omega=None):
-    """:func:`primitive_quartets` as two batched matrix products per quartet (R G_ket, then
-    G_bra^T (R G_ket)); differentiable (R's derivatives from its custom rule)."""
+    quartet), ``omega`` as in :func:`class_integrals`."""
     p, Pb, Gb = bra
     qq, Pk, Gk = ket
     alpha, pref = alpha_and_prefactor(p, qq, omega)
@@ -167,54 +121,6 @@ def _quartets_first(bra, ket, lab, lcd, omega=None):
     rm = r[:, _r_index(lab, lcd)] * pref[:, None, None]  # (c, hab, hcd)
     tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk)  # (c, hab, ncd)
     return jnp.einsum("cta,ctk->cak", Gb, tmp)  # (c, nab, ncd)
-
-
-@functools.cache
-def _r_rows_index(lab: int, lcd: int) -> list:
-    """Position in :func:`.hermite.hermite_r_rows` (order lab + lcd) of (t + t', u + u',
-    v + v') per bra and ket Hermite index: nested lists (hab, hcd)."""
-    pos = hermite.hermite_position(lab + lcd)
-    hab, hcd = hermite.hermite_indices(lab), hermite.hermite_indices(lcd)
-    tuv = hab[:, None, :] + hcd[None, :, :]
-    return pos[tuv[..., 0], tuv[..., 1], tuv[..., 2]].tolist()
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _quartets(bra, ket, omega, lab, lcd):
-    """:func:`_quartets_last`'s values, :func:`_quartets_first`'s derivatives (any order)."""
-    return _quartets_last(bra, ket, lab, lcd, omega)
-
-
-@_quartets.defjvp
-def _quartets_jvp(lab, lcd, primals, tangents):
-    def first(b, k, w):
-        return _quartets_first(b, k, lab, lcd, w)
-
-    return _quartets(*primals, lab, lcd), jax.jvp(first, primals, tangents)[1]
-
-
-def _quartets_last(bra, ket, lab, lcd, omega=None):
-    """:func:`primitive_quartets` with the quartets on the last axis: R_tuv as (c,) vectors
-    (:func:`.hermite.hermite_r_rows`), G as (hermite, cartesian, c), and the two products as
-    sums of broadcast products that XLA fuses and vectorises across quartets, Y_t = sum_u
-    R_{t+u} G_ket,u (ncd, c), then the result sum_t G_bra,t (x) Y_t. Values only: its
-    reverse pass, as JAX would derive it, reduces over leading axes (slow on XLA's CPU
-    backend), so :func:`_quartets` differentiates :func:`_quartets_first` instead. Each of the
-    two products is computed and stored whole (:func:`stored`)."""
-    p, Pb, Gb = bra
-    qq, Pk, Gk = ket
-    gb, gk = jnp.moveaxis(Gb, 0, -1), jnp.moveaxis(Gk, 0, -1)  # (hab, nab, c), (hcd, ncd, c)
-
-    def ket_part(p, qq, x, gk, omega):  # Y (hab, ncd, c)
-        alpha, pref = alpha_and_prefactor(p, qq, omega)
-        r = hermite.hermite_r_rows(lab + lcd, alpha, x[0], x[1], x[2])
-        return ket_products(r, gk, _r_rows_index(lab, lcd)) * pref
-
-    def bra_part(gb, y):  # (nab, ncd, c)
-        return sum(gb[t][:, None, :] * y[t][None, :, :] for t in range(gb.shape[0]))
-
-    y = stored(ket_part, p[0], p, qq, (Pb - Pk).T, gk, omega)
-    return jnp.moveaxis(stored(bra_part, p[0], gb, y), -1, 0)
 
 
 def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
