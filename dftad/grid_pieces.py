@@ -168,14 +168,22 @@ class _Blocks:
     a: np.ndarray  # (natm_b, natm_b) radii adjustments, 0 for padding atoms
 
 
-@functools.lru_cache(maxsize=16)
-def _blocks(grid: Grid, block_size: int) -> _Blocks:
+def _ordered_blocks(grid: Grid, block_size: int, order=None) -> _Blocks:
+    """The grid's points in blocks of ``block_size``, in ``order`` (a permutation; None: the
+    grid's own)."""
+    sel = slice(None) if order is None else order
     blocks = split_blocks(grid.ngrid, block_size)
     natm_b = bucket(grid.natm, ATOM_BUCKET)
     a = np.zeros((natm_b, natm_b))
     a[: grid.natm, : grid.natm] = grid.radii_adjust
-    q = np.where(blocks.mask, blocks.pad(grid.quadrature_weights), 0.0)
-    return _Blocks(blocks.pad(grid.atom_index).astype(np.int32), blocks.pad(grid.offsets), q, a)
+    q = np.where(blocks.mask, blocks.pad(grid.quadrature_weights[sel]), 0.0)
+    return _Blocks(blocks.pad(grid.atom_index[sel]).astype(np.int32),
+                   blocks.pad(grid.offsets[sel]), q, a)
+
+
+@functools.lru_cache(maxsize=16)
+def _blocks(grid: Grid, block_size: int) -> _Blocks:
+    return _ordered_blocks(grid, block_size)
 
 
 def padded_coords(coords, natm_b: int) -> np.ndarray:
@@ -304,8 +312,7 @@ def block_columns(basis: Basis, coords, extents, pts, nao_b: int) -> np.ndarray:
     (B, 3) (from their atom ``coords``), padded with nao_b to a multiple of
     :data:`SCREEN_STEP` (at most nao_b)."""
     lay = basis.layout
-    atoms = np.asarray(coords)
-    d2 = np.min(np.sum((pts[:, None, :] - atoms[None]) ** 2, axis=2), axis=0)  # (natm,)
+    d2 = np.min(np.sum((pts[:, None, :] - np.asarray(coords)[None]) ** 2, axis=2), axis=0)
     keep = np.nonzero(np.sqrt(d2)[np.asarray(lay.shell_atom)] < extents)[0]
     cols = np.concatenate([np.arange(lay.ao_loc[s], lay.ao_loc[s + 1]) for s in keep]
                           or [np.zeros(0, int)])
@@ -333,11 +340,7 @@ def compact_order(points, block_size: int) -> np.ndarray:
 def _compact_blocks(grid: Grid, block_size: int, coords) -> _Blocks:
     """:func:`_blocks` with the points in :func:`compact_order` at ``coords`` (Bohr)."""
     order = compact_order(coords[grid.atom_index] + grid.offsets, block_size)
-    blocks = split_blocks(grid.ngrid, block_size)
-    b = _blocks(grid, block_size)
-    q = np.where(blocks.mask, blocks.pad(grid.quadrature_weights[order]), 0.0)
-    return _Blocks(blocks.pad(grid.atom_index[order]).astype(np.int32),
-                   blocks.pad(grid.offsets[order]), q, b.a)
+    return _ordered_blocks(grid, block_size, order)
 
 
 def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndarray:
