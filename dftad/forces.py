@@ -135,7 +135,7 @@ def integrals_and_gradient(setup: Setup, coords, xc_params=None):
     omegas, weights = exchange_operators(setup, params)
     basis, occ = setup.basis, setup.occupation
     one, one_pullback = jax.vjp(lambda c: one_electron_part(setup, c), coords)
-    factors, jk_pullback = jax.vjp(lambda c: setup.jk.factors(basis, c, omegas), coords)
+    factors, jk_pullback = setup.jk.factors_and_pullback(basis, coords, omegas)
     ao = grid_ao(setup, coords) if setup.semilocal else None
     ints = Integrals(*one, jk=setup.jk.tensors(basis, factors), grid_ao=ao)
 
@@ -145,7 +145,7 @@ def integrals_and_gradient(setup: Setup, coords, xc_params=None):
         one_bar = jax.grad(lambda o: _one_electron_lagrangian(o, dm_tot, w))(one)
         factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, dm, weights, orbs))(
             factors)
-        return (one_pullback(one_bar)[0] + jk_pullback(factors_bar)[0]
+        return (one_pullback(one_bar)[0] + jk_pullback(factors_bar)
                 + jax.grad(exc_direct, argnums=1)(setup, coords, dm, params))
 
     return ints, gradient

@@ -10,6 +10,11 @@ setup-time object (:class:`IncoreJK`, :class:`DFJK`) with the same methods:
                                      erf(omega r12)/r12), differentiable in ``coords``
                                      (the operators' integrals traced once:
                                      :func:`~dftad.integrals.eri_kernel.per_operator`)
+    factors_and_pullback(basis, coords, omegas)
+                                     (factors, their reverse pass: cotangents -> dE/dR)
+                                     (incore: the class kernels' reverse pass written out
+                                     for small classes,
+                                     :func:`~dftad.integrals.two_electron.eri_blocks_pullback`)
     tensors(basis, factors)          what the SCF contracts (the same or unpacked from them)
     get_j(tensors, dm), get_k(tensors, dm, op, orbs=None)
                                      (``orbs``: the X that dm = X X^T is made of, where the
@@ -39,7 +44,7 @@ import jax.numpy as jnp
 
 from .basis import Basis
 from .integrals import two_electron
-from .integrals.eri_kernel import per_operator
+from .integrals.eri_kernel import as_omega, per_operator
 from .linalg import inv_sqrt_psd
 
 
@@ -268,6 +273,20 @@ class IncoreJK:
     def factors(self, basis: Basis, coords, omegas):
         return per_operator(lambda w: two_electron.eri_blocks(self.plan, basis, coords, w), omegas)
 
+    def factors_and_pullback(self, basis: Basis, coords, omegas):
+        def one(w, blocks_bar):
+            return two_electron.eri_blocks_pullback(self.plan, basis, coords, blocks_bar, w)
+
+        def pullback(factors_bar):
+            if len(omegas) == 1:
+                return one(omegas[0], factors_bar[0])
+            # all operators through one traced reverse pass, as per_operator
+            w = jnp.stack([as_omega(x) for x in omegas])
+            bars = jax.tree.map(lambda *b: jnp.stack(b), *factors_bar)
+            return jnp.sum(jax.vmap(one)(w, bars), axis=0)
+
+        return self.factors(basis, coords, omegas), pullback
+
     def tensors(self, basis: Basis, factors):
         return tuple(two_electron.unpack_s8(two_electron.pack_s8(self.plan, basis, b), basis.nao)
                      for b in factors)
@@ -316,6 +335,10 @@ class DFJK:
     def factors(self, basis: Basis, coords, omegas):
         # the integrals of all operators in one traced kernel
         return per_operator(lambda w: self.integrals(basis, coords, w), omegas)
+
+    def factors_and_pullback(self, basis: Basis, coords, omegas):
+        factors, pullback = jax.vjp(lambda c: self.factors(basis, c, omegas), coords)
+        return factors, lambda factors_bar: pullback(factors_bar)[0]
 
     def tensors(self, basis: Basis, factors):
         # the factorisation per operator (vmapped, its cond between Cholesky and eigh would

@@ -36,6 +36,11 @@ from ..basis import Basis, BasisLayout, ncart, normalized_coefficients
 from . import hermite
 from .hermite import PairClass
 
+WRITTEN_MAX_L = 4
+"""Classes with la + lb + lc + ld <= this take the written-out reverse pass
+(:func:`.eri_kernel.class_cotangents`); above it JAX's reverse pass of the class kernel is
+faster (``benchmarks/RESULTS.md``)."""
+
 CHUNK_BYTES = 48 * 2**20
 """Working memory of one chunk of primitive quartets (bytes)."""
 
@@ -162,13 +167,37 @@ class EriPlan:
     classes: tuple  # of QuartetClass (static)
     index: tuple  # per class: (ip, iq, qid) int32 arrays (nchunk, chunk)
     quartets: tuple  # per class: (nq, 2) int32 (bra pair id, ket pair id)
+    bra_rows: tuple  # per class: () or (local (nchunk, chunk), rows (nchunk, D)): bra_rows_of
 
     def tree_flatten(self):
-        return (self.index, self.quartets), (self.kind, self.bra_sets, self.ket_sets, self.classes)
+        return ((self.index, self.quartets, self.bra_rows),
+                (self.kind, self.bra_sets, self.ket_sets, self.classes))
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(aux[0], aux[1], aux[2], aux[3], *children)
+
+
+BRA_ROWS_MAX = 16
+"""Most distinct bra primitive pairs per chunk for which a class keeps :func:`bra_rows_of`."""
+
+
+def bra_rows_of(ip: np.ndarray, cap: int = BRA_ROWS_MAX) -> tuple:
+    """The distinct bra primitive pairs of each chunk, for sums per bra pair as one matrix
+    product (:func:`.eri_kernel.class_cotangents`): (local, rows), local (nchunk, chunk) each
+    quartet's position among its chunk's distinct pairs ``rows`` (nchunk, D), D the power of two
+    >= their largest count (rows padded with pair 0, which no quartet then names); () if D would
+    exceed ``cap`` (scatter-adds per quartet are cheaper then)."""
+    found = [np.unique(r, return_inverse=True) for r in ip]
+    most = max(len(u) for u, _ in found)
+    d = 1 << (most - 1).bit_length()
+    if d > cap:
+        return ()
+    local = np.stack([inv.reshape(-1) for _, inv in found]).astype(np.int32)
+    rows = np.zeros((len(found), d), dtype=np.int32)
+    for k, (u, _) in enumerate(found):
+        rows[k, : len(u)] = u
+    return jax.device_put(local), jax.device_put(rows)
 
 
 def _chunk_size(nab, ncd, hab, hcd, L, total):
@@ -280,7 +309,7 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
         qb = qk = [np.ones(ps.cls.npair) for ps in bra_sets]  # (P|Q) is small: no screening
     else:
         raise ValueError(f"unknown integral kind {kind!r}")
-    classes, index, quartets = [], [], []
+    classes, index, quartets, bra_rows = [], [], [], []
     symmetric = kind in ("4c", "2c")
     for bi, bs in enumerate(bra_sets):
         for ki, ks in enumerate(ket_sets):
@@ -298,4 +327,7 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
             classes.append(c)
             index.append(idx)
             quartets.append(q)
-    return EriPlan(kind, bra_sets, ket_sets, tuple(classes), tuple(index), tuple(quartets))
+            written = kind == "4c" and bs.la + bs.lb + ks.la + ks.lb <= WRITTEN_MAX_L
+            bra_rows.append(bra_rows_of(np.asarray(idx[0])) if written else ())
+    return EriPlan(kind, bra_sets, ket_sets, tuple(classes), tuple(index), tuple(quartets),
+                   tuple(bra_rows))

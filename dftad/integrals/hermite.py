@@ -177,6 +177,35 @@ def hermite_position(L: int) -> np.ndarray:
     return out
 
 
+def hermite_r_rows(L: int, alpha, x, y, z) -> list:
+    """R_{tuv} for t + u + v <= L as a list of (c,) vectors in :func:`hermite_indices` order,
+    for quartets on the last axis (``alpha``, ``x``, ``y``, ``z``: (c,)): the recursion of
+    :func:`hermite_r_cube` written on vectors, one per (t, u, v) it needs, so that XLA runs it
+    as a few fused loops over the quartets (the written-out reverse pass of small ERI classes,
+    :func:`.eri_kernel.class_cotangents`). Its derivatives are JAX's of these products (the
+    Boys function's from its own rule)."""
+    n = L + 1
+    f = boys(L, alpha * (x * x + y * y + z * z))  # (c, L+1)
+    scale, f_m = jnp.ones_like(alpha), []
+    for m in range(n):
+        f_m.append(f[:, m] * scale)  # (-alpha)^m F_m(T)
+        scale = scale * -alpha
+
+    def powers(v):
+        out = [jnp.ones_like(v)]
+        for _ in range(L):
+            out.append(out[-1] * v)
+        return out
+
+    px, py, pz = powers(2 * x), powers(2 * y), powers(2 * z)
+    gz = [[sum(_a(v, k) * pz[v - 2 * k] * f_m[m + v - k] for k in range(v // 2 + 1))
+           for m in range(n - v)] for v in range(n)]
+    gy = [[[sum(_a(u, j) * py[u - 2 * j] * gz[v][m + u - j] for j in range(u // 2 + 1))
+            for m in range(n - u - v)] for v in range(n - u)] for u in range(n)]
+    return [sum(_a(t, i) * px[t - 2 * i] * gy[u][v][t - i] for i in range(t // 2 + 1))
+            for t, u, v in hermite_indices(L).tolist()]
+
+
 def hermite_r(L: int, alpha, xyz):
     """R_{tuv} for t + u + v <= L in :func:`hermite_indices` order, shape (batch, nherm(L))."""
     cube = hermite_r_cube(L, alpha, xyz).reshape(alpha.shape[0], -1)

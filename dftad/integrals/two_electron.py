@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, ao_transform
-from .eri_kernel import class_integrals, hermite_pairs
+from .eri_kernel import class_cotangents, class_integrals, hermite_pairs
 from .eri_plan import (
     PRIM_THRESHOLD,
     SCHWARZ_THRESHOLD,
@@ -37,6 +37,7 @@ __all__ = [
     "class_blocks",
     "eri",
     "eri_blocks",
+    "eri_blocks_pullback",
     "eri_energy",
     "eri_s8",
     "int2c2e",
@@ -130,6 +131,33 @@ def eri_blocks(plan: EriPlan, basis: Basis, coords, omega=None) -> tuple:
     ``plan.classes`` order: what :func:`pack_s8` packs and :func:`blocks_energy` contracts (so
     that one forward pass, or one ``jax.vjp``, serves both)."""
     return tuple(v for _, _, v in class_blocks(plan, basis, coords, omega=omega))
+
+
+def eri_blocks_pullback(plan: EriPlan, basis: Basis, coords, blocks_bar, omega=None):
+    """The reverse pass of :func:`eri_blocks` in ``coords`` (the basis held fixed): dE/dR
+    (natm, 3) for the cotangents ``blocks_bar`` of its blocks. Each class's cotangent goes back
+    through the AO transform and the class kernel (:func:`.eri_kernel.class_cotangents`,
+    written out for the small classes), summed per pair set, then through each pair set's
+    Hermite expansion (:func:`.eri_kernel.hermite_pairs`, JAX's reverse pass) to the
+    nuclei. Differentiable (forward mode: Hessians)."""
+    def pairs(ps, ket):  # [(p, P, G), its pullback, dP, dG summed over classes]
+        data, pullback = jax.vjp(lambda c: hermite_pairs(basis, c, ps, ket=ket), coords)
+        return [data, pullback, jnp.zeros_like(data[1]), jnp.zeros_like(data[2])]
+
+    bra, ket = {}, {}
+    for cls, idx, rows, bar in zip(plan.classes, plan.index, plan.bra_rows, blocks_bar):
+        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+        b = bra.setdefault(cls.bra, pairs(bs, False))
+        k = ket.setdefault(cls.ket, pairs(ks, True))
+        ta, tb = _transforms(bs, basis.layout.cart)
+        tc, td = _transforms(ks, basis.layout.cart)
+        ct = jnp.einsum("qijkl,ai,bj,ck,dl->qabcd", bar, ta, tb, tc, td).reshape(
+            cls.nq, b[0][2].shape[2], k[0][2].shape[2])
+        d_pb, d_gb, d_pk, d_gk = class_cotangents(b[0], k[0], bs.la + bs.lb, ks.la + ks.lb,
+                                                  idx, cls.nq, ct, omega, rows)
+        b[2], b[3], k[2], k[3] = b[2] + d_pb, b[3] + d_gb, k[2] + d_pk, k[3] + d_gk
+    return sum(x[1]((jnp.zeros_like(x[0][0]), x[2], x[3]))[0]
+               for x in (*bra.values(), *ket.values()))
 
 
 def pack_s8(plan: EriPlan, basis: Basis, blocks) -> jax.Array:
