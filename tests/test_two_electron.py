@@ -565,7 +565,7 @@ def test_written_reverse_pass_equals_jax_reverse_pass(molname, basis, omega):
     """eri_blocks_pullback (the class kernels' reverse pass written out for classes up to
     WRITTEN_MAX_L, JAX's above; bra sums as a matrix product where the plan has bra rows) equals
     jax.vjp of eri_blocks in the coordinates to 1e-12 of its scale, and so does its derivative
-    along a displacement (forward mode over it: the Hessians)."""
+    along a displacement (forward mode over it, the Hessians', which runs JAX's reverse pass)."""
     from dftad.integrals.eri_plan import WRITTEN_MAX_L
 
     mol, b, plan, _ = setup(molname, basis)

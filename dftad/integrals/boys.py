@@ -80,8 +80,8 @@ _TABLE = _boys_table()
 _INV_FACT = np.array([1.0 / math.factorial(j) for j in range(TAYLOR_TERMS)])
 
 
-def _boys_small(nmax: int, t):
-    """Taylor + downward recursion, valid for 0 <= t < T_SWITCH."""
+def _boys_small(nmax: int, t) -> list:
+    """Taylor + downward recursion, valid for 0 <= t < T_SWITCH: [F_0, .., F_nmax]."""
     k = jnp.clip(jnp.round(t / TABLE_STEP), 0, _TABLE.shape[0] - 1).astype(jnp.int32)
     d = t - k * TABLE_STEP
     coef = jnp.asarray(_TABLE[:, nmax : nmax + TAYLOR_TERMS] * _INV_FACT)[k]  # (..., terms)
@@ -93,11 +93,11 @@ def _boys_small(nmax: int, t):
     for n in range(nmax - 1, -1, -1):
         f = (2 * t * f + expt) / (2 * n + 1)
         out.append(f)
-    return jnp.stack(out[::-1], axis=-1)
+    return out[::-1]
 
 
-def _boys_large(nmax: int, t):
-    """erf + upward recursion, valid for t >= T_SWITCH (t is clamped there)."""
+def _boys_large(nmax: int, t) -> list:
+    """erf + upward recursion, valid for t >= T_SWITCH (t is clamped there): [F_0, .., F_nmax]."""
     t = jnp.maximum(t, T_SWITCH)
     expt = jnp.exp(-t)
     f = 0.5 * jnp.sqrt(jnp.pi / t) * jax.scipy.special.erf(jnp.sqrt(t))
@@ -106,21 +106,33 @@ def _boys_large(nmax: int, t):
     for n in range(nmax):
         f = ((2 * n + 1) * f - expt) * inv2t
         out.append(f)
-    return jnp.stack(out, axis=-1)
+    return out
+
+
+def _branches(nmax: int, t):
+    """(T < T_SWITCH, both branches' [F_0, .., F_nmax] at ``t``)."""
+    if not 0 <= nmax <= NMAX + NDERIV:
+        raise ValueError(f"Boys function order {nmax} outside 0..{NMAX + NDERIV}")
+    t = jnp.asarray(t, dtype=jnp.float64)
+    small = t < T_SWITCH
+    return (small, _boys_small(nmax, jnp.where(small, t, 0.0)),
+            _boys_large(nmax, jnp.where(small, T_SWITCH, t)))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def boys(nmax: int, t):
     """F_0(T) .. F_nmax(T) stacked on a new last axis; ``t`` >= 0 of any shape."""
-    if not 0 <= nmax <= NMAX + NDERIV:
-        raise ValueError(f"Boys function order {nmax} outside 0..{NMAX + NDERIV}")
-    t = jnp.asarray(t, dtype=jnp.float64)
-    small = t < T_SWITCH
-    return jnp.where(
-        small[..., None],
-        _boys_small(nmax, jnp.where(small, t, 0.0)),
-        _boys_large(nmax, jnp.where(small, T_SWITCH, t)),
-    )
+    small, lo, hi = _branches(nmax, t)
+    return jnp.where(small[..., None], jnp.stack(lo, axis=-1), jnp.stack(hi, axis=-1))
+
+
+def boys_rows(nmax: int, t) -> list:
+    """[F_0(T), .., F_nmax(T)], each of ``t``'s shape: :func:`boys` without the stacked last
+    axis of a few elements, which XLA's CPU loops handle poorly (2-5x slower for orders
+    1-5); equal to it to an ulp (XLA may fuse the two forms' multiply-adds differently).
+    Values only (not differentiated: :func:`.hermite.hermite_r_rows` serves a reverse pass)."""
+    small, lo, hi = _branches(nmax, t)
+    return [jnp.where(small, a, b) for a, b in zip(lo, hi)]
 
 
 @boys.defjvp

@@ -156,7 +156,8 @@ def class_cotangents(bra, ket, lab, lcd, index, nq, ct, omega=None, bra_rows=())
     Classes of order lab + lcd <= :data:`~.eri_plan.WRITTEN_MAX_L` take it written out
     (:func:`_written_cotangents`, 1.3-3.4x faster than JAX's reverse pass of the class kernel,
     whose batched products of a few elements per quartet vectorise poorly); the others JAX's.
-    Either way its derivatives (Hessians) are JAX's of the kernel's reverse pass."""
+    Under forward mode (Hessians) it is JAX's reverse pass for every class, values and
+    derivatives: the written form is not traced there."""
     p, q = bra[0], ket[0]
 
     def reference(Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid):
@@ -174,8 +175,8 @@ def class_cotangents(bra, ket, lab, lcd, index, nq, ct, omega=None, bra_rows=())
         return _written_cotangents(p, q, lab, lcd, *args, bra_rows)
 
     @written.defjvp
-    def _(primals, tangents):
-        return written(*primals), jax.jvp(reference, primals, tangents)[1]
+    def _(primals, tangents):  # differentiated: JAX's reverse pass, values and derivatives
+        return jax.jvp(reference, primals, tangents)
 
     return written(*args)
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..basis import Basis, BasisLayout, cart_powers, normalized_coefficients
-from .boys import boys
+from .boys import boys, boys_rows
 
 
 # ---------------------------------------------------------------------- Hermite indices
@@ -182,13 +182,13 @@ def hermite_r_rows(L: int, alpha, x, y, z) -> list:
     for quartets on the last axis (``alpha``, ``x``, ``y``, ``z``: (c,)): the recursion of
     :func:`hermite_r_cube` written on vectors, one per (t, u, v) it needs, so that XLA runs it
     as a few fused loops over the quartets (the written-out reverse pass of small ERI classes,
-    :func:`.eri_kernel.class_cotangents`). Its derivatives are JAX's of these products (the
-    Boys function's from its own rule)."""
+    :func:`.eri_kernel.class_cotangents`). Values only, equal to the cube's to an ulp
+    (:func:`.boys.boys_rows`)."""
     n = L + 1
-    f = boys(L, alpha * (x * x + y * y + z * z))  # (c, L+1)
+    f = boys_rows(L, alpha * (x * x + y * y + z * z))
     scale, f_m = jnp.ones_like(alpha), []
     for m in range(n):
-        f_m.append(f[:, m] * scale)  # (-alpha)^m F_m(T)
+        f_m.append(f[m] * scale)  # (-alpha)^m F_m(T)
         scale = scale * -alpha
 
     def powers(v):
