@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _checks import fd_directional
 
-from dftad.integrals.boys import NMAX, T_SWITCH, boys
+from dftad.integrals.boys import NMAX, T_SWITCH, boys, boys_rows
 
 RTOL = 1e-14
 
@@ -79,6 +79,15 @@ def test_lower_nmax(nmax):
     ref = reference_all()[:, : nmax + 1]
     ours = np.asarray(boys_jit(nmax, jnp.asarray(T_ALL)))
     assert ours.shape == (len(T_ALL), nmax + 1)
+    assert rel_err(ours, ref).max() < RTOL
+
+
+@pytest.mark.parametrize("nmax", [1, 5, 12])
+def test_rows_equal_the_stacked_form(nmax):
+    """boys_rows (one array per order) against mpmath to 1e-14 relative, like boys."""
+    ref = reference_all()[:, : nmax + 1]
+    ours = np.stack(jax.jit(boys_rows, static_argnums=0)(nmax, jnp.asarray(T_ALL)), axis=-1)
+    assert ours.shape == ref.shape
     assert rel_err(ours, ref).max() < RTOL
 
 
