@@ -26,6 +26,7 @@ from .hamiltonian import (
     Integrals,
     Result,
     exc_direct,
+    exc_gradient,
     exchange_operators,
     grid_ao,
     hamiltonian,
@@ -146,7 +147,7 @@ def integrals_and_gradient(setup: Setup, coords, xc_params=None):
         factors_bar = jax.grad(lambda f: _two_electron_energy(setup, f, dm, weights, orbs))(
             factors)
         return (one_pullback(one_bar)[0] + jk_pullback(factors_bar)
-                + jax.grad(exc_direct, argnums=1)(setup, coords, dm, params))
+                + exc_gradient(setup, coords, dm, params))
 
     return ints, gradient
 

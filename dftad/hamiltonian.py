@@ -139,6 +139,32 @@ def exc_direct(setup: Setup, coords, dm, xc_params=None):
                              points, weights, dm, setup.block_size)
 
 
+def exc_gradient(setup: Setup, coords, dm, xc_params=None):
+    """dE_xc/dR (natm, 3) at fixed ``dm``, grid response included: the gradient of
+    :func:`exc_direct`, its reverse pass through the AOs written out
+    (:func:`numint.exc_gradient`), the grid's (points and Becke weights) JAX's. Under forward
+    mode (Hessians) it is ``jax.grad`` of :func:`exc_direct`, values and derivatives."""
+    if not setup.semilocal:
+        return jnp.zeros_like(coords)
+    params = xc_params_of(setup, xc_params)
+
+    def reference(coords, dm, params):
+        return jax.grad(exc_direct, argnums=1)(setup, coords, dm, params)
+
+    @jax.custom_jvp
+    def written(coords, dm, params):
+        (points, weights), grid_pullback = jax.vjp(setup.grid.points, coords)
+        g, p_bar, w_bar = numint.exc_gradient(setup.xc, params, setup.basis, coords, points,
+                                              weights, dm, setup.block_size)
+        return g + grid_pullback((p_bar, w_bar))[0]
+
+    @written.defjvp
+    def _(primals, tangents):
+        return jax.jvp(reference, primals, tangents)
+
+    return written(coords, dm, params)
+
+
 class Components(NamedTuple):
     """Energy components (Hartree)."""
 
