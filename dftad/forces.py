@@ -199,8 +199,10 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
 
 @jax.jit
 def _df_rest_gradient(setup: Setup, coords, dm, w):
-    """d/dR of :func:`_semilocal_lagrangian`."""
-    return jax.grad(_semilocal_lagrangian, argnums=1)(setup, coords, dm, w, setup.xc.params)
+    """d/dR of :func:`_semilocal_lagrangian` (E_xc's by :func:`exc_gradient`)."""
+    dm_tot = setup.occupation.total(dm)
+    one = jax.grad(lambda c: _one_electron_lagrangian(one_electron_part(setup, c), dm_tot, w))
+    return one(coords) + exc_gradient(setup, coords, dm, setup.xc.params)
 
 
 @functools.partial(jax.jit, static_argnums=(7,))
