@@ -11,7 +11,8 @@ V holds (V_alpha, V_beta).
 
 The grid is processed in blocks (``lax.scan``), each with its own ``value_and_grad``, so memory
 is bounded by one block of AO values. AO values are evaluated once per geometry
-(:func:`ao_blocks`) and re-used for every SCF cycle.
+(:func:`ao_blocks`) and re-used for every SCF cycle. The nuclear gradient of E_xc at fixed
+``dm`` (:func:`exc_gradient`) takes the AOs one derivative order up instead of AD through them.
 """
 
 from __future__ import annotations

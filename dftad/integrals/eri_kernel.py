@@ -15,6 +15,8 @@ primitive quartets: Hermite integrals R, two small batched matrix products and a
 the contracted quartets. Shapes are static, memory per chunk is bounded, and the chunk body is
 rematerialised under reverse-mode AD. Which quartets, and the chunks, come from
 :mod:`.eri_plan`; the AO transform and the assembly into tensors from :mod:`.two_electron`.
+:func:`class_cotangents` is the kernel's reverse pass in the pair data (what the forces take),
+written out with the quartets on the last axis for the small classes.
 """
 
 from __future__ import annotations
