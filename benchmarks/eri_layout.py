@@ -28,7 +28,6 @@ import numpy as np
 import dftad  # noqa: F401  (enables float64)
 from dftad.basis import ncart
 from dftad.integrals import hermite
-from dftad.integrals.boys import boys
 from dftad.integrals.eri_kernel import alpha_and_prefactor, primitive_quartets
 
 CLASSES = [(1, 0, 1, 0), (1, 1, 1, 0), (2, 0, 1, 0), (2, 1, 1, 0), (2, 0, 2, 0), (2, 2, 1, 0),
@@ -36,29 +35,10 @@ CLASSES = [(1, 0, 1, 0), (1, 1, 1, 0), (2, 0, 1, 0), (2, 1, 1, 0), (2, 0, 2, 0),
 
 
 def r_vectors(L, alpha, x, y, z):
-    """{(t, u, v): R_tuv (c,)} for t + u + v <= L, the recursion of
-    :func:`dftad.integrals.hermite.hermite_r_cube` on quartet-last vectors."""
-    n = L + 1
-    f = boys(L, alpha * (x * x + y * y + z * z)).T
-    scale = [jnp.ones_like(alpha)]
-    for _ in range(L):
-        scale.append(scale[-1] * -alpha)
-    f = [f[m] * scale[m] for m in range(n)]
-
-    def powers(v):
-        out = [jnp.ones_like(v)]
-        for _ in range(L):
-            out.append(out[-1] * v)
-        return out
-
-    px, py, pz = powers(2 * x), powers(2 * y), powers(2 * z)
-    a = hermite._a
-    gz = [[sum(a(v, k) * pz[v - 2 * k] * f[m + v - k] for k in range(v // 2 + 1))
-           for m in range(n - v)] for v in range(n)]
-    gy = [[[sum(a(u, j) * py[u - 2 * j] * gz[v][m + u - j] for j in range(u // 2 + 1))
-            for m in range(n - u - v)] for v in range(n - u)] for u in range(n)]
-    return {(t, u, v): sum(a(t, i) * px[t - 2 * i] * gy[u][v][t - i] for i in range(t // 2 + 1))
-            for t in range(n) for u in range(n - t) for v in range(n - t - u)}
+    """{(t, u, v): R_tuv (c,)} for t + u + v <= L, on quartet-last vectors
+    (:func:`dftad.integrals.hermite.hermite_r_rows`)."""
+    rows = hermite.hermite_r_rows(L, alpha, x, y, z)
+    return {tuple(tuv): r for tuv, r in zip(hermite.hermite_indices(L).tolist(), rows)}
 
 
 def quartets_minor(bra, ket, lab, lcd):
