@@ -105,6 +105,11 @@ class BasisLayout:
         return np.concatenate([[0], np.cumsum([size(l) for l in self.shell_l])]).astype(int)
 
     @functools.cached_property
+    def ao_atom(self) -> np.ndarray:
+        """The atom of each AO (length nao)."""
+        return np.repeat(np.asarray(self.shell_atom), np.diff(self.ao_loc))
+
+    @functools.cached_property
     def prim_loc(self) -> np.ndarray:
         """Offsets of each shell's first primitive in the flat exponent array."""
         return np.concatenate([[0], np.cumsum(self.shell_nprim)]).astype(int)

@@ -35,7 +35,7 @@ KINDS = ("sad", "core")
 @functools.cache
 def _element_blocks(layout, atomic_numbers: tuple):
     """For each element: (Z, atom indices, AO indices (natoms_e, nao_A))."""
-    atom_of_ao = np.repeat(np.asarray(layout.shell_atom), np.diff(layout.ao_loc))
+    atom_of_ao = layout.ao_atom
     groups = []
     for z in sorted(set(atomic_numbers)):
         atoms = [a for a, za in enumerate(atomic_numbers) if za == z]

@@ -118,8 +118,7 @@ def exc_gradient(f: Functional, params, basis, coords, points, weights, dm,
         return acc + jnp.sum(t, axis=1), (jnp.sum(t, axis=2).T, e)
 
     acc, (p_bar, w_bar) = jax.lax.scan(step, jnp.zeros((3, basis.nao)), (pts, w))
-    atom_of_ao = np.repeat(np.asarray(basis.layout.shell_atom), np.diff(basis.layout.ao_loc))
-    onehot = np.eye(coords.shape[0])[atom_of_ao]  # (nao, natm)
+    onehot = np.eye(coords.shape[0])[basis.layout.ao_atom]  # (nao, natm)
     p_bar, w_bar = unblock((p_bar, w_bar))
     return -(acc @ onehot).T, p_bar, w_bar
 

@@ -255,10 +255,9 @@ def _written_cotangents(p, q, lab, lcd, Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid, 
     hab, nab = Gb.shape[1:]
     ct_t = jnp.moveaxis(jnp.concatenate([ct, jnp.zeros((1,) + ct.shape[1:])]), 0, -1)
     gb_t, gk_t = jnp.moveaxis(Gb, 0, -1), jnp.moveaxis(Gk, 0, -1)
-    local = bra_rows or (ip, ip[:, :1])  # (unused without bra_rows)
 
     def chunk(acc, x):
-        i, j, k, loc, rows = x
+        i, j, k, *local = x  # local: (loc, rows) of bra_rows, or nothing
         d_p, d_gb, d_gk = _quartet_cotangents((p[i], Pb[i], gb_t[..., i]),
                                               (q[j], Pk[j], gk_t[..., j]), ct_t[..., k],
                                               lab, lcd, omega)
@@ -266,11 +265,12 @@ def _written_cotangents(p, q, lab, lcd, Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid, 
         kp, kg = kp.at[j].add(-d_p.T), kg.at[j].add(jnp.moveaxis(d_gk, -1, 0))
         if not bra_rows:
             return (bp.at[i].add(d_p.T), bg.at[i].add(jnp.moveaxis(d_gb, -1, 0)), kp, kg), None
+        loc, rows = local
         member = (loc[None, :] == jnp.arange(rows.shape[0])[:, None]).astype(d_p.dtype)
         per_row = jnp.concatenate([d_p, d_gb.reshape(hab * nab, -1)]) @ member.T  # (., D)
         return (bp.at[rows].add(per_row[:3].T),
                 bg.at[rows].add(per_row[3:].T.reshape(-1, hab, nab)), kp, kg), None
 
     init = (jnp.zeros_like(Pb), jnp.zeros_like(Gb), jnp.zeros_like(Pk), jnp.zeros_like(Gk))
-    acc, _ = jax.lax.scan(chunk, init, (ip, iq, qid) + tuple(local))
+    acc, _ = jax.lax.scan(chunk, init, (ip, iq, qid) + tuple(bra_rows))
     return acc

@@ -140,24 +140,28 @@ def eri_blocks_pullback(plan: EriPlan, basis: Basis, coords, blocks_bar, omega=N
     written out for the small classes), summed per pair set, then through each pair set's
     Hermite expansion (:func:`.eri_kernel.hermite_pairs`, JAX's reverse pass) to the
     nuclei. Differentiable (forward mode: Hessians)."""
-    def pairs(ps, ket):  # [(p, P, G), its pullback, dP, dG summed over classes]
-        data, pullback = jax.vjp(lambda c: hermite_pairs(basis, c, ps, ket=ket), coords)
-        return [data, pullback, jnp.zeros_like(data[1]), jnp.zeros_like(data[2])]
+    data, pullbacks, bars = {}, {}, {}  # per (ket?, pair set): (p, P, G), its pullback, (dP, dG)
 
-    bra, ket = {}, {}
+    def pairs(ps, key):
+        if key not in data:
+            data[key], pullbacks[key] = jax.vjp(
+                lambda c: hermite_pairs(basis, c, ps, ket=key[0]), coords)
+            bars[key] = (0.0, 0.0)
+        return data[key]
+
     for cls, idx, rows, bar in zip(plan.classes, plan.index, plan.bra_rows, blocks_bar):
         bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
-        b = bra.setdefault(cls.bra, pairs(bs, False))
-        k = ket.setdefault(cls.ket, pairs(ks, True))
+        bk, kk = (False, cls.bra), (True, cls.ket)
+        hb, hk = pairs(bs, bk), pairs(ks, kk)
         ta, tb = _transforms(bs, basis.layout.cart)
         tc, td = _transforms(ks, basis.layout.cart)
         ct = jnp.einsum("qijkl,ai,bj,ck,dl->qabcd", bar, ta, tb, tc, td).reshape(
-            cls.nq, b[0][2].shape[2], k[0][2].shape[2])
-        d_pb, d_gb, d_pk, d_gk = class_cotangents(b[0], k[0], bs.la + bs.lb, ks.la + ks.lb,
-                                                  idx, cls.nq, ct, omega, rows)
-        b[2], b[3], k[2], k[3] = b[2] + d_pb, b[3] + d_gb, k[2] + d_pk, k[3] + d_gk
-    return sum(x[1]((jnp.zeros_like(x[0][0]), x[2], x[3]))[0]
-               for x in (*bra.values(), *ket.values()))
+            cls.nq, hb[2].shape[2], hk[2].shape[2])
+        d_pb, d_gb, d_pk, d_gk = class_cotangents(hb, hk, bs.la + bs.lb, ks.la + ks.lb, idx,
+                                                  cls.nq, ct, omega, rows)
+        bars[bk] = (bars[bk][0] + d_pb, bars[bk][1] + d_gb)
+        bars[kk] = (bars[kk][0] + d_pk, bars[kk][1] + d_gk)
+    return sum(pullbacks[key]((jnp.zeros_like(data[key][0]), *bars[key]))[0] for key in data)
 
 
 def pack_s8(plan: EriPlan, basis: Basis, blocks) -> jax.Array:
