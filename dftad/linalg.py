@@ -155,19 +155,29 @@ def make_rdm1(mo_coeff, mo_occ):
     return jnp.einsum("...mi,...i,...ni->...mn", mo_coeff, mo_occ, mo_coeff)
 
 
+INNER_MARGIN = 1e-2
+"""A :func:`gmres` cycle stops adding Krylov vectors once its least-squares residual is this
+fraction of the tolerance."""
+
+
 def gmres(matvec, b, tol, restart, maxiter):
     """Solve A x = b (``matvec(x) = A x``, ``b`` any array shape) by GMRES restarted every
     ``restart`` Krylov vectors, at most ``maxiter`` cycles, stopping when
     |b - A x| <= tol |b|.
 
     Each cycle builds the Arnoldi basis V (classical Gram-Schmidt, twice) and the Hessenberg
-    matrix H of A V_k = V_k+1 H, then minimises |beta e_1 - H y| by SVD (``lstsq``) and updates
-    x += V_k y. jax.scipy's ``gmres(solve_method="batched")`` forms the normal equations
-    H^T H y = H^T beta e_1 instead, which squares cond(H): at a nearly flat SCF direction
-    (smallest singular value of H ~1e-6, cond(H^T H) ~1e14, e.g. the pi-hole rotation of NO) its
-    Cholesky factorisation breaks down to NaN on some machines' rounding. The matrix-vector
-    products are the same as its, one per Krylov vector; a breakdown (an invariant subspace
-    found) leaves zero columns, which the SVD ignores."""
+    matrix H of A V_k = V_k+1 H until the least-squares residual min_y |beta e_1 - H y| is
+    below ``INNER_MARGIN`` tol |b| (tracked by Givens rotations of H's columns, as they come,
+    so the cycle stops after the Krylov vectors it needs rather than after ``restart``; the
+    margin keeps the answers those of a full cycle, which went well past tol, and a system
+    that cannot get there costs no more than before), then minimises it by SVD (``lstsq``)
+    and updates x += V_k y. jax.scipy's ``gmres(solve_method="batched")`` forms the normal
+    equations H^T H y = H^T beta e_1 instead, which squares cond(H): at a nearly flat SCF
+    direction (smallest singular value of H ~1e-6, cond(H^T H) ~1e14, e.g. the pi-hole
+    rotation of NO) its Cholesky factorisation breaks down to NaN on some machines' rounding.
+    The matrix-vector products are the same as its, one per Krylov vector; a breakdown (an
+    invariant subspace found) leaves zero columns, which the SVD ignores, and a zero residual
+    estimate, which ends the cycle."""
     shape, n = b.shape, b.size
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
@@ -177,14 +187,15 @@ def gmres(matvec, b, tol, restart, maxiter):
 
     b = b.reshape(n)
     b_norm = jnp.linalg.norm(b)
+    goal = tol * b_norm
 
     def cycle(carry):
         x, r, k = carry
         beta = jnp.linalg.norm(r)
         v = jnp.zeros((restart + 1, n), dtype).at[0].set(_unit(r, beta, beta > 0))
 
-        def arnoldi(j, vh):
-            v, h = vh
+        def arnoldi(state):
+            j, v, h, rot, g = state
             w = av(v[j])
             w_norm0 = jnp.linalg.norm(w)
             hj = v @ w  # rows beyond j are zero, so projecting on all of V is projecting on V_j
@@ -195,20 +206,47 @@ def gmres(matvec, b, tol, restart, maxiter):
             w_norm = jnp.linalg.norm(w)
             keep = w_norm > eps * w_norm0
             hj = hj.at[j + 1].set(jnp.where(keep, w_norm, 0.0))
-            v = v.at[j + 1].set(_unit(w, w_norm, keep))
-            return v, h.at[:, j].set(hj)
+            g, rot = _givens_step(j, hj, rot, g)
+            return j + 1, v.at[j + 1].set(_unit(w, w_norm, keep)), h.at[:, j].set(hj), rot, g
 
-        v, h = jax.lax.fori_loop(0, restart, arnoldi, (v, jnp.zeros((restart + 1, restart), dtype)))
+        def more(state):
+            j, _, _, _, g = state
+            return (j < restart) & (jnp.abs(g[j]) > INNER_MARGIN * goal)
+
+        start = (0, v, jnp.zeros((restart + 1, restart), dtype), jnp.zeros((2, restart), dtype),
+                 jnp.zeros(restart + 1, dtype).at[0].set(beta))
+        _, v, h, _, _ = jax.lax.while_loop(more, arnoldi, start)
         y = jnp.linalg.lstsq(h, jnp.zeros(restart + 1, dtype).at[0].set(beta))[0]
         x = x + y @ v[:-1]
         return x, b - av(x), k + 1
 
     def not_done(carry):
         _, r, k = carry
-        return (k < maxiter) & (jnp.linalg.norm(r) > tol * b_norm)
+        return (k < maxiter) & (jnp.linalg.norm(r) > goal)
 
     x, _, _ = jax.lax.while_loop(not_done, cycle, (jnp.zeros_like(b), b, 0))
     return x.reshape(shape)
+
+
+def _givens_step(j, hj, rot, g):
+    """Column ``j`` of the Hessenberg matrix, ``hj``, turned by the ``j`` earlier Givens
+    rotations ``rot`` (cosines, sines) and a new one that zeroes its subdiagonal entry, applied
+    to the rotated right-hand side ``g``: afterwards |g[j + 1]| is the least-squares residual
+    of the first j + 1 columns."""
+
+    def turn(i, col):
+        c, s = rot[0, i], rot[1, i]
+        a, e = col[i], col[i + 1]
+        return col.at[i].set(c * a + s * e).at[i + 1].set(c * e - s * a)
+
+    col = jax.lax.fori_loop(0, j, turn, hj)
+    a, e = col[j], col[j + 1]
+    d = jnp.hypot(a, e)
+    ok = d > 0
+    c = jnp.where(ok, a / jnp.where(ok, d, 1.0), 1.0)
+    s = jnp.where(ok, e / jnp.where(ok, d, 1.0), 0.0)
+    g = g.at[j + 1].set(-s * g[j]).at[j].set(c * g[j])
+    return g, rot.at[:, j].set(jnp.stack([c, s]))
 
 
 def _unit(w, norm, keep):

@@ -86,3 +86,35 @@ def test_gmres_solves_nearly_singular_systems_without_nan():
     xs = jax.vmap(lambda b: linalg.gmres(lambda v: d @ v, b, 1e-12, 40, 5))(jnp.eye(3))
     np.testing.assert_allclose(np.asarray(xs), np.diag([1.0, 0.5, 0.25]), atol=1e-14)
     assert not np.asarray(linalg.gmres(lambda v: d @ v, jnp.zeros(3), 1e-12, 40, 5)).any()
+
+
+def test_gmres_cycle_stops_at_the_krylov_vectors_it_needs():
+    """The Givens rotations track the least-squares residual of each leading block of columns
+    of a Hessenberg matrix (against lstsq), and a cycle ends when it is below the tolerance:
+    A = 1 + a rank-3 term needs 4 Krylov vectors, counted as matrix-vector products, not 40."""
+    rng = np.random.default_rng(2)
+    m = 8
+    h = np.triu(rng.standard_normal((m + 1, m)), -1)
+    g = jnp.zeros(m + 1).at[0].set(1.7)
+    rot = jnp.zeros((2, m))
+    for j in range(m):
+        g, rot = linalg._givens_step(j, jnp.asarray(h[:, j]), rot, g)
+        e = np.zeros(j + 2)
+        e[0] = 1.7
+        y = np.linalg.lstsq(h[: j + 2, : j + 1], e, rcond=None)[0]
+        assert abs(abs(float(g[j + 1])) - np.linalg.norm(e - h[: j + 2, : j + 1] @ y)) < 1e-13
+
+    n = 50
+    u = rng.standard_normal((n, 3))
+    a = np.eye(n) + u @ u.T / n
+    b = rng.standard_normal(n)
+    calls = []
+
+    def matvec(v):
+        jax.debug.callback(lambda: calls.append(1))
+        return jnp.asarray(a) @ v
+
+    x = linalg.gmres(matvec, jnp.asarray(b), 1e-10, 40, 20)
+    jax.effects_barrier()
+    np.testing.assert_allclose(np.asarray(x), np.linalg.solve(a, b), atol=1e-12)
+    assert len(calls) <= 6  # 4 Krylov vectors (+ the true residual), not 40
