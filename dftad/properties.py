@@ -40,17 +40,18 @@ def dipole(setup: Setup, coords, dm):
     return setup.charges @ coords - jnp.einsum("xij,ij->x", r, dm_tot)
 
 
-def polarizability(setup: Setup, coords, xc_params=None):
+def polarizability(setup: Setup, coords, xc_params=None, dm0=None):
     """Static dipole polarizability alpha_ij = d mu_i / d F_j at zero field (a.u., (3, 3))."""
-    return dipole_and_polarizability(setup, coords, xc_params)[2]
+    return dipole_and_polarizability(setup, coords, xc_params, dm0)[2]
 
 
-def dipole_and_polarizability(setup: Setup, coords, xc_params=None):
+def dipole_and_polarizability(setup: Setup, coords, xc_params=None, dm0=None):
     """(SCF :class:`~dftad.Result`, dipole (3,), polarizability (3, 3)) in atomic units,
-    from one SCF and three linear-response solves."""
+    from one SCF (started from ``dm0``, default the setup's guess) and three linear-response
+    solves."""
 
     def mu(field):
-        res = energy.kernel(setup, coords, xc_params, field=field)
+        res = energy.kernel(setup, coords, xc_params, dm0, field=field)
         m = dipole(setup, coords, res.scf.dm)
         return m, (m, res)
 
@@ -68,12 +69,15 @@ class SecondDerivatives(NamedTuple):
     dipole_derivative: jax.Array  # (3, natm, 3), d mu_x / d R_Aj, a.u.
 
 
-def second_derivatives(setup: Setup, coords, xc_params=None) -> SecondDerivatives:
+def second_derivatives(setup: Setup, coords, xc_params=None, dm0=None) -> SecondDerivatives:
     """Energy, gradient, dipole, Hessian and dipole derivatives: forward mode over the analytic
     gradient, whose density and energy-weighted density follow the geometry through the
-    implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole)."""
+    implicit SCF (3 natm linear-response solves, shared by the Hessian and the dipole).
+    ``dm0``: the SCF's starting density (default the setup's guess), e.g. an
+    :func:`~dftad.energy_and_forces` result's, to differentiate the state it found."""
 
-    (hess, dmu), (grad, mu, res) = jax.jacfwd(_first(setup, xc_params), has_aux=True)(coords)
+    first = _first(setup, xc_params, dm0)
+    (hess, dmu), (grad, mu, res) = jax.jacfwd(first, has_aux=True)(coords)
     return SecondDerivatives(res, grad, mu, hess, dmu)
 
 
@@ -159,14 +163,15 @@ def energy_and_gradient(setup: Setup, coords, xc_params=None, start=None):
     return res, gradient(res.scf.dm, res.scf.fock)
 
 
-def hessian(setup: Setup, coords, xc_params=None):
-    """Nuclear Hessian d^2E/dR_Ai dR_Bj (Hartree/Bohr^2, shape (natm, 3, natm, 3))."""
-    return second_derivatives(setup, coords, xc_params).hessian
+def hessian(setup: Setup, coords, xc_params=None, dm0=None):
+    """Nuclear Hessian d^2E/dR_Ai dR_Bj (Hartree/Bohr^2, shape (natm, 3, natm, 3));
+    ``dm0`` as :func:`second_derivatives`."""
+    return second_derivatives(setup, coords, xc_params, dm0).hessian
 
 
-def dipole_derivative(setup: Setup, coords, xc_params=None):
+def dipole_derivative(setup: Setup, coords, xc_params=None, dm0=None):
     """d mu_x / d R_Aj (a.u., shape (3, natm, 3)), the atomic polar tensors."""
-    return second_derivatives(setup, coords, xc_params).dipole_derivative
+    return second_derivatives(setup, coords, xc_params, dm0).dipole_derivative
 
 
 class Vibrations(NamedTuple):
