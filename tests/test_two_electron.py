@@ -594,3 +594,52 @@ def test_written_reverse_pass_equals_jax_reverse_pass(molname, basis, omega):
         scale = float(jnp.abs(y).max())
         assert scale > 1e-3
         assert float(jnp.abs(x - y).max()) < 1e-12 * scale
+
+
+
+@pytest.mark.parametrize("ls", [(1, 0, 1, 0), (1, 1, 1, 0), (2, 0, 1, 0), (0, 0, 1, 1)])
+@pytest.mark.parametrize("omega", [None, 0.3])
+def test_quartets_last_axis_equal_the_matrix_products(ls, omega):
+    """The quartet-last evaluation of a class (:func:`eri_kernel._quartets_last`, the values of
+    small classes) equals the batched matrix products (:func:`eri_kernel._quartets_first`) to
+    1e-13 relative, and :func:`eri_kernel.primitive_quartets` takes it for these classes
+    with the products' first and second derivatives, through the Boys function's long-range
+    regime too (large alpha |PQ|^2)."""
+    from dftad.basis import ncart
+    from dftad.integrals import eri_kernel as ek
+    from dftad.integrals import hermite
+
+    la, lb, lc, ld = ls
+    lab, lcd = la + lb, lc + ld
+    nab, ncd = ncart(la) * ncart(lb), ncart(lc) * ncart(ld)
+    hab, hcd = len(hermite.hermite_indices(lab)), len(hermite.hermite_indices(lcd))
+    assert ncd > 1 and hab * ncd * (hcd + nab) <= ek.LAST_AXIS_MAX_FLOPS  # the form under test
+    rng = np.random.default_rng(sum(ls))
+    c = 64
+
+    def pair(h, n):
+        return (jnp.asarray(rng.uniform(0.1, 30.0, c)),
+                jnp.asarray(rng.normal(scale=2.0, size=(c, 3))),
+                jnp.asarray(rng.normal(size=(c, h, n))))
+
+    bra, ket = pair(hab, nab), pair(hcd, ncd)
+    new = ek._quartets_last(bra, ket, lab, lcd, omega)
+    ref = ek._quartets_first(bra, ket, lab, lcd, omega)
+    assert np.abs(np.asarray(new - ref)).max() < 1e-13 * np.abs(np.asarray(ref)).max()
+
+    def f(form):
+        return lambda b, k: form(b, k, lab, lcd, omega)
+
+    t = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), (bra, ket))
+    ours = f(ek.primitive_quartets)
+    first = f(ek._quartets_first)
+    out, jv = jax.jvp(ours, (bra, ket), t)
+    assert np.abs(np.asarray(out - ref)).max() < 1e-13 * np.abs(np.asarray(ref)).max()
+    assert np.allclose(jv, jax.jvp(first, (bra, ket), t)[1], rtol=0, atol=1e-12 * np.abs(jv).max())
+
+    def hvp(form):
+        g = jax.grad(lambda b: jnp.sum(jnp.sin(form(b, ket))))
+        return jax.jvp(g, (bra,), (t[0],))[1]
+
+    for x, y in zip(jax.tree.leaves(hvp(ours)), jax.tree.leaves(hvp(first))):
+        assert np.allclose(x, y, rtol=1e-12, atol=1e-12 * np.abs(y).max())

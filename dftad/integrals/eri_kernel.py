@@ -113,10 +113,30 @@ def per_operator(integrals, omegas) -> tuple:
     return tuple(jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(omegas)))
 
 
+LAST_AXIS_MAX_FLOPS = 600
+"""Classes whose contraction costs at most this many multiply-adds per primitive quartet
+(hab hcd ncd + nab ncd hab), and whose ket is not an s pair, compute their values with the
+quartets on the last axis (:func:`_quartets_last`): benzene/def2-SVP's (ps|ps) (84) 3x,
+(pp|ps) (390) and (ds|ps) (300) 1.5x faster, jitted alone; above, slower ((dp|ps) (1320)
+1.1x, (ds|pp) (1440) 1.5x, (pp|pp) (1710) 1.7x), and for (xx|ss), whose products are
+matrix-vector ones already (``benchmarks/RESULTS.md``)."""
+
+
 def primitive_quartets(bra, ket, lab, lcd, omega=None):
     """Cartesian integrals of a batch of primitive quartets, (c, nab, ncd): ``bra`` and ``ket``
     are (p, P, G) of each quartet's bra and ket pair (from :func:`hermite_pairs`, gathered per
-    quartet), ``omega`` as in :func:`class_integrals`."""
+    quartet), ``omega`` as in :func:`class_integrals`. Small classes
+    (:data:`LAST_AXIS_MAX_FLOPS`) compute the values with the quartets on the last axis
+    (:func:`_quartets_last`), their derivatives (any order) through :func:`_quartets_first`."""
+    (hab, nab), (hcd, ncd) = bra[2].shape[1:], ket[2].shape[1:]
+    if ncd > 1 and hab * ncd * (hcd + nab) <= LAST_AXIS_MAX_FLOPS:
+        return _quartets(bra, ket, omega, lab, lcd)
+    return _quartets_first(bra, ket, lab, lcd, omega)
+
+
+def _quartets_first(bra, ket, lab, lcd, omega=None):
+    """:func:`primitive_quartets` as two batched matrix products per quartet (R G_ket, then
+    G_bra^T (R G_ket)); differentiable (R's derivatives from its custom rule)."""
     p, Pb, Gb = bra
     qq, Pk, Gk = ket
     alpha, pref = alpha_and_prefactor(p, qq, omega)
@@ -124,6 +144,59 @@ def primitive_quartets(bra, ket, lab, lcd, omega=None):
     rm = r[:, _r_index(lab, lcd)] * pref[:, None, None]  # (c, hab, hcd)
     tmp = jnp.einsum("ctu,cuk->ctk", rm, Gk)  # (c, hab, ncd)
     return jnp.einsum("cta,ctk->cak", Gb, tmp)  # (c, nab, ncd)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _quartets(bra, ket, omega, lab, lcd):
+    """:func:`_quartets_last`'s values, :func:`_quartets_first`'s derivatives (any order)."""
+    return _quartets_last(bra, ket, lab, lcd, omega)
+
+
+@_quartets.defjvp
+def _quartets_jvp(lab, lcd, primals, tangents):
+    def first(b, k, w):
+        return _quartets_first(b, k, lab, lcd, w)
+
+    return _quartets(*primals, lab, lcd), jax.jvp(first, primals, tangents)[1]
+
+
+def _quartets_last(bra, ket, lab, lcd, omega=None):
+    """:func:`primitive_quartets` with the quartets on the last axis: pref R_tuv as (c,) rows
+    (:func:`.hermite.hermite_r_rows`), G as (hermite, cartesian, c), and the two products as
+    sums of broadcast products that XLA fuses and vectorises across the quartets, Y = pref R
+    G_ket (:func:`_ket_products`), then sum_t G_bra,t (x) Y_t, each stored whole
+    (:func:`_stored`). Values only: JAX's reverse pass of the broadcasts reduces over leading
+    axes (slow on XLA's CPU backend), so :func:`_quartets` differentiates
+    :func:`_quartets_first` instead."""
+    p, Pb, Gb = bra
+    q, Pk, Gk = ket
+    gb, gk = jnp.moveaxis(Gb, 0, -1), jnp.moveaxis(Gk, 0, -1)  # (hab, nab, c), (hcd, ncd, c)
+
+    def ket_part(p, q, x, gk):
+        alpha, pref = alpha_and_prefactor(p, q, omega)
+        r = hermite.hermite_r_rows(lab + lcd, alpha, *x)
+        at = _r_rows_at(lab, lcd).tolist()
+        return jnp.stack([sum(r[i] * gk[u] for u, i in enumerate(row)) for row in at]) * pref
+
+    def bra_part(gb, y):  # (nab, ncd, c)
+        return sum(gb[t][:, None, :] * y[t][None, :, :] for t in range(gb.shape[0]))
+
+    y = _stored(ket_part, p, q, (Pb - Pk).T, gk)
+    return jnp.moveaxis(_stored(bra_part, gb, y), -1, 0)
+
+
+def _pref_r(order, p, q, x, omega):
+    """pref R_tuv(alpha, x) of every Hermite index up to ``order``, (nherm, c), x = P - Q (3, c)
+    (:func:`alpha_and_prefactor`)."""
+    alpha, pref = alpha_and_prefactor(p, q, omega)
+    return jnp.stack(hermite.hermite_r_rows(order, alpha, *x)) * pref
+
+
+def _ket_products(r, gk, at):
+    """Y_t = sum_u R_{t+u} G_ket,u, (hab, ncd, c), from R's rows ``r`` (nherm, c), ``gk``
+    (hcd, ncd, c) and the positions ``at`` (hab, hcd) of t + u in ``r``
+    (:func:`_r_rows_at`)."""
+    return sum(r[at][:, u, None, :] * gk[None, u] for u in range(gk.shape[0]))
 
 
 def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
@@ -223,12 +296,10 @@ def _quartet_cotangents(bra, ket, ct, lab: int, lcd: int, omega):
     at, up = _r_rows_at(lab, lcd), np.stack([_r_rows_at(lab, lcd, x) for x in range(3)])
 
     def hermite_r(p, q, x):  # pref R_tuv, order lab + lcd + 1, (nherm, c)
-        alpha, pref = alpha_and_prefactor(p, q, omega)
-        return jnp.stack(hermite.hermite_r_rows(lab + lcd + 1, alpha, *x)) * pref
+        return _pref_r(lab + lcd + 1, p, q, x, omega)
 
     def y_and_u(r, gb, gk, ct):
-        y = sum(r[at][:, u, None, :] * gk[None, u] for u in range(hcd))
-        return y, sum(gb[:, a, None, :] * ct[None, a] for a in range(nab))
+        return _ket_products(r, gk, at), sum(gb[:, a, None, :] * ct[None, a] for a in range(nab))
 
     def bra_g(y, ct):
         return sum(y[:, None, k, :] * ct[None, :, k, :] for k in range(ncd))
