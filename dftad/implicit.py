@@ -94,20 +94,7 @@ def mo_energies(fock, s1e):
 
 
 def _gmres(matvec, b):
-    """GMRES on A x = b, one right-hand side after the other when vmapped (forward mode over
-    several tangents, ``jax.jacfwd``): the products of a batch of tangents, the XC kernel's
-    forward-over-reverse per grid point vmapped, cost 4.6x those of the tangents one by one
-    (water B3LYP/def2-SVP, ``benchmarks/RESULTS.md``)."""
-    fn, consts = jax.closure_convert(matvec, b)
-    return _gmres_sequential(b, *consts, matvec=fn)
-
-
-def _gmres_sequential(b, *consts, matvec):
-    @jax.custom_batching.sequential_vmap
-    def solve(b, *consts):
-        return gmres(lambda x: matvec(x, *consts), b, GMRES_TOL, GMRES_RESTART, GMRES_MAXITER)
-
-    return solve(b, *consts)
+    return gmres(matvec, b, GMRES_TOL, GMRES_RESTART, GMRES_MAXITER)
 
 
 def _tangent_solve(linearised, transposed, y):
