@@ -596,7 +596,6 @@ def test_written_reverse_pass_equals_jax_reverse_pass(molname, basis, omega):
         assert float(jnp.abs(x - y).max()) < 1e-12 * scale
 
 
-
 @pytest.mark.parametrize("ls", [(1, 0, 1, 0), (1, 1, 1, 0), (2, 0, 1, 0), (0, 0, 1, 1)])
 @pytest.mark.parametrize("omega", [None, 0.3])
 def test_quartets_last_axis_equal_the_matrix_products(ls, omega):
