@@ -26,6 +26,7 @@ import numpy as np
 from .density import AO_DERIV, density
 from .grid import block_grid
 from .integrals.ao import NCOMP, eval_ao
+from .xc import kernel
 from .xc.functional import Functional
 
 XCTYPE = {family: family.upper() for family in ("lda", "gga", "mgga")}
@@ -75,10 +76,9 @@ def exc_direct(f: Functional, params, basis, coords, points, weights, dm,
 
 def _energy_density(f: Functional, params, ao, dm):
     """e_xc per point, E_xc = sum_g w_g e_g, from one block's AO values (ncomp, block, nao)."""
+    polarized = dm.ndim == 3
     d = density(ao, dm, XCTYPE[f.family])
-    if dm.ndim == 2:
-        return f.energy_density(params, d.rho, d.sigma, d.tau)
-    return f.energy_density_polarized(params, d.rho, d.sigma, d.tau)
+    return kernel.energy_density(f, polarized, params, kernel.variables(d, polarized))
 
 
 def _block_energy(f: Functional, params, ao, w, dm):
