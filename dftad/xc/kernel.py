@@ -14,12 +14,13 @@ point-wise Hessian f_kl = d^2 e / dX_k dX_l (PySCF's fxc).
 :func:`energy_density` is e(X) with a custom JVP that says so: its tangent is v . dX with v from
 one reverse pass over the points (:func:`value_and_gradient`; the points are independent), and
 the tangent of v is one forward-over-reverse pass of e along dX on the stacked rows. Left to
-JAX, the forward-over-reverse pass through the density and the functional together cost 7x more
-for one tangent of SCAN and 6x (B3LYP) to 12x (SCAN) more for nine tangents vmapped (a
+JAX, the forward-over-reverse pass through the density and the functional together cost 5x more
+for one tangent of SCAN and 6x (B3LYP) to 9x (SCAN) more for nine tangents vmapped (a
 Hessian's), on one block of water's grid; the water B3LYP/def2-SVP Hessian went from 14.3 to
-4.8 s (``benchmarks/RESULTS.md``). Values are the same to rounding, derivatives of every order
-remain (each rule is plain JAX), and so do derivatives with respect to the functional's
-parameters (training), taken by JAX where their tangents are not zero.
+4.8 s (``benchmarks/RESULTS.md``). The stacking matters: the same rule on the variables as
+separate arrays was as slow as JAX's own pass. Values are the same to rounding, derivatives of
+every order remain (each rule is plain JAX), and so do derivatives with respect to the
+functional's parameters (training), taken by JAX where their tangents are not zero.
 """
 
 from __future__ import annotations
