@@ -5,7 +5,9 @@
 
 The potential is obtained by reverse-mode AD of E_xc with respect to the density matrix, which
 equals the usual  sum_g w_g [v_rho phi_m phi_n + 2 v_sigma grad rho . grad(phi_m phi_n) + ...]
-for every family (LDA, GGA, meta-GGA) without writing the chain rule by hand. For a restricted
+for every family (LDA, GGA, meta-GGA) without writing the chain rule by hand; the functional's
+own point-wise derivatives (v, and f dX for linear response) come from
+:mod:`dftad.xc.kernel`. For a restricted
 ``dm`` (nao, nao) (the total density) V is (nao, nao); for an unrestricted ``dm`` (2, nao, nao)
 V holds (V_alpha, V_beta).
 
