@@ -6,10 +6,9 @@
 The potential is obtained by reverse-mode AD of E_xc with respect to the density matrix, which
 equals the usual  sum_g w_g [v_rho phi_m phi_n + 2 v_sigma grad rho . grad(phi_m phi_n) + ...]
 for every family (LDA, GGA, meta-GGA) without writing the chain rule by hand; the functional's
-own point-wise derivatives (v, and f dX for linear response) come from
-:mod:`dftad.xc.kernel`. For a restricted
-``dm`` (nao, nao) (the total density) V is (nao, nao); for an unrestricted ``dm`` (2, nao, nao)
-V holds (V_alpha, V_beta).
+own point-wise derivatives (v, and f dX for linear response) come from :mod:`dftad.xc.kernel`.
+For a restricted ``dm`` (nao, nao) (the total density) V is (nao, nao); for an unrestricted
+``dm`` (2, nao, nao) V holds (V_alpha, V_beta).
 
 The grid is processed in blocks (``lax.scan``), each with its own ``value_and_grad``, so memory
 is bounded by one block of AO values. AO values are evaluated once per geometry

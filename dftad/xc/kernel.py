@@ -12,7 +12,7 @@ GMRES, Hessians, polarisabilities) needs its tangent  dv_k = sum_l f_kl dX_l  wi
 point-wise Hessian f_kl = d^2 e / dX_k dX_l (PySCF's fxc).
 
 :func:`energy_density` is e(X) with a custom JVP that says so: its tangent is v . dX with v from
-one reverse pass over the points (:func:`value_and_gradient`; the points are independent), and
+one reverse pass over the points (the points are independent), and
 the tangent of v is one forward-over-reverse pass of e along dX on the stacked rows. Left to
 JAX, the forward-over-reverse pass through the density and the functional together cost 5x more
 for one tangent of SCAN and 6x (B3LYP) to 9x (SCAN) more for nine tangents vmapped (a
@@ -83,22 +83,26 @@ def _energy_density(f: Functional, polarized: bool, params, x):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def value_and_gradient(f: Functional, polarized: bool, params, x):
+def _value_and_gradient(f: Functional, polarized: bool, params, x):
     """(e, v): e(X) and its gradient de/dX per point, from one forward and one reverse pass."""
     e, pullback = jax.vjp(lambda x: _plain(f, polarized, params, x), x)
     return e, pullback(jnp.ones_like(e))[0]
 
 
-def _energy_density_jvp(f, polarized, primals, tangents):
-    params, x = primals
-    dparams, dx = tangents
-    e, v = value_and_gradient(f, polarized, params, x)
-    de = jnp.zeros_like(e)
+def _energy_tangent(f, polarized, params, x, v, dparams, dx):
+    """de = v . dX + (de/dparams) dparams, the terms whose tangents are not symbolic zeros."""
+    de = jnp.zeros_like(x[0])
     if not _zero(dx):
         de = de + jnp.sum(v * dx, axis=0)
     if not _zero(dparams):
         de = de + jax.jvp(lambda p: _plain(f, polarized, p, x), (params,), (_dense(dparams),))[1]
-    return e, de
+    return de
+
+
+def _energy_density_jvp(f, polarized, primals, tangents):
+    params, x = primals
+    e, v = _value_and_gradient(f, polarized, params, x)
+    return e, _energy_tangent(f, polarized, params, x, v, *tangents)
 
 
 _energy_density.defjvp(_energy_density_jvp, symbolic_zeros=True)
@@ -107,16 +111,14 @@ _energy_density.defjvp(_energy_density_jvp, symbolic_zeros=True)
 def _value_and_gradient_jvp(f, polarized, primals, tangents):
     params, x = primals
     dparams, dx = tangents
-    e, v = value_and_gradient(f, polarized, params, x)
-    de, dv = jnp.zeros_like(e), jnp.zeros_like(v)
+    e, v = _value_and_gradient(f, polarized, params, x)
+    dv = jnp.zeros_like(v)
     if not _zero(dx):
-        de = de + jnp.sum(v * dx, axis=0)
         dv = dv + jax.jvp(lambda x: _gradient(f, polarized, params, x), (x,), (dx,))[1]
     if not _zero(dparams):
-        dparams = _dense(dparams)
-        de = de + jax.jvp(lambda p: _plain(f, polarized, p, x), (params,), (dparams,))[1]
-        dv = dv + jax.jvp(lambda p: _gradient(f, polarized, p, x), (params,), (dparams,))[1]
-    return (e, v), (de, dv)
+        dv = dv + jax.jvp(lambda p: _gradient(f, polarized, p, x), (params,),
+                          (_dense(dparams),))[1]
+    return (e, v), (_energy_tangent(f, polarized, params, x, v, dparams, dx), dv)
 
 
-value_and_gradient.defjvp(_value_and_gradient_jvp, symbolic_zeros=True)
+_value_and_gradient.defjvp(_value_and_gradient_jvp, symbolic_zeros=True)
