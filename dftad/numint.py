@@ -126,8 +126,15 @@ def exc_gradient(f: Functional, params, basis, coords, points, weights, dm,
 
 def exc_vxc_block(f: Functional, params, ao, w, dm):
     """One block's share of (E_xc, V_xc) (V_xc not yet symmetrised): AO values ``ao``
-    (ncomp, block, nao), weights ``w`` (block,)."""
-    return jax.value_and_grad(_block_energy, argnums=4)(f, params, ao, w, dm)
+    (ncomp, block, nao), weights ``w`` (block,). V_xc = sum_g w_g v_g . dX_g/dD is the
+    density's pullback of w v, v the functional's gradient (:func:`.kernel.value_and_gradient`,
+    whose tangent is f dX): the same as ``value_and_grad`` of the block's energy, with less for
+    JAX to trace (no JVP rule of the energy density to linearise and transpose)."""
+    polarized = dm.ndim == 3
+    x, pullback = jax.vjp(
+        lambda dm: kernel.variables(density(ao, dm, XCTYPE[f.family]), polarized), dm)
+    e, v = kernel.value_and_gradient(f, polarized, params, x)
+    return jnp.sum(w * e), pullback(w * v)[0]
 
 
 def exc_vxc(f: Functional, params, grid_ao: GridAO, dm):

@@ -71,10 +71,21 @@ def _dense(t):
 def energy_density(f: Functional, polarized: bool, params, x):
     """e(X) (Ha/Bohr^3, shape ``x.shape[1:]``) of the stacked variables ``x`` (:func:`variables`)
     with ``f``'s parameters ``params``; derivatives as in the module docstring."""
-    # f travels as a static argument: without its parameters (under jit they may be tracers)
+    return _energy_density(_static(f), polarized, params, x)
+
+
+def value_and_gradient(f: Functional, polarized: bool, params, x):
+    """(e, v): e(X) (:func:`energy_density`) and its gradient v = de/dX per point (the shape
+    of ``x``), from one forward and one reverse pass; the tangent of v is f dX (module
+    docstring), what the SCF's V_xc = sum_g w_g v_g . dX_g/dD needs in linear response."""
+    return _value_and_gradient(_static(f), polarized, params, x)
+
+
+def _static(f: Functional) -> Functional:
+    """``f`` without its parameters, to travel as a static argument (under jit the parameters
+    may be tracers; they are passed separately as ``params``)."""
     leaves, treedef = jax.tree_util.tree_flatten(f)
-    return _energy_density(jax.tree_util.tree_unflatten(treedef, [None] * len(leaves)),
-                           polarized, params, x)
+    return jax.tree_util.tree_unflatten(treedef, [None] * len(leaves))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
