@@ -10,8 +10,8 @@ column (one nuclear displacement y at a time), as in PySCF's ``hessian.rhf``:
                + d^2E_nuc/dx dy
 
 with g_x(R; D, W) = sum D dh/dx + sum Gamma(D) d(ij|kl)/dx - sum W dS/dx the gradient at fixed
-densities (:func:`dftad.forces.gradient_stepwise`'s terms). The first term is the derivative of
-the gradient pieces (:func:`.integrals.eri_pieces.gradient_tangents`,
+densities (:func:`dftad.forces.gradient_stepwise`'s terms). The first term is the integrals'
+second derivatives contracted with the densities (:func:`.integrals.eri_pieces.hessian`,
 :func:`.integrals.one_electron_pieces.gradient_tangent`); the response comes from the coupled-
 perturbed Hartree-Fock (CPHF) equations, with the first-order Fock matrix
 F^y = h^y + J[D](eri^y) - 1/2 K[D](eri^y) built from the integrals' derivatives
@@ -138,6 +138,9 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
         vj, vk = scf_pieces._jk(False, tensors, prob.pad(x), prob.weights)
         return prob.cut(vj) - 0.5 * prob.cut(vk)
 
+    # d/dy g_x at fixed densities: the two-electron integrals' second derivatives, every atom
+    # in one pass (before the atoms' progress)
+    eri_explicit = eri_pieces.hessian(plan, basis, coords, terms).reshape(3 * natm, 3 * natm)
     dcs = np.eye(3 * natm).reshape(3 * natm, natm, 3)  # the displacements, atom by atom
     s1, f1, d1, w1, explicit = [], [], [], [], []
     for a in range(natm):  # an atom's three displacements at a time
@@ -152,16 +155,15 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
             d, ww = _response(f1[-1], s1[-1], c_o, c_v, e_o, e_v, g_of, cphf_tol)
             d1.append(d)
             w1.append(ww)
-        # d/dy g_x at fixed densities (the integrals' second derivatives)
-        explicit.extend(eri_pieces.gradient_tangents(plan, basis, coords, terms, part)
-                        + one_electron_pieces.gradient_tangent(basis, coords, charges, dm, w,
-                                                               part))
+        # d/dy g_x at fixed densities: the one-electron integrals' second derivatives
+        explicit.extend(one_electron_pieces.gradient_tangent(basis, coords, charges, dm, w,
+                                                             part))
         progress(a + 1, natm)
+    explicit = np.asarray(explicit).reshape(3 * natm, 3 * natm) + eri_explicit
     # dg_x/dD [dD] + dg_x/dW [dW] = sum dD F^x - sum dW S^x: the gradient is linear in W, and
     # Gamma's derivative along dD contracts the integrals' derivative to G^x[D] (F^x's part)
     f1, s1, d1, w1 = (np.asarray(x) for x in (f1, s1, d1, w1))
-    hess = (np.asarray(explicit).reshape(3 * natm, 3 * natm)
-            + np.einsum("xij,yij->yx", f1, d1) - np.einsum("xij,yij->yx", s1, w1))
+    hess = explicit + np.einsum("xij,yij->yx", f1, d1) - np.einsum("xij,yij->yx", s1, w1)
     return hess.reshape(natm, 3, natm, 3) + nuclear_hessian(coords, charges), d1
 
 

@@ -141,19 +141,19 @@ def _hermite_tangent(L, raw, pows, d_centres):
     return jax.jvp(lambda x: _expansion(L, raw, x, pows), (raw[:, 2:8],), (d_centres,))[1]
 
 
-@piece((0, 6))
-def _hermite_grad_tangent(L, raw, pows, d_p, d_g, atoms, natm, d_centres):
-    """The derivatives (k, natm, 3) of :func:`_hermite_grad` along k displacements of the
-    centres, ``d_centres`` (k, n, 6), at fixed cotangents ``d_p``, ``d_g``: the pair
-    expansion's second derivatives contracted with them (forward over reverse, the reverse
-    pass shared)."""
+@piece((0, 6), donate_argnums=(7,))
+def _hermite_hessian(L, raw, pows, d_p, d_g, atoms, natm, hess):
+    """``hess`` (natm * 3, natm * 3) plus the second derivatives of the pair expansion of a
+    block of raw rows contracted with the cotangents ``d_p``, ``d_g`` (as
+    :func:`_hermite_grad`'s), each row's 6 x 6 block (its centres A, B) at its atoms' rows
+    (forward over reverse along the :data:`LOCAL` displacements)."""
     def grad(x):
         return jax.vjp(lambda y: _expansion(L, raw, y, pows), x)[1]((d_p, d_g))[0]
 
     x0 = raw[:, 2:8]
-    d = jax.vmap(lambda t: jax.jvp(grad, (x0,), (t,))[1])(d_centres)
-    d = d.reshape(d.shape[0], -1, 3)  # (k, n * 2, 3) per centre
-    return jnp.zeros((d.shape[0], natm, 3)).at[:, atoms.reshape(-1)].add(d)
+    units = jnp.broadcast_to(jnp.eye(LOCAL)[:, None, :], (LOCAL,) + x0.shape)
+    d = jax.vmap(lambda t: jax.jvp(grad, (x0,), (t,))[1])(units)  # (6 columns, n, 6 rows)
+    return _add_square(hess, _local_index(atoms, natm), jnp.transpose(d, (1, 2, 0)))
 
 
 def _orders(ls) -> tuple[int, int]:
@@ -295,10 +295,18 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
     (``local``: each one's contracted quartet), without the forward pass's loop over groups
     (:func:`_contract`): that loop made the 21 reverse-pass programs of a cold water run
     ~1.5 s of CPU dearer to compile, for 15-25% of their run time."""
-    lab, lcd = _orders(ls)
     ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
+    d_p, d_gb, d_gk = _cotangents(ls, r1, _expand(bra_g)[0], _expand(ket_g)[0], ct)
+    return _row_sums(bra_g, ket_g, d_p, d_gb, d_gk)
+
+
+def _cotangents(ls, r1, gb, gk, ct):
+    """Per primitive quartet, the cotangents (dP (B, 3), dG_bra (B, hab, nab), dG_ket (B, hcd,
+    ncd)) of its pair data for the cotangent ``ct`` of its cartesian block (:func:`_quartets_grad`'s
+    formulas; ``gb``, ``gk``: each quartet's G, the ket's without its sign; dQ = -dP)."""
+    lab, lcd = _orders(ls)
     b = r1.shape[0]
-    gb, gk = _expand(bra_g)[0], _signed_ket(ket_g, lcd)
+    gk = gk * _sign(lcd)[:, None]
     rm = r1[:, _r_columns(lab, lcd)]
     d_gb = jnp.einsum("ctk,cak->cta", jnp.einsum("ctu,cuk->ctk", rm, gk), ct)
     u = jnp.einsum("cta,cak->ctk", gb, ct)  # (B, hab, ncd)
@@ -306,29 +314,76 @@ def _quartets_grad(ls, cart, same_set, r1, bra_g, ket_g, local, meta, dm_coul, d
     w = jnp.einsum("ctk,cuk->ctu", u, gk)  # (B, hab, hcd)
     to_sum, up = _shifted(lab, lcd)
     d_p = jnp.einsum("cn,cxn->cx", w.reshape(b, -1) @ to_sum, r1[:, up])
+    return d_p, d_gb, d_gk
 
-    def rows(pairs, d):  # sum per distinct row
+
+def _row_sums(bra_g, ket_g, d_p, d_gb, d_gk):
+    """:func:`_cotangents` summed per distinct pair row of the chunk: (dP, dG of the bra's
+    rows, dP, dG of the ket's rows)."""
+    def rows(pairs, d):
         data, row = pairs
         return jnp.zeros((data[0].shape[0],) + d.shape[1:]).at[row].add(d)
 
     return rows(bra_g, d_p), rows(bra_g, d_gb), rows(ket_g, -d_p), rows(ket_g, d_gk)
 
 
-@piece((0, 1, 2))
-def _quartets_grad_tangent(ls, cart, same_set, r1, dr1, bra_g, dbra_g, ket_g, dket_g, local,
-                           meta, dm_coul, dm_exch, c_exch):
-    """The derivatives of :func:`_quartets_grad`'s four outputs at fixed densities along each
-    of a few displacements (``dr1``: dR per displacement, ``dbra_g``, ``dket_g``: (dG of the
-    distinct pairs per displacement,)): per displacement, a tuple like its outputs. Forward mode
-    (the outputs are linear in R and, each, in the G it depends on), the primal pass shared."""
-    def f(r, gb, gk):
-        return _quartets_grad.fun(ls, cart, same_set, r, ((gb,), bra_g[1]), ((gk,), ket_g[1]),
-                                  local, meta, dm_coul, dm_exch, c_exch)
+LOCAL = 6
+"""Local displacements of a primitive pair: its centres A and B along x, y, z (the pair
+pieces' ``d_centres`` columns)."""
 
-    prim = (r1, bra_g[0][0], ket_g[0][0])
-    tangents = (jnp.stack(dr1), jnp.stack(dbra_g[0]), jnp.stack(dket_g[0]))
-    out = jax.vmap(lambda t: jax.jvp(f, prim, t)[1])(tangents)
-    return tuple(tuple(x[k] for x in out) for k in range(len(dr1)))
+
+def _local_index(atoms, natm: int):
+    """(n, 6) rows of the Hessian (atom * 3 + x, in a natm * 3 square) that a pair's
+    :data:`LOCAL` displacements move, from its centres' atoms ``atoms`` (n, 2)."""
+    return (jnp.repeat(atoms, 3, axis=1) * 3 + jnp.tile(jnp.arange(3), 2)).astype(jnp.int32)
+
+
+def _add_square(hess, idx, h):
+    """``hess`` (N, N) plus the blocks ``h`` (n, k, k) at rows and columns ``idx`` (n, k)."""
+    n = hess.shape[0]
+    flat = (idx[:, :, None] * n + idx[:, None, :]).ravel()
+    return hess.reshape(-1).at[flat].add(h.ravel()).reshape(n, n)
+
+
+@piece((0, 1, 2, 3), donate_argnums=(16,))
+def _quartets_hessian(ls, cart, same_set, natm, r2, bra_g, bra_t, bra_atoms, ket_g, ket_t,
+                      ket_atoms, local, meta, dm_coul, dm_exch, c_exch, hess):
+    """A chunk's part of the Hessian of E2 (:func:`_gamma`) at fixed densities through the
+    pair data, and :func:`_quartets_grad`'s cotangents: (those cotangents, ``hess`` (N, N),
+    N = natm * 3, plus sum_q J_q^T (d^2 E_q / d pair data^2) J_q), J_q the derivatives of
+    quartet q's bra and ket pair data along their 12 local displacements (``bra_t``, ``ket_t``:
+    ((dP (n, 6, 3), dG (n, 6, ...)) of the distinct rows, each quartet's row),
+    :meth:`HermiteRows.local_tangents`), added at the rows of the quartet's 4 centres' atoms
+    (``bra_atoms``, ``ket_atoms`` (n, 2) per distinct row). Per quartet: its local gradient
+    g_i = J_i . c_q (c_q: :func:`_cotangents`), differentiated in forward mode along the 12
+    local displacements (the bra's 6 move R and G_bra, the ket's 6 R and G_ket; dR from R one
+    order up, ``r2`` of order lab + lcd + 2). The pair data's own second derivatives, the
+    other term, are :meth:`HermiteRows.hessian`'s."""
+    lab, lcd = _orders(ls)
+    ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
+    l1 = lab + lcd + 1
+    r1 = r2[:, : len(hermite.hermite_indices(l1))]
+    r2x = r2[:, np.stack([_r_columns(l1, 0, x)[:, 0] for x in range(3)])]  # (B, 3, nherm(l1))
+    gb, gk = _expand(bra_g)[0], _expand(ket_g)[0]
+    (tb_p, tb_g), (tk_p, tk_g) = _expand(bra_t), _expand(ket_t)  # (B, 6, 3), (B, 6, h, n)
+
+    def local_grad(r, gb, gk):  # (B, 12): dE_q along each local displacement
+        d_p, d_gb, d_gk = _cotangents(ls, r, gb, gk, ct)
+        g_b = jnp.einsum("cix,cx->ci", tb_p, d_p) + jnp.einsum("cita,cta->ci", tb_g, d_gb)
+        g_k = jnp.einsum("ciuk,cuk->ci", tk_g, d_gk) - jnp.einsum("cix,cx->ci", tk_p, d_p)
+        return jnp.concatenate([g_b, g_k], axis=1)
+
+    dr_b = jnp.einsum("cxn,cjx->jcn", r2x, tb_p)  # dR along the bra's displacements
+    dr_k = -jnp.einsum("cxn,cjx->jcn", r2x, tk_p)
+    h_b = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: local_grad(r, g, gk), (r1, gb),
+                                          (dr, dg))[1])(dr_b, jnp.swapaxes(tb_g, 0, 1))
+    h_k = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: local_grad(r, gb, g), (r1, gk),
+                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g, 0, 1))
+    h = jnp.transpose(jnp.concatenate([h_b, h_k]), (1, 2, 0))  # (B, 12 rows, 12 columns)
+    idx = jnp.concatenate([_local_index(bra_atoms[bra_g[1]], natm),
+                           _local_index(ket_atoms[ket_g[1]], natm)], axis=1)
+    d = _row_sums(bra_g, ket_g, *_cotangents(ls, r1, gb, gk, ct))
+    return d, _add_square(hess, idx, h)
 
 
 def _transforms(ls, cart):
@@ -674,15 +729,26 @@ class HermiteRows:
     def tangent(self, dcoords) -> tuple[np.ndarray, np.ndarray]:
         """(dP (n + 1, 3), dG (n + 1, nherm, nab)): the derivative of (P, G) along the nuclear
         displacement ``dcoords`` (:func:`_hermite_tangent`; the padding row zero)."""
+        return self.tangent_of_centres(self.d_centres(dcoords))
+
+    def tangent_of_centres(self, d_centres) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`tangent` for displacements ``d_centres`` (n, 6) of each row's centres."""
         L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
         parts = [[np.asarray(x) for x in _hermite_tangent(L, rows, pows, d)]
                  for rows, d in zip((r for _, r, _ in _blocks_of(self.raw)),
-                                    _blocks(self.d_centres(dcoords)))]
+                                    _blocks(d_centres))]
         n = len(self.raw)
         dP, dG = (np.concatenate([b[i] for b in parts])[:n] for i in range(2))
         dG = _cut(dG, self.ls, L)
         return (np.concatenate([dP, np.zeros((1, 3))]),
                 np.concatenate([dG, np.zeros((1,) + dG.shape[1:])]))
+
+    def local_tangents(self) -> tuple[np.ndarray, np.ndarray]:
+        """(dP (n + 1, 6, 3), dG (n + 1, 6, nherm, nab)): the derivatives of every row's (P, G)
+        along its :data:`LOCAL` displacements (A then B, x, y, z; the padding row zero)."""
+        parts = [self.tangent_of_centres(np.broadcast_to(u, (len(self.raw), LOCAL)))
+                 for u in np.eye(LOCAL)]
+        return tuple(np.stack([t[i] for t in parts], axis=1) for i in range(2))
 
     def zeros(self):
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
@@ -696,16 +762,13 @@ class HermiteRows:
                  for (rows, at), dp, dg in self._cotangent_blocks(d_p, d_g)]
         return sum((np.asarray(g) for g in parts), np.zeros((natm, 3)))
 
-    def gradient_tangent(self, d_p, d_g, natm: int, dcoords) -> np.ndarray:
-        """The derivatives (k, natm, 3) of :meth:`gradient` along the nuclear displacements
-        ``dcoords`` (k, natm, 3) at fixed cotangents ``d_p``, ``d_g``
-        (:func:`_hermite_grad_tangent`)."""
+    def hessian(self, d_p, d_g, natm: int, hess):
+        """``hess`` (natm * 3, natm * 3, on the device) plus the pair expansion's second
+        derivatives contracted with the cotangents ``d_p``, ``d_g`` (:func:`_hermite_hessian`)."""
         L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
-        moves = np.stack([self.d_centres(d) for d in dcoords], axis=1)  # (n, k, 6)
-        parts = [_hermite_grad_tangent(L, rows, pows, dp, dg, at, natm, np.swapaxes(dc, 0, 1))
-                 for ((rows, at), dp, dg), dc in zip(self._cotangent_blocks(d_p, d_g),
-                                                     _blocks(moves))]
-        return sum((np.asarray(g) for g in parts), np.zeros((len(dcoords), natm, 3)))
+        for (rows, at), dp, dg in self._cotangent_blocks(d_p, d_g):
+            hess = _hermite_hessian(L, rows, pows, dp, dg, at, natm, hess)
+        return hess
 
     def _cotangent_blocks(self, d_p, d_g):
         """Per :data:`PAIR_BLOCK` block of the pair set: ((raw rows, atoms), dP, dG), the
@@ -848,96 +911,92 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
 
 
 # ---------------------------------------------------------------------- derivatives along
-# nuclear displacements (Hessians): a class's integrals are linear in each of R, G_bra and
-# G_ket, so their derivative is the same class pieces called three times, each with one of them
-# replaced by its derivative (dR from R one order up, :func:`_r_tangent`; dP, dG from
-# :func:`_hermite_tangent`); the reverse pass's derivative is its forward mode.
+# nuclear displacements (Hessians)
 def _tangent_rows(tangent, idx):
     """(dP, dG) of the rows ``idx`` (as :meth:`HermiteRows.rows`), on the device."""
     return jax.device_put((tangent[0][idx], tangent[1][idx]))
 
 
-def _tangent_chunks(plan: EriPlan, basis: Basis, coords, dcoords, omega, up: int):
-    """Per chunk of every class, (class, chunk, R, bra G, ket G, (dR,), (dG_bra,), (dG_ket,))
-    on the device, the derivatives one per displacement in ``dcoords`` (k, natm, 3), R of the
-    class's order + ``up`` (one Boys/R evaluation per chunk serves every displacement); first
-    (the pair sets' :class:`HermiteRows`, whether the class pieces run quick, :func:`is_quick`)."""
+def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
+                 nao: int | None = None):
+    """The derivatives d(ij|kl) (nao,)*4 of :func:`eri` along each nuclear displacement in
+    ``dcoords`` (k, natm, 3) (Bohr), one after the other (a generator). A class's integrals are
+    linear in each of R, G_bra and G_ket, so their derivative is the class pieces on
+    (dR, G, G) + (R, dG, G) + (R, G, dG): dR from R one order up (:func:`_r_tangent`; one
+    Boys/R evaluation per chunk serves every displacement), dP, dG from
+    :func:`_hermite_tangent`."""
+    npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
+    cart = basis.layout.cart
+    s8s = [zeros((npair * (npair + 1) // 2,)) for _ in dcoords]
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     tans = [[h.tangent(d) for d in dcoords] for h in herm]
     quick = is_quick(basis)
-    yield herm, quick
     omega = as_omega(omega)
     for c in lay.classes:
-        order = sum(_orders(c.ls)) + up
+        order = sum(_orders(c.ls))
         for ch in c.chunks:
             bra, ket = ch.on_device[2:4]
             (pb, qb, gb), (pk, qk, gk) = herm[c.bra].rows(ch.bra[0]), herm[c.ket].rows(ch.ket[0])
             r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega, quick=quick)
             tb = [_tangent_rows(t, ch.bra[0]) for t in tans[c.bra]]
             tk = [_tangent_rows(t, ch.ket[0]) for t in tans[c.ket]]
-            r, dr = _r_tangent(order, r_up, (tuple(t[0] for t in tb), bra),
-                               (tuple(t[0] for t in tk), ket))
-            yield (c, ch, r, ((gb,), bra), ((gk,), ket), dr, (tuple(t[1] for t in tb), bra),
-                   (tuple(t[1] for t in tk), ket))
-
-
-def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
-                 nao: int | None = None):
-    """The derivatives d(ij|kl) (nao,)*4 of :func:`eri` along each nuclear displacement in
-    ``dcoords`` (k, natm, 3) (Bohr), one after the other (a generator): the class pieces on
-    (dR, G, G) + (R, dG, G) + (R, G, dG)."""
-    npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
-    cart = basis.layout.cart
-    s8s = [zeros((npair * (npair + 1) // 2,)) for _ in dcoords]
-    chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 0)
-    _, quick = next(chunks)
-    for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
-        for k, (dr, dgb, dgk) in enumerate(zip(drs, dgbs[0], dgks[0])):
-            for args in ((dr, gb, gk), (r, ((dgb,), gb[1]), gk), (r, gb, ((dgk,), gk[1]))):
-                s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
-                                         *ch.on_device[:2], quick=quick)
+            r, drs = _r_tangent(order, r_up, (tuple(t[0] for t in tb), bra),
+                                (tuple(t[0] for t in tk), ket))
+            g_b, g_k = ((gb,), bra), ((gk,), ket)
+            for k, dr in enumerate(drs):
+                for args in ((dr, g_b, g_k), (r, ((tb[k][1],), bra), g_k),
+                             (r, g_b, ((tk[k][1],), ket))):
+                    s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
+                                             *ch.on_device[:2], quick=quick)
     for k in range(len(s8s)):
         yield _unpack_s8(s8s[k], basis.nao if nao is None else nao)
         s8s[k] = None
 
 
-def gradient_tangents(plan: EriPlan, basis: Basis, coords, terms, dcoords) -> np.ndarray:
-    """The derivatives (k, natm, 3) of :func:`gradient` (at fixed densities) along each
-    nuclear displacement in ``dcoords`` (k, natm, 3): columns of the Hessian of E2 at fixed
-    densities (Hartree/Bohr^2): the class reverse pass differentiated in forward mode
-    (:func:`_quartets_grad_tangent`, every displacement in one call; dR from R two orders up),
-    then the pair pieces' reverse pass on those derivatives plus their second derivatives at
-    the cotangents (:meth:`HermiteRows.gradient_tangent`)."""
+def hessian(plan: EriPlan, basis: Basis, coords, terms) -> np.ndarray:
+    """The Hessian (natm, 3, natm, 3) of E2 (as :func:`gradient`'s ``terms``) at fixed densities
+    (Hartree/Bohr^2): per primitive quartet, the second derivatives along the 12 displacements
+    of its 4 centres (:func:`_quartets_hessian`), added at their atoms, plus the pair
+    expansions' second derivatives at the accumulated cotangents (:meth:`HermiteRows.hessian`).
+    One pass over the chunks for every atom: the work per quartet does not grow with the
+    molecule, where forward mode along each nuclear displacement (3 natm of them) did."""
+    lay = _layout(plan, basis, basis)
+    herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
+    tans = [h.local_tangents() for h in herm]
+    atoms = [np.concatenate([h.atoms, np.zeros((1, 2), np.int32)]) for h in herm]
+    acc = [h.zeros() for h in herm]
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
+    quick = is_quick(basis)
     natm = len(np.asarray(coords))
     natm_b = bucket(natm, 16)
-    herm = None
-    acc = dacc = None
-
+    hess = zeros((3 * natm_b, 3 * natm_b))
+    pending = None
     for omega, dm_coul, dm_exch, c_exch in terms:
+        omega = as_omega(omega)
         dm_coul, dm_exch = pad_ao(dm_coul, nao_b), pad_ao(dm_exch, nao_b)
-        c_exch = jax.device_put(np.float64(c_exch))  # no program for a host scalar
-        chunks = _tangent_chunks(plan, basis, coords, dcoords, omega, 1)
-        herm, quick = next(chunks)
-        if acc is None:
-            acc = [h.zeros() for h in herm]
-            dacc = [[h.zeros() for _ in dcoords] for h in herm]
-        for c, ch, r, gb, gk, drs, dgbs, dgks in chunks:
-            extra = (ch.on_device[4], ch.on_device[1], dm_coul, dm_exch, c_exch)
-            same = c.bra == c.ket
-            _add_rows(acc, c, ch, _quartets_grad(c.ls, cart, same, r, gb, gk, *extra,
-                                                 quick=quick))
-            d = _quartets_grad_tangent(c.ls, cart, same, r, drs, gb, dgbs, gk, dgks, *extra)
-            for k, dk in enumerate(d):
-                _add_rows([h[k] for h in dacc], c, ch, dk)
-    out = np.zeros((len(dcoords), natm_b, 3))
-    for s, h in enumerate(herm):
-        out += h.gradient_tangent(*acc[s], natm_b, dcoords)
-        for k in range(len(dcoords)):
-            out[k] += h.gradient(*dacc[s][k], natm_b)
-    return out[:, :natm]
+        c_exch = jax.device_put(np.float64(c_exch))
+        for c in lay.classes:
+            for ch in c.chunks:
+                r2, gb, gk = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 2, quick)
+                bra, ket = ch.on_device[2:4]
+                side = [(jax.device_put(tuple(t[rows] for t in tans[s])), where,
+                         jax.device_put(atoms[s][rows]))
+                        for s, (rows, _), where in ((c.bra, ch.bra, bra), (c.ket, ch.ket, ket))]
+                d, hess = _quartets_hessian(
+                    c.ls, cart, c.bra == c.ket, natm_b, r2, gb, (side[0][0], bra), side[0][2],
+                    gk, (side[1][0], ket), side[1][2], ch.on_device[4], ch.on_device[1],
+                    dm_coul, dm_exch, c_exch, hess)
+                if pending is not None:
+                    _add_rows(acc, *pending)
+                pending = c, ch, d
+    if pending is not None:
+        _add_rows(acc, *pending)
+    for h, (d_p, d_g) in zip(herm, acc):
+        hess = h.hessian(d_p, d_g, natm_b, hess)
+    hess = np.asarray(hess).reshape(natm_b, 3, natm_b, 3)
+    return hess[:natm, :, :natm]
 
 
 def schwarz(basis: Basis, coords, sets) -> list:
