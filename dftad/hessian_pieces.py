@@ -14,11 +14,12 @@ densities (:func:`dftad.forces.gradient_stepwise`'s terms). The first term is th
 second derivatives contracted with the densities (:func:`.integrals.eri_pieces.hessian`,
 :func:`.integrals.one_electron_pieces.gradient_tangent`); the response comes from the coupled-
 perturbed Hartree-Fock (CPHF) equations, with the first-order Fock matrix
-F^y = h^y + J[D](eri^y) - 1/2 K[D](eri^y) built from the integrals' derivatives
-(:func:`.integrals.eri_pieces.eri_tangents`, :func:`.integrals.one_electron_pieces.
-matrices_tangent`) and the orbital Hessian applied through the SCF's J/K piece. The gradient is
-linear in D and W except for Gamma, which is quadratic in D: its derivative is
-(g2(D + dD) - g2(D - dD)) / 2 exactly.
+F^y = h^y + J[D](eri^y) - 1/2 K[D](eri^y) from the integrals' derivatives, the two-electron
+part contracted with D as it is made (:func:`.integrals.eri_pieces.fock_tangents`, no derivative
+tensors; :func:`.integrals.one_electron_pieces.matrices_tangent`), and the orbital Hessian
+applied through the SCF's J/K piece. The gradient is linear in D and W except for Gamma, which
+is quadratic in D: its derivative along dD contracts the integrals' derivatives to G^x[D]
+(F^x's two-electron part), so the response term is sum dD F^x - sum dW S^x.
 
 Closed-shell Hartree-Fock (no semilocal XC, no dispersion), incore ERIs. Hartree/Bohr^2.
 """
@@ -138,20 +139,20 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
         vj, vk = scf_pieces._jk(False, tensors, prob.pad(x), prob.weights)
         return prob.cut(vj) - 0.5 * prob.cut(vk)
 
-    # d/dy g_x at fixed densities: the two-electron integrals' second derivatives, every atom
-    # in one pass (before the atoms' progress)
+    # every atom in one pass over the integrals (before the atoms' progress): d/dy g_x at
+    # fixed densities, the two-electron integrals' second derivatives, and J^y[D] - K^y[D] / 2
     eri_explicit = eri_pieces.hessian(plan, basis, coords, terms).reshape(3 * natm, 3 * natm)
+    g1 = eri_pieces.fock_tangents(plan, basis, coords, terms).reshape(3 * natm, basis.nao,
+                                                                      basis.nao)
     dcs = np.eye(3 * natm).reshape(3 * natm, natm, 3)  # the displacements, atom by atom
     s1, f1, d1, w1, explicit = [], [], [], [], []
     for a in range(natm):  # an atom's three displacements at a time
         part = dcs[3 * a: 3 * a + 3]
-        # dS/dy, and dF/dy at fixed density: h^y + J^y[D] - K^y[D] / 2
-        tangents = [eri_pieces.eri_tangents(plan, basis, coords, part, omega, prob.nao_b)
-                    for omega in prob.omegas]
-        for dc in part:
+        for y, dc in enumerate(part, start=3 * a):
+            # dS/dy, and dF/dy at fixed density: h^y + J^y[D] - K^y[D] / 2
             mats = prob.cut(one_electron_pieces.matrices_tangent(basis, coords, charges, dc))
             s1.append(mats[0])
-            f1.append(mats[1] + mats[2] + g_of(dm, tuple(next(t) for t in tangents)))
+            f1.append(mats[1] + mats[2] + g1[y])
             d, ww = _response(f1[-1], s1[-1], c_o, c_v, e_o, e_v, g_of, cphf_tol)
             d1.append(d)
             w1.append(ww)

@@ -206,22 +206,6 @@ def _hermite_r(L, bra, ket, omega):
     return hermite.hermite_r(L, alpha, P - Q) * pref[:, None]
 
 
-@piece((0,))
-def _r_tangent(L, r_up, bra_dp, ket_dp):
-    """(R, (dR per displacement,)) (B, nherm(L)) of order L from :func:`_hermite_r` of order
-    L + 1 (``r_up``) and the derivatives dP, dQ of the quartets' centres along each
-    displacement (``bra_dp``, ``ket_dp``: (dP of the distinct pairs per displacement (a
-    tuple), each quartet's row)): R_tuv depends on P - Q alone, and dR_tuv/dX_x = R_{t+1_x}
-    (the prefactor does not depend on the centres), so dR_tuv = sum_x R_{t+1_x} (dP - dQ)_x."""
-    up = np.stack([_r_columns(L, 0, x)[:, 0] for x in range(3)])  # (3, nherm(L))
-    r_x = r_up[:, up]
-    out = []
-    for db, dk in zip(bra_dp[0], ket_dp[0]):
-        d = db[bra_dp[1]] - dk[ket_dp[1]]  # (B, 3)
-        out.append(jnp.einsum("cxn,cx->cn", r_x, d))
-    return r_up[:, : up.shape[1]], tuple(out)
-
-
 def _signed_ket(ket_g, lcd):
     """Each quartet's ket G with (-1)^(t'+u'+v') on its Hermite index."""
     return _expand(ket_g)[0] * _sign(lcd)[:, None]
@@ -456,18 +440,79 @@ def _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set):
     orders, as :func:`.two_electron.blocks_energy`): the symmetrised two-particle density times
     each block's number of images, transformed back to cartesian functions."""
     shape = (meta.shape[1],) + tuple(x.shape[1] for x in _transforms(ls, cart))
+    gamma = _gamma_ao(meta, shape, dm_coul, dm_exch, c_exch, same_set)
+    return _from_ao(gamma, ls, cart)
+
+
+def _gamma_ao(meta, shape, dm_coul, dm_exch, c_exch, same_set, at=None):
+    """:func:`_gamma` in AO functions (``shape``: (B, na, nb, nc, nd)); ``at`` (B,): each
+    block's density is ``dm[at]`` of a stack of densities (restricted: no spin axis)."""
     i, j, k, l = _block_indices(meta[:4], shape)
+
+    def get(dm, a, b):
+        return dm[a, b] if at is None else dm[at[:, None, None, None, None], a, b]
+
     gamma = jnp.zeros(shape)
     if dm_coul is not None:
-        gamma = gamma + 0.5 * dm_coul[i, j] * dm_coul[k, l]
-    if dm_exch is not None:
+        gamma = gamma + 0.5 * get(dm_coul, i, j) * get(dm_coul, k, l)
+    if dm_exch is not None and at is None:
         dx = dm_exch.reshape((-1,) + dm_exch.shape[-2:])
         pair = dx[:, i, l] * dx[:, j, k] + dx[:, i, k] * dx[:, j, l]
         gamma = gamma - 0.5 * c_exch * jnp.sum(pair, axis=0)
+    elif dm_exch is not None:
+        pair = get(dm_exch, i, l) * get(dm_exch, j, k) + get(dm_exch, i, k) * get(dm_exch, j, l)
+        gamma = gamma - 0.5 * c_exch * pair
     bdiag, kdiag, qdiag, valid = (m != 0 for m in meta[4:])
     deg = jnp.where(bdiag, 1.0, 2.0) * jnp.where(kdiag, 1.0, 2.0)
     deg = deg * (jnp.where(qdiag, 1.0, 2.0) if same_set else 2.0) * valid
-    return _from_ao(gamma * deg[:, None, None, None, None], ls, cart)
+    return gamma * deg[:, None, None, None, None]
+
+
+@piece((0, 1, 2, 3), donate_argnums=(14,))
+def _fock_tangents(ls, cart, same_set, has_coul, r1, bra_g, bra_t, ket_g, ket_t, groups, meta,
+                   ao_atom, dm, c_exch, fock):
+    """``fock`` (natm * 3, nao_b, nao_b) plus a chunk's part of dG[D]/dy at fixed D for every
+    nuclear displacement y, G[D] = dE2/dD (E2 of :func:`_gamma` with the restricted ``dm`` as
+    its Coulomb (where ``has_coul``) and exchange density): the derivative of each contracted
+    block along its 4 centres' 12 local displacements (forward mode through :func:`_contract`:
+    the bra's 6 move R and G_bra, the ket's 6 R and G_ket; ``bra_t``, ``ket_t`` as
+    :func:`_quartets_hessian`'s; dR from ``r1``, R one order up), contracted with the density
+    into the rows of the atom each displacement moves (``ao_atom``: each AO's atom) as the
+    gradient in a stack of densities, one per displacement, of sum <Gamma(dm_y), dI/dy>."""
+    lab, lcd = _orders(ls)
+    L = lab + lcd
+    r = r1[:, : len(hermite.hermite_indices(L))]
+    r1x = r1[:, np.stack([_r_columns(L, 0, x)[:, 0] for x in range(3)])]  # (B, 3, nherm(L))
+    (gb, bra), (gk, ket) = (bra_g[0][0], bra_g[1]), (ket_g[0][0], ket_g[1])
+    (tb_p, tb_g), (tk_p, tk_g) = bra_t[0], ket_t[0]  # per distinct row: (n, 6, 3), (n, 6, ...)
+
+    def contract(r, gb, gk):
+        return _contract(ls, r, ((gb,), bra), ((gk,), ket), groups)
+
+    dr_b = jnp.einsum("cxn,cjx->jcn", r1x, tb_p[bra])  # dR along the bra's displacements
+    dr_k = -jnp.einsum("cxn,cjx->jcn", r1x, tk_p[ket])
+    v_b = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: contract(r, g, gk), (r, gb),
+                                          (dr, dg))[1])(dr_b, jnp.swapaxes(tb_g, 0, 1))
+    v_k = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: contract(r, gb, g), (r, gk),
+                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g, 0, 1))
+    v = jnp.concatenate([v_b, v_k])  # (12, B, nab, ncd): row r the chunk's r-th block
+    centre = ao_atom[meta[:4]]  # (4, B): the atom of each block's 4 shells
+    at = jnp.repeat(centre, 3, axis=0) * 3 + jnp.tile(jnp.arange(3), 4)[:, None]  # (12, B)
+    stack = jnp.broadcast_to(dm, fock.shape)
+
+    def block(start, size, fock):  # the chunk's real blocks only (rows first)
+        m, x, a = (jax.lax.dynamic_slice_in_dim(y, start, size, axis=1) for y in (meta, v, at))
+        x = jax.vmap(lambda x: _to_ao(x, ls, cart))(x)
+
+        def e(stack):
+            coul = stack if has_coul else None
+            return jnp.sum(jax.vmap(lambda a, x: jnp.sum(
+                _gamma_ao(m, x.shape, coul, stack, c_exch, same_set, a) * x))(a, x))
+
+        return fock + jax.grad(e)(stack)
+
+    count = jnp.sum(meta[7] != 0)
+    return _over_blocks(count, min(ROW_BLOCK, meta.shape[1]), block, fock)
 
 
 _unpack_s8 = piece((1,))(unpack_s8)
@@ -720,35 +765,22 @@ class HermiteRows:
         the device."""
         return jax.device_put((self.p[idx], self.P[idx], self.G[idx]))
 
-    def d_centres(self, dcoords) -> np.ndarray:
-        """(n, 6) displacements (dA, dB) of the pairs' centres for the nuclear displacement
-        ``dcoords`` (natm, 3), Bohr."""
-        dc = np.asarray(dcoords, dtype=np.float64)
-        return np.concatenate([dc[self.atoms[:, 0]], dc[self.atoms[:, 1]]], axis=1)
-
-    def tangent(self, dcoords) -> tuple[np.ndarray, np.ndarray]:
-        """(dP (n + 1, 3), dG (n + 1, nherm, nab)): the derivative of (P, G) along the nuclear
-        displacement ``dcoords`` (:func:`_hermite_tangent`; the padding row zero)."""
-        return self.tangent_of_centres(self.d_centres(dcoords))
-
-    def tangent_of_centres(self, d_centres) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`tangent` for displacements ``d_centres`` (n, 6) of each row's centres."""
-        L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
-        parts = [[np.asarray(x) for x in _hermite_tangent(L, rows, pows, d)]
-                 for rows, d in zip((r for _, r, _ in _blocks_of(self.raw)),
-                                    _blocks(d_centres))]
-        n = len(self.raw)
-        dP, dG = (np.concatenate([b[i] for b in parts])[:n] for i in range(2))
-        dG = _cut(dG, self.ls, L)
-        return (np.concatenate([dP, np.zeros((1, 3))]),
-                np.concatenate([dG, np.zeros((1,) + dG.shape[1:])]))
-
     def local_tangents(self) -> tuple[np.ndarray, np.ndarray]:
         """(dP (n + 1, 6, 3), dG (n + 1, 6, nherm, nab)): the derivatives of every row's (P, G)
-        along its :data:`LOCAL` displacements (A then B, x, y, z; the padding row zero)."""
-        parts = [self.tangent_of_centres(np.broadcast_to(u, (len(self.raw), LOCAL)))
-                 for u in np.eye(LOCAL)]
-        return tuple(np.stack([t[i] for t in parts], axis=1) for i in range(2))
+        along its :data:`LOCAL` displacements (A then B, x, y, z; :func:`_hermite_tangent`; the
+        padding row zero)."""
+        L, pows = group(self.ls[0]), jax.device_put(_pair_pows(*self.ls))
+        n = len(self.raw)
+        out = []
+        for u in np.eye(LOCAL):
+            d = np.broadcast_to(u, (PAIR_BLOCK, LOCAL))
+            parts = [[np.asarray(x) for x in _hermite_tangent(L, rows, pows, d)]
+                     for _, rows, _ in _blocks_of(self.raw)]
+            dP, dG = (np.concatenate([b[i] for b in parts])[:n] for i in range(2))
+            dG = _cut(dG, self.ls, L)
+            out.append((np.concatenate([dP, np.zeros((1, 3))]),
+                        np.concatenate([dG, np.zeros((1,) + dG.shape[1:])])))
+        return tuple(np.stack([t[i] for t in out], axis=1) for i in range(2))
 
     def zeros(self):
         """Accumulators (dP, dG) for the cotangents of P and G (padding row included)."""
@@ -912,46 +944,42 @@ def gradient(plan: EriPlan, basis: Basis, coords, terms, sample: bool = False) -
 
 # ---------------------------------------------------------------------- derivatives along
 # nuclear displacements (Hessians)
-def _tangent_rows(tangent, idx):
-    """(dP, dG) of the rows ``idx`` (as :meth:`HermiteRows.rows`), on the device."""
-    return jax.device_put((tangent[0][idx], tangent[1][idx]))
-
-
-def eri_tangents(plan: EriPlan, basis: Basis, coords, dcoords, omega=None,
-                 nao: int | None = None):
-    """The derivatives d(ij|kl) (nao,)*4 of :func:`eri` along each nuclear displacement in
-    ``dcoords`` (k, natm, 3) (Bohr), one after the other (a generator). A class's integrals are
-    linear in each of R, G_bra and G_ket, so their derivative is the class pieces on
-    (dR, G, G) + (R, dG, G) + (R, G, dG): dR from R one order up (:func:`_r_tangent`; one
-    Boys/R evaluation per chunk serves every displacement), dP, dG from
-    :func:`_hermite_tangent`."""
-    npair = nao_bucket(basis.nao) * (nao_bucket(basis.nao) + 1) // 2
-    cart = basis.layout.cart
-    s8s = [zeros((npair * (npair + 1) // 2,)) for _ in dcoords]
+def fock_tangents(plan: EriPlan, basis: Basis, coords, terms, nao: int | None = None):
+    """dG[D]/dy (natm, 3, nao, nao) at fixed D along every nuclear displacement y (Hartree/Bohr),
+    G[D] = dE2/dD for E2 of a restricted density (``terms`` as :func:`gradient`'s, each
+    operator's Coulomb density None or its exchange density D): for Hartree-Fock
+    J[D](eri^y) - 1/2 K[D](eri^y), the two-electron part of the first-order Fock matrix, built
+    from the integrals' derivatives along their centres' local displacements without the
+    derivative tensors (:func:`_fock_tangents`); ``nao`` >= the basis' pads the AO axes (at
+    most :func:`nao_bucket`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
-    tans = [[h.tangent(d) for d in dcoords] for h in herm]
+    tans = [h.local_tangents() for h in herm]
+    nao_b = nao_bucket(basis.nao)
+    cart = basis.layout.cart
     quick = is_quick(basis)
-    omega = as_omega(omega)
-    for c in lay.classes:
-        order = sum(_orders(c.ls))
-        for ch in c.chunks:
-            bra, ket = ch.on_device[2:4]
-            (pb, qb, gb), (pk, qk, gk) = herm[c.bra].rows(ch.bra[0]), herm[c.ket].rows(ch.ket[0])
-            r_up = _hermite_r(order + 1, ((pb, qb), bra), ((pk, qk), ket), omega, quick=quick)
-            tb = [_tangent_rows(t, ch.bra[0]) for t in tans[c.bra]]
-            tk = [_tangent_rows(t, ch.ket[0]) for t in tans[c.ket]]
-            r, drs = _r_tangent(order, r_up, (tuple(t[0] for t in tb), bra),
-                                (tuple(t[0] for t in tk), ket))
-            g_b, g_k = ((gb,), bra), ((gk,), ket)
-            for k, dr in enumerate(drs):
-                for args in ((dr, g_b, g_k), (r, ((tb[k][1],), bra), g_k),
-                             (r, g_b, ((tk[k][1],), ket))):
-                    s8s[k] = _quartets_to_s8(s8s[k], c.ls, cart, c.bra == c.ket, *args,
-                                             *ch.on_device[:2], quick=quick)
-    for k in range(len(s8s)):
-        yield _unpack_s8(s8s[k], basis.nao if nao is None else nao)
-        s8s[k] = None
+    natm = len(np.asarray(coords))
+    natm_b = bucket(natm, 16)
+    ao_atom = np.zeros(nao_b, np.int32)
+    ao_atom[: basis.nao] = basis.layout.ao_atom
+    ao_atom = jax.device_put(ao_atom)
+    fock = zeros((3 * natm_b, nao_b, nao_b))
+    for omega, dm_coul, dm_exch, c_exch in terms:
+        omega = as_omega(omega)
+        dm = pad_ao(dm_exch if dm_exch is not None else dm_coul, nao_b)
+        c_exch = jax.device_put(np.float64(c_exch if dm_exch is not None else 0.0))
+        for c in lay.classes:
+            for ch in c.chunks:
+                r1, gb, gk = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 1, quick)
+                t_b, t_k = (jax.device_put(tuple(t[rows] for t in tans[s]))
+                            for s, (rows, _) in ((c.bra, ch.bra), (c.ket, ch.ket)))
+                fock = _fock_tangents(c.ls, cart, c.bra == c.ket, dm_coul is not None, r1, gb,
+                                      (t_b, gb[1]), gk, (t_k, gk[1]), ch.on_device[0],
+                                      ch.on_device[1], ao_atom, dm, c_exch, fock)
+    fock = np.asarray(fock)[: 3 * natm]
+    fock = 0.5 * (fock + fock.transpose(0, 2, 1))  # the derivative along symmetric D
+    n = basis.nao if nao is None else nao
+    return fock[:, :n, :n].reshape(natm, 3, n, n)
 
 
 def hessian(plan: EriPlan, basis: Basis, coords, terms) -> np.ndarray:
