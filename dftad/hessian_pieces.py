@@ -33,8 +33,8 @@ import numpy as np
 from . import forces, scf_pieces
 from .forces import _eri_terms
 from .integrals import eri_pieces, one_electron, one_electron_pieces
-from .jk import IncoreJK
-from .pieces import repeated
+from .jk import IncoreJK, coulomb_exchange
+from .pieces import piece, repeated
 from .properties import SecondDerivatives, dipole
 from .setup import Setup
 
@@ -135,9 +135,11 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
     w = 2.0 * (c_o * e_o) @ c_o.T
     terms = _eri_terms(setup, dm)
 
-    def g_of(x, tensors=prob.tensors):  # J[X] - 1/2 K_tot[X] (symmetric X)
-        vj, vk = scf_pieces._jk(False, tensors, prob.pad(x), prob.weights)
-        return prob.cut(vj) - 0.5 * prob.cut(vk)
+    def g_of(x):  # J[X] - 1/2 K_tot[X] of symmetric X (k, nao, nao), k padded to a bucket
+        k = len(x)
+        pad = np.zeros((eri_pieces.bucket(k, 4) - k,) + x.shape[1:])
+        return prob.cut(_g_stack(prob.tensors, prob.pad(np.concatenate([x, pad])),
+                                 prob.weights))[:k]
 
     # every atom in one pass over the integrals (before the atoms' progress): d/dy g_x at
     # fixed densities, the two-electron integrals' second derivatives, and J^y[D] - K^y[D] / 2
@@ -145,67 +147,101 @@ def _hessian(setup: Setup, coords, result, cphf_tol, progress=None, prob=None):
     g1 = eri_pieces.fock_tangents(plan, basis, coords, terms).reshape(3 * natm, basis.nao,
                                                                       basis.nao)
     dcs = np.eye(3 * natm).reshape(3 * natm, natm, 3)  # the displacements, atom by atom
-    s1, f1, d1, w1, explicit = [], [], [], [], []
+    # dS/dy, and dF/dy at fixed density: h^y + J^y[D] - K^y[D] / 2
+    mats = np.stack([prob.cut(one_electron_pieces.matrices_tangent(basis, coords, charges, dc))
+                     for dc in dcs])
+    s1, f1 = mats[:, 0], mats[:, 1] + mats[:, 2] + g1
+    d1, w1 = _response(f1, s1, c_o, c_v, e_o, e_v, g_of, cphf_tol)  # every displacement at once
+    explicit = []
     for a in range(natm):  # an atom's three displacements at a time
-        part = dcs[3 * a: 3 * a + 3]
-        for y, dc in enumerate(part, start=3 * a):
-            # dS/dy, and dF/dy at fixed density: h^y + J^y[D] - K^y[D] / 2
-            mats = prob.cut(one_electron_pieces.matrices_tangent(basis, coords, charges, dc))
-            s1.append(mats[0])
-            f1.append(mats[1] + mats[2] + g1[y])
-            d, ww = _response(f1[-1], s1[-1], c_o, c_v, e_o, e_v, g_of, cphf_tol)
-            d1.append(d)
-            w1.append(ww)
         # d/dy g_x at fixed densities: the one-electron integrals' second derivatives
         explicit.extend(one_electron_pieces.gradient_tangent(basis, coords, charges, dm, w,
-                                                             part))
+                                                             dcs[3 * a: 3 * a + 3]))
         progress(a + 1, natm)
     explicit = np.asarray(explicit).reshape(3 * natm, 3 * natm) + eri_explicit
     # dg_x/dD [dD] + dg_x/dW [dW] = sum dD F^x - sum dW S^x: the gradient is linear in W, and
     # Gamma's derivative along dD contracts the integrals' derivative to G^x[D] (F^x's part)
-    f1, s1, d1, w1 = (np.asarray(x) for x in (f1, s1, d1, w1))
     hess = explicit + np.einsum("xij,yij->yx", f1, d1) - np.einsum("xij,yij->yx", s1, w1)
     return hess.reshape(natm, 3, natm, 3) + nuclear_hessian(coords, charges), d1
 
 
+@piece()
+def _g_stack(tensors, dms, weights):
+    """G[X] = J[X] - 1/2 K_tot[X] of each density of a stack (k, nao_b, nao_b): one pass over
+    the ERI tensor for all of them (:func:`dftad.jk.get_jk_incore`)."""
+    vj, vk = coulomb_exchange(IncoreJK, tensors, dms, dms, weights)
+    return vj - 0.5 * vk
+
+
+def _cg(apply, b, precond, tol: float, maxiter: int = 200):
+    """(x, converged) for A x = b, columns of ``b`` (k, n) solved together by preconditioned
+    conjugate gradients (A symmetric positive definite; ``apply``: the k products at once,
+    ``precond``: M^-1 r), each column stopped where |r| <= ``tol`` |b| (SciPy's ``cg``
+    criterion with ``rtol``)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    bound = tol * np.linalg.norm(b, axis=1)
+    active = np.linalg.norm(r, axis=1) > bound
+    z = precond(r)
+    p, rz = z.copy(), np.sum(r * z, axis=1)
+    for _ in range(maxiter):
+        if not active.any():
+            break
+        ap = apply(p)
+        alpha = np.where(active, rz / np.where(active, np.sum(p * ap, axis=1), 1.0), 0.0)
+        x += alpha[:, None] * p
+        r -= alpha[:, None] * ap
+        active &= np.linalg.norm(r, axis=1) > bound
+        z = precond(r)
+        rz_new = np.sum(r * z, axis=1)
+        p = z + np.where(active, rz_new / np.where(active, rz, 1.0), 0.0)[:, None] * p
+        rz = rz_new
+    return x, not active.any()
+
+
 def _response(f1, s1, c_o, c_v, e_o, e_v, g_of, tol):
-    """(dD, dW) (AO) of a closed-shell SCF for the first-order Fock matrix ``f1`` (at fixed
-    density) and overlap ``s1``: the CPHF equations
+    """(dD, dW) (AO, (k, nao, nao)) of a closed-shell SCF for the first-order Fock matrices
+    ``f1`` (k, nao, nao) (at fixed density) and overlaps ``s1`` of k displacements: the CPHF
+    equations
 
         (e_a - e_i) U_ai + [C^T G[dD] C]_ai = -F1_ai + e_i S1_ai,   U_ij = -S1_ij / 2,
         dD = 2 (C U_o C_o^T + C_o (C U_o)^T),   G[X] = J[X] - K[X] / 2,
 
     solved for U_ai by conjugate gradients (the orbital Hessian of a stable RHF is positive
-    definite), and dW = 2 (C U_o e C_o^T + C_o e (C U_o)^T + C_o de C_o^T) with
+    definite), all displacements together (``g_of``: G of a stack of densities, one pass over
+    the ERIs for all), and dW = 2 (C U_o e C_o^T + C_o e (C U_o)^T + C_o de C_o^T) with
     de_ij = F1_ij + G[dD]_ij - S1_ij (e_i + e_j) / 2 (F1, S1 in the MO basis)."""
-    import scipy.sparse.linalg as spla  # here, not at the top: 0.3 s of every CLI start
+    k, nv, no = len(f1), len(e_v), len(e_o)
 
-    nv, no = len(e_v), len(e_o)
-    fo, so = c_o.T @ f1 @ c_o, c_o.T @ s1 @ c_o
+    def mo(a, x, b):  # a^T X b per displacement
+        return np.einsum("mi,kmn,nj->kij", a, x, b, optimize=True)
+
+    def ao(a, x, b):  # a X b^T per displacement
+        return np.einsum("mi,kij,nj->kmn", a, x, b, optimize=True)
+
+    fo, so = mo(c_o, f1, c_o), mo(c_o, s1, c_o)
     u_oo = -0.5 * so
-    dd_oo = 2.0 * c_o @ (u_oo + u_oo.T) @ c_o.T
-    rhs = -(c_v.T @ f1 @ c_o) + (c_v.T @ s1 @ c_o) * e_o - c_v.T @ g_of(dd_oo) @ c_o
+    dd_oo = 2.0 * ao(c_o, u_oo + u_oo.transpose(0, 2, 1), c_o)
+    rhs = -mo(c_v, f1, c_o) + mo(c_v, s1, c_o) * e_o - mo(c_v, g_of(dd_oo), c_o)
     denom = e_v[:, None] - e_o[None, :]
 
     def dd_vo(u):
-        x = c_v @ u @ c_o.T
-        return 2.0 * (x + x.T)
+        x = ao(c_v, u, c_o)
+        return 2.0 * (x + x.transpose(0, 2, 1))
 
     def apply(v):
-        u = v.reshape(nv, no)
-        return (denom * u + c_v.T @ g_of(dd_vo(u)) @ c_o).ravel()
+        u = v.reshape(k, nv, no)
+        return (denom * u + mo(c_v, g_of(dd_vo(u)), c_o)).reshape(k, -1)
 
-    op = spla.LinearOperator((nv * no,) * 2, matvec=apply, dtype=np.float64)
-    pre = spla.LinearOperator((nv * no,) * 2, matvec=lambda v: v / denom.ravel(),
-                              dtype=np.float64)
-    u_vo, info = spla.cg(op, rhs.ravel(), rtol=tol, atol=0.0, M=pre, maxiter=200)
-    if info != 0:
+    u_vo, converged = _cg(apply, rhs.reshape(k, -1), lambda r: r / denom.ravel(), tol)
+    if not converged:
         raise CPHFNotConverged(
-            f"the CPHF equations did not converge (conjugate gradients, info {info}): is the "
-            "RHF solution stable? (dftad energy --stability)")
-    u_vo = u_vo.reshape(nv, no)
+            "the CPHF equations did not converge (conjugate gradients, 200 iterations): is "
+            "the RHF solution stable? (dftad energy --stability)")
+    u_vo = u_vo.reshape(k, nv, no)
     d1 = dd_oo + dd_vo(u_vo)
-    cu = c_o @ u_oo + c_v @ u_vo  # C U_o (nao, nocc)
-    de = fo + c_o.T @ g_of(d1) @ c_o - 0.5 * so * (e_o[:, None] + e_o[None, :])
-    w1 = 2.0 * ((cu * e_o) @ c_o.T + (c_o * e_o) @ cu.T + c_o @ de @ c_o.T)
+    cu = np.einsum("mi,kij->kmj", c_o, u_oo) + np.einsum("ma,kaj->kmj", c_v, u_vo)  # C U_o
+    de = fo + mo(c_o, g_of(d1), c_o) - 0.5 * so * (e_o[:, None] + e_o[None, :])
+    w1 = 2.0 * (np.einsum("kmi,ni->kmn", cu * e_o, c_o) + np.einsum("mi,kni->kmn", c_o * e_o, cu)
+                + ao(c_o, de, c_o))
     return d1, w1

@@ -127,11 +127,29 @@ def test_rhf_hessian_with_d_and_f_functions(basis):
 def test_cphf_that_does_not_converge_is_reported(monkeypatch, capsys):
     """A CPHF that conjugate gradients do not converge is an error, not a number: `dftad
     frequencies` says so and exits 3 (as for an SCF that does not converge)."""
-    import scipy.sparse.linalg
-
     from dftad import cli
 
-    monkeypatch.setattr(scipy.sparse.linalg, "cg", lambda op, b, **kw: (np.zeros_like(b), 7))
+    monkeypatch.setattr(hessian_pieces, "_cg", lambda apply, b, *a, **kw: (np.zeros_like(b),
+                                                                           False))
     code = cli.main(["frequencies", "hydrogen", "--basis", "sto-3g", "--xc", "hf"])
     assert code == 3
     assert "CPHF equations did not converge" in capsys.readouterr().err
+
+
+def test_conjugate_gradients_solve_every_column():
+    """The CPHF's conjugate gradients (columns together, each stopped at its own residual)
+    solve a symmetric positive definite system to the asked tolerance, a zero column included,
+    and say when 200 iterations are not enough."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 40))
+    a = a @ a.T + 0.5 * np.eye(40)
+    b = rng.normal(size=(5, 40))
+    b[2] = 0.0
+    diag = np.diag(a).copy()
+    x, converged = hessian_pieces._cg(lambda p: p @ a, b, lambda r: r / diag, 1e-12)
+    assert converged
+    ref = np.linalg.solve(a, b.T).T
+    assert np.abs(x - ref).max() < 1e-9 * np.abs(ref).max()
+    assert not x[2].any()
+    _, converged = hessian_pieces._cg(lambda p: p @ a, b, lambda r: r, 1e-12, maxiter=3)
+    assert not converged

@@ -948,10 +948,10 @@ def fock_tangents(plan: EriPlan, basis: Basis, coords, terms, nao: int | None = 
     """dG[D]/dy (natm, 3, nao, nao) at fixed D along every nuclear displacement y (Hartree/Bohr),
     G[D] = dE2/dD for E2 of a restricted density (``terms`` as :func:`gradient`'s, each
     operator's Coulomb density None or its exchange density D): for Hartree-Fock
-    J[D](eri^y) - 1/2 K[D](eri^y), the two-electron part of the first-order Fock matrix, built
-    from the integrals' derivatives along their centres' local displacements without the
-    derivative tensors (:func:`_fock_tangents`); ``nao`` >= the basis' pads the AO axes (at
-    most :func:`nao_bucket`)."""
+    J^y[D] - 1/2 K^y[D] (J and K of D with the derivative integrals), the two-electron part of
+    the first-order Fock matrix, built from the integrals' derivatives along their centres'
+    local displacements without the derivative tensors (:func:`_fock_tangents`); ``nao`` >=
+    the basis' pads the AO axes (at most :func:`nao_bucket`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
     tans = [h.local_tangents() for h in herm]
