@@ -322,6 +322,13 @@ def _local_index(atoms, natm: int):
     return (jnp.repeat(atoms, 3, axis=1) * 3 + jnp.tile(jnp.arange(3), 2)).astype(jnp.int32)
 
 
+def _translated(d_bra, d_ket):
+    """Derivatives along the 12 local displacements of a quartet's centres A, B, C, D (x, y, z
+    each) from those along the first 9 (``d_bra``: A, B; ``d_ket``: C): the integrals depend on
+    the centres' differences alone, so d/dD = -(d/dA + d/dB + d/dC)."""
+    return jnp.concatenate([d_bra, d_ket, -(d_bra[:3] + d_bra[3:] + d_ket)])
+
+
 def _add_square(hess, idx, h):
     """``hess`` (N, N) plus the blocks ``h`` (n, k, k) at rows and columns ``idx`` (n, k)."""
     n = hess.shape[0]
@@ -358,12 +365,12 @@ def _quartets_hessian(ls, cart, same_set, natm, r2, bra_g, bra_t, bra_atoms, ket
         return jnp.concatenate([g_b, g_k], axis=1)
 
     dr_b = jnp.einsum("cxn,cjx->jcn", r2x, tb_p)  # dR along the bra's displacements
-    dr_k = -jnp.einsum("cxn,cjx->jcn", r2x, tk_p)
+    dr_k = -jnp.einsum("cxn,cjx->jcn", r2x, tk_p[:, :3])  # ... and the ket's first centre's
     h_b = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: local_grad(r, g, gk), (r1, gb),
                                           (dr, dg))[1])(dr_b, jnp.swapaxes(tb_g, 0, 1))
     h_k = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: local_grad(r, gb, g), (r1, gk),
-                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g, 0, 1))
-    h = jnp.transpose(jnp.concatenate([h_b, h_k]), (1, 2, 0))  # (B, 12 rows, 12 columns)
+                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g[:, :3], 0, 1))
+    h = jnp.transpose(_translated(h_b, h_k), (1, 2, 0))  # (B, 12 rows, 12 columns)
     idx = jnp.concatenate([_local_index(bra_atoms[bra_g[1]], natm),
                            _local_index(ket_atoms[ket_g[1]], natm)], axis=1)
     d = _row_sums(bra_g, ket_g, *_cotangents(ls, r1, gb, gk, ct))
@@ -490,12 +497,12 @@ def _fock_tangents(ls, cart, same_set, has_coul, r1, bra_g, bra_t, ket_g, ket_t,
         return _contract(ls, r, ((gb,), bra), ((gk,), ket), groups)
 
     dr_b = jnp.einsum("cxn,cjx->jcn", r1x, tb_p[bra])  # dR along the bra's displacements
-    dr_k = -jnp.einsum("cxn,cjx->jcn", r1x, tk_p[ket])
+    dr_k = -jnp.einsum("cxn,cjx->jcn", r1x, tk_p[ket][:, :3])  # ... and the ket's first centre's
     v_b = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: contract(r, g, gk), (r, gb),
                                           (dr, dg))[1])(dr_b, jnp.swapaxes(tb_g, 0, 1))
     v_k = jax.vmap(lambda dr, dg: jax.jvp(lambda r, g: contract(r, gb, g), (r, gk),
-                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g, 0, 1))
-    v = jnp.concatenate([v_b, v_k])  # (12, B, nab, ncd): row r the chunk's r-th block
+                                          (dr, dg))[1])(dr_k, jnp.swapaxes(tk_g[:, :3], 0, 1))
+    v = _translated(v_b, v_k)  # (12, B, nab, ncd): row r the chunk's r-th block
     centre = ao_atom[meta[:4]]  # (4, B): the atom of each block's 4 shells
     at = jnp.repeat(centre, 3, axis=0) * 3 + jnp.tile(jnp.arange(3), 4)[:, None]  # (12, B)
     stack = jnp.broadcast_to(dm, fock.shape)
