@@ -346,10 +346,11 @@ def _quartets_hessian(ls, cart, same_set, natm, r2, bra_g, bra_t, bra_atoms, ket
     ((dP (n, 6, 3), dG (n, 6, ...)) of the distinct rows, each quartet's row),
     :meth:`HermiteRows.local_tangents`), added at the rows of the quartet's 4 centres' atoms
     (``bra_atoms``, ``ket_atoms`` (n, 2) per distinct row). Per quartet: its local gradient
-    g_i = J_i . c_q (c_q: :func:`_cotangents`), differentiated in forward mode along the 12
-    local displacements (the bra's 6 move R and G_bra, the ket's 6 R and G_ket; dR from R one
-    order up, ``r2`` of order lab + lcd + 2). The pair data's own second derivatives, the
-    other term, are :meth:`HermiteRows.hessian`'s."""
+    g_i = J_i . c_q (c_q: :func:`_cotangents`), differentiated in forward mode along 9 of the
+    12 local displacements (the bra's 6 move R and G_bra, the ket's first centre's 3 R and
+    G_ket; dR from R one order up, ``r2`` of order lab + lcd + 2), the 4th centre's by
+    translation (:func:`_translated`). The pair data's own second derivatives, the other term,
+    are :meth:`HermiteRows.hessian`'s."""
     lab, lcd = _orders(ls)
     ct = _gamma(meta, dm_coul, dm_exch, c_exch, ls, cart, same_set)[local]  # (B, nab, ncd)
     l1 = lab + lcd + 1
@@ -481,9 +482,10 @@ def _fock_tangents(ls, cart, same_set, has_coul, r1, bra_g, bra_t, ket_g, ket_t,
     """``fock`` (natm * 3, nao_b, nao_b) plus a chunk's part of dG[D]/dy at fixed D for every
     nuclear displacement y, G[D] = dE2/dD (E2 of :func:`_gamma` with the restricted ``dm`` as
     its Coulomb (where ``has_coul``) and exchange density): the derivative of each contracted
-    block along its 4 centres' 12 local displacements (forward mode through :func:`_contract`:
-    the bra's 6 move R and G_bra, the ket's 6 R and G_ket; ``bra_t``, ``ket_t`` as
-    :func:`_quartets_hessian`'s; dR from ``r1``, R one order up), contracted with the density
+    block along its 4 centres' 12 local displacements (forward mode through :func:`_contract`
+    along 9: the bra's 6 move R and G_bra, the ket's first centre's 3 R and G_ket; the 4th by
+    translation, :func:`_translated`; ``bra_t``, ``ket_t`` as :func:`_quartets_hessian`'s; dR
+    from ``r1``, R one order up), contracted with the density
     into the rows of the atom each displacement moves (``ao_atom``: each AO's atom) as the
     gradient in a stack of densities, one per displacement, of sum <Gamma(dm_y), dI/dy>."""
     lab, lcd = _orders(ls)
