@@ -81,12 +81,13 @@ def test_not_converged_exits_3(capsys, command):
 
 @pytest.mark.slow
 def test_second_order_steps_finish_what_diis_does_not(capsys):
-    """UKS SCAN NO / def2-SVP: DIIS creeps along a soft mode for 100 cycles (|[F,D]| ~ 1e-3);
-    the command goes on with Newton steps, converges, and reports forces at that density."""
+    """UKS SCAN NO / def2-SVP: DIIS creeps along a soft mode (it used to for 100 cycles; since
+    some change of rounding it converges after 20-40, so the test caps it at 20); the command
+    goes on with Newton steps, converges, and reports forces at that density."""
     code, out, _ = run(capsys, "energy", "nitric_oxide", "--basis", "def2-svp", "--xc", "scan",
-                       "--forces")
+                       "--forces", "--max-cycle", "20")
     assert code == 0
-    assert "DIIS did not converge in 100 cycles" in out and "NOT converged" not in out
+    assert "DIIS did not converge in 20 cycles" in out and "NOT converged" not in out
     forces = [line.split()[1:] for line in out.splitlines()[-2:]]
     f = np.array(forces, dtype=float)
     assert np.abs(f.sum(axis=0)).max() < 1e-8 and abs(f[0, 2]) > 1e-3
