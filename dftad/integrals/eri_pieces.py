@@ -756,6 +756,7 @@ class HermiteRows:
     p: np.ndarray
     P: np.ndarray
     G: np.ndarray
+    _local: tuple | None = None  # :meth:`local_rows`' arrays, once asked for
 
     @classmethod
     def of(cls, basis: Basis, coords, ps: PairSet) -> HermiteRows:
@@ -773,6 +774,14 @@ class HermiteRows:
         """(p, P, G) of the rows ``idx`` (B,) (-1: the padding row), host-gathered and put on
         the device."""
         return jax.device_put((self.p[idx], self.P[idx], self.G[idx]))
+
+    def local_rows(self, idx) -> tuple:
+        """(dP, dG, atoms) of the rows ``idx`` (-1: the padding row, atoms 0) from
+        :meth:`local_tangents` (computed once per instance), on the device."""
+        if self._local is None:
+            self._local = self.local_tangents() + (
+                np.concatenate([self.atoms, np.zeros((1, 2), np.int32)]),)
+        return jax.device_put(tuple(x[idx] for x in self._local))
 
     def local_tangents(self) -> tuple[np.ndarray, np.ndarray]:
         """(dP (n + 1, 6, 3), dG (n + 1, 6, nherm, nab)): the derivatives of every row's (P, G)
@@ -963,7 +972,6 @@ def fock_tangents(plan: EriPlan, basis: Basis, coords, terms, nao: int | None = 
     the basis' pads the AO axes (at most :func:`nao_bucket`)."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
-    tans = [h.local_tangents() for h in herm]
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
     quick = is_quick(basis)
@@ -980,10 +988,9 @@ def fock_tangents(plan: EriPlan, basis: Basis, coords, terms, nao: int | None = 
         for c in lay.classes:
             for ch in c.chunks:
                 r1, gb, gk = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 1, quick)
-                t_b, t_k = (jax.device_put(tuple(t[rows] for t in tans[s]))
-                            for s, (rows, _) in ((c.bra, ch.bra), (c.ket, ch.ket)))
+                tb, tk = herm[c.bra].local_rows(ch.bra[0]), herm[c.ket].local_rows(ch.ket[0])
                 fock = _fock_tangents(c.ls, cart, c.bra == c.ket, dm_coul is not None, r1, gb,
-                                      (t_b, gb[1]), gk, (t_k, gk[1]), ch.on_device[0],
+                                      (tb[:2], gb[1]), gk, (tk[:2], gk[1]), ch.on_device[0],
                                       ch.on_device[1], ao_atom, dm, c_exch, fock)
     fock = np.asarray(fock)[: 3 * natm]
     fock = 0.5 * (fock + fock.transpose(0, 2, 1))  # the derivative along symmetric D
@@ -1000,8 +1007,6 @@ def hessian(plan: EriPlan, basis: Basis, coords, terms) -> np.ndarray:
     molecule, where forward mode along each nuclear displacement (3 natm of them) did."""
     lay = _layout(plan, basis, basis)
     herm = [HermiteRows.of(basis, coords, ps) for ps in lay.bra_sets]
-    tans = [h.local_tangents() for h in herm]
-    atoms = [np.concatenate([h.atoms, np.zeros((1, 2), np.int32)]) for h in herm]
     acc = [h.zeros() for h in herm]
     nao_b = nao_bucket(basis.nao)
     cart = basis.layout.cart
@@ -1017,14 +1022,11 @@ def hessian(plan: EriPlan, basis: Basis, coords, terms) -> np.ndarray:
         for c in lay.classes:
             for ch in c.chunks:
                 r2, gb, gk = _chunk_args(c.ls, ch, herm[c.bra], herm[c.ket], omega, 2, quick)
-                bra, ket = ch.on_device[2:4]
-                side = [(jax.device_put(tuple(t[rows] for t in tans[s])), where,
-                         jax.device_put(atoms[s][rows]))
-                        for s, (rows, _), where in ((c.bra, ch.bra, bra), (c.ket, ch.ket, ket))]
+                tb, tk = herm[c.bra].local_rows(ch.bra[0]), herm[c.ket].local_rows(ch.ket[0])
                 d, hess = _quartets_hessian(
-                    c.ls, cart, c.bra == c.ket, natm_b, r2, gb, (side[0][0], bra), side[0][2],
-                    gk, (side[1][0], ket), side[1][2], ch.on_device[4], ch.on_device[1],
-                    dm_coul, dm_exch, c_exch, hess)
+                    c.ls, cart, c.bra == c.ket, natm_b, r2, gb, (tb[:2], gb[1]), tb[2], gk,
+                    (tk[:2], gk[1]), tk[2], ch.on_device[4], ch.on_device[1], dm_coul, dm_exch,
+                    c_exch, hess)
                 if pending is not None:
                     _add_rows(acc, *pending)
                 pending = c, ch, d
