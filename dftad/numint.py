@@ -75,11 +75,15 @@ def exc_direct(f: Functional, params, basis, coords, points, weights, dm,
     return exc
 
 
+def _variables(f: Functional, ao, dm):
+    """The functional's variables X (:func:`.kernel.variables`) of ``dm`` on one block's AO
+    values (ncomp, block, nao)."""
+    return kernel.variables(density(ao, dm, XCTYPE[f.family]), dm.ndim == 3)
+
+
 def _energy_density(f: Functional, params, ao, dm):
     """e_xc per point, E_xc = sum_g w_g e_g, from one block's AO values (ncomp, block, nao)."""
-    polarized = dm.ndim == 3
-    d = density(ao, dm, XCTYPE[f.family])
-    return kernel.energy_density(f, polarized, params, kernel.variables(d, polarized))
+    return kernel.energy_density(f, dm.ndim == 3, params, _variables(f, ao, dm))
 
 
 def _block_energy(f: Functional, params, ao, w, dm):
@@ -130,10 +134,8 @@ def exc_vxc_block(f: Functional, params, ao, w, dm):
     density's pullback of w v, v the functional's gradient (:func:`.kernel.value_and_gradient`,
     whose tangent is f dX): the same as ``value_and_grad`` of the block's energy, with less for
     JAX to trace (no JVP rule of the energy density to linearise and transpose)."""
-    polarized = dm.ndim == 3
-    x, pullback = jax.vjp(
-        lambda dm: kernel.variables(density(ao, dm, XCTYPE[f.family]), polarized), dm)
-    e, v = kernel.value_and_gradient(f, polarized, params, x)
+    x, pullback = jax.vjp(lambda dm: _variables(f, ao, dm), dm)
+    e, v = kernel.value_and_gradient(f, dm.ndim == 3, params, x)
     return jnp.sum(w * e), pullback(w * v)[0]
 
 

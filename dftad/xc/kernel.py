@@ -12,7 +12,7 @@ GMRES, Hessians, polarisabilities) needs its tangent  dv_k = sum_l f_kl dX_l  wi
 point-wise Hessian f_kl = d^2 e / dX_k dX_l (PySCF's fxc).
 
 :func:`energy_density` is e(X) with a custom JVP that says so: its tangent is v . dX with v from
-one reverse pass over the points (the points are independent), and
+one reverse pass over the points (:func:`value_and_gradient`; the points are independent), and
 the tangent of v is one forward-over-reverse pass of e along dX on the stacked rows. Left to
 JAX, the forward-over-reverse pass through the density and the functional together cost 5x more
 for one tangent of SCAN and 6x (B3LYP) to 9x (SCAN) more for nine tangents vmapped (a
