@@ -82,15 +82,25 @@ def fit(int2c, rhs, lindep: float = LINEAR_DEP_THR) -> jax.Array:
     PySCF does, W = J_+^-1/2 over the eigenvalues above ``lindep``
     (:func:`dftad.linalg.inv_sqrt_psd`; the dropped directions give zero rows). ``rhs``: (naux,
     k)."""
+    return apply_fit(fitting_factor(int2c, lindep), rhs)
+
+
+def fitting_factor(int2c, lindep: float = LINEAR_DEP_THR):
+    """(by_cholesky, M) for :func:`apply_fit`: M the Cholesky factor L of the metric, or
+    J_+^-1/2 where it does not factorise (:func:`fit`): one factorisation for many
+    right-hand sides."""
     factorises = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(int2c))))
+    m = jax.lax.cond(factorises, jnp.linalg.cholesky,
+                     lambda j: inv_sqrt_psd(j, lindep), int2c)
+    return factorises, m
 
-    def by_cholesky(metric, rhs):
-        return jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(metric), rhs, lower=True)
 
-    def by_eigh(metric, rhs):
-        return inv_sqrt_psd(metric, lindep) @ rhs
-
-    return jax.lax.cond(factorises, by_cholesky, by_eigh, int2c, rhs)
+def apply_fit(factor, rhs) -> jax.Array:
+    """W rhs for a :func:`fitting_factor`: a triangular solve with L, or J_+^-1/2 rhs."""
+    by_cholesky, m = factor
+    return jax.lax.cond(by_cholesky,
+                        lambda m, r: jax.scipy.linalg.solve_triangular(m, r, lower=True),
+                        lambda m, r: m @ r, m, rhs)
 
 
 def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
@@ -99,6 +109,51 @@ def cderi(int3c, int2c, lindep: float = LINEAR_DEP_THR) -> jax.Array:
     naux = int2c.shape[0]
     rhs = jnp.moveaxis(int3c, -1, 0).reshape(naux, -1)
     return fit(int2c, rhs, lindep).reshape(naux, *int3c.shape[:2])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PackedCderi:
+    """B = W (P|mn) stored over the AO pairs the 3-centre plan keeps (about half of B and
+    fewer for an extended molecule): ``b`` (naux, ncol), a column per AO pair ((m, n) and
+    (n, m) share it, :func:`~dftad.integrals.two_electron.pair_columns`), the last column
+    zero; ``cols`` (nao, nao) int32 the column of every AO pair (the pairs screened out: the
+    zero column). B^P_mn = b[P, cols[m, n]]; J and K unpack one block of P at a time
+    (:func:`get_jk_df`)."""
+
+    b: jax.Array
+    cols: jax.Array
+
+    @property
+    def shape(self):
+        return (self.b.shape[0],) + self.cols.shape
+
+    def rows(self, start, size: int) -> jax.Array:
+        """B^P (size, nao, nao) for P in [start, start + size)."""
+        return jax.lax.dynamic_slice_in_dim(self.b, start, size)[:, self.cols]
+
+
+FIT_COLUMNS = 2048
+"""Columns of (ij|P) fitted per step of :func:`packed_cderi`."""
+
+
+def packed_cderi(int3c, int2c, cols, lindep: float = LINEAR_DEP_THR) -> PackedCderi:
+    """:class:`PackedCderi` of packed 3-centre integrals ``int3c`` (naux, ncol) (the layout of
+    :func:`~dftad.integrals.two_electron.int3c2e_packed`; ncol a multiple of
+    :data:`FIT_COLUMNS` or smaller) and the metric: W (ij|P) a block of columns at a time
+    written over the integrals (a loop carry, updated in place), so that the fit needs no
+    second array of their size."""
+    factor = fitting_factor(int2c, lindep)
+    ncol = int3c.shape[1]
+    step = min(FIT_COLUMNS, ncol)
+    if ncol % step:
+        raise ValueError(f"{ncol} columns are not a multiple of {step}")
+
+    def body(i, a):
+        block = jax.lax.dynamic_slice_in_dim(a, i * step, step, axis=1)
+        return jax.lax.dynamic_update_slice_in_dim(a, apply_fit(factor, block), i * step, axis=1)
+
+    return PackedCderi(jax.lax.fori_loop(0, ncol // step, body, int3c), cols)
 
 
 def fitted_energy(int3c, int2c, dm_tot, orbs, c_coul, c_exch):
@@ -145,23 +200,27 @@ of copies beside 0.3 GB of intermediates)."""
 
 def _over_aux_blocks(cderi_b, per_aux: int, k_block, init):
     """init + sum over blocks b of the auxiliary index of ``k_block(B[b], keep)``, each block at
-    most :data:`K_BLOCK_BYTES` of intermediates (``per_aux`` doubles per auxiliary function):
-    one call when it all fits (``keep`` None), else a ``lax.fori_loop`` over at least
-    :data:`MIN_BLOCKS` equal blocks, the last one ending at naux and ``keep`` (block,) 0/1
-    marking its rows not in the block before (``k_block`` weights its first intermediate's
-    rows by it: each term is a sum over auxiliary functions of a quantity quadratic in
-    B^P)."""
-    naux = cderi_b.shape[0]
+    most :data:`K_BLOCK_BYTES` of intermediates (``per_aux`` doubles per auxiliary function;
+    a :class:`PackedCderi` adds its unpacked rows): one call when it all fits (``keep``
+    None), else a ``lax.fori_loop`` over at least :data:`MIN_BLOCKS` equal blocks, the last
+    one ending at naux and ``keep`` (block,) 0/1 marking its rows not in the block before
+    (``k_block`` weights its first intermediate's rows by it: each term is a sum over
+    auxiliary functions of a quantity quadratic in B^P)."""
+    naux, nao = cderi_b.shape[0], cderi_b.shape[1]
+    packed = isinstance(cderi_b, PackedCderi)
+    per_aux = per_aux + (nao * nao if packed else 0)
     block = max(1, K_BLOCK_BYTES // (8 * max(per_aux, 1)))
     if block >= naux:
-        return init + k_block(cderi_b, None)
+        return init + k_block(cderi_b.rows(0, naux) if packed else cderi_b, None)
     nblock = max(-(-naux // block), MIN_BLOCKS)
     block = -(-naux // nblock)
 
     def step(i, acc):
         start = jnp.minimum(i * block, naux - block)
-        keep = (start + jnp.arange(block) >= i * block).astype(cderi_b.dtype)
-        return acc + k_block(jax.lax.dynamic_slice_in_dim(cderi_b, start, block), keep)
+        keep = (start + jnp.arange(block) >= i * block).astype(jnp.float64)
+        rows = (cderi_b.rows(start, block) if packed
+                else jax.lax.dynamic_slice_in_dim(cderi_b, start, block))
+        return acc + k_block(rows, keep)
 
     return jax.lax.fori_loop(0, nblock, step, init)
 
@@ -172,14 +231,21 @@ def _weighted(x, keep):
 
 
 def get_jk_df(cderi_b, dm, with_j: bool = True, with_k: bool = True, orbs=None):
-    """(J, K) by density fitting from B = L^-1 (P|mn) (:func:`cderi`).
+    """(J, K) by density fitting from B = L^-1 (P|mn) (:func:`cderi`, or packed over AO pairs:
+    :class:`PackedCderi`).
 
     K runs over blocks of auxiliary functions (:func:`_over_aux_blocks`): formed at once, B D
     and its transpose are two more arrays the size of B (caffeine/def2-TZVP: 2.4 GB each, per
     exchange term in the SCF). ``orbs``: the X that D = X X^T is made of, per channel
     (:func:`orbitals_of`), for K through the occupied orbitals (:func:`exchange_df_occ`)."""
     vj = vk = None
-    if with_j:
+    if with_j and isinstance(cderi_b, PackedCderi):
+        # rho_P = sum_k b_Pk (sum of D over the AO pairs of column k), J_mn = (b^T rho)[cols]
+        lead = dm.shape[:-2]
+        d = jnp.zeros(lead + cderi_b.b.shape[1:], dm.dtype).at[..., cderi_b.cols].add(dm)
+        rho_p = jnp.einsum("pk,...k->...p", cderi_b.b, d)
+        vj = jnp.tensordot(rho_p, cderi_b.b, axes=(-1, 0))[..., cderi_b.cols]
+    elif with_j:
         # (XLA transposes the whole of B for einsum("pmn,...p->...mn"): 2.4 GB at
         # caffeine/def2-TZVP; as a vector-matrix product over its leading axis, it does not)
         rho_p = jnp.einsum("pls,...ls->...p", cderi_b, dm)
@@ -199,7 +265,7 @@ def exchange_df(cderi_b, dm):
                           _weighted(jnp.einsum("pml,...ls->...pms", b, dm), keep), b)
 
     return _over_aux_blocks(cderi_b, nset * nao * nao, k_block,
-                            jnp.zeros(dm.shape, cderi_b.dtype))
+                            jnp.zeros(dm.shape, dm.dtype))
 
 
 def orbitals_of(mo_coeff, mo_occ, nocc: int):

@@ -36,7 +36,7 @@ from . import grid_pieces, guess, pieces, scf
 from .hamiltonian import Components, Result, assemble, energy_nuc, host_exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .integrals.eri_kernel import as_omega
-from .jk import DFJK, IncoreJK, coulomb_exchange, fit
+from .jk import DFJK, FIT_COLUMNS, IncoreJK, coulomb_exchange, fit, packed_cderi
 from .linalg import eig, make_rdm1, orthogonalizer
 from .numint import exc_vxc_block
 from .occupation import total_density
@@ -171,7 +171,10 @@ class Problem:
         if isinstance(setup.jk, IncoreJK):
             return tuple(eri_pieces.eri(setup.jk.plan, basis, coords, w, self.nao_b)
                          for w in omegas)
-        return _df_tensors(setup, coords, omegas, self.nao_b, aux_bucket(setup.jk.aux.nao))
+        naux_b = aux_bucket(setup.jk.aux.nao)
+        if 8 * naux_b * self.nao_b**2 * len(omegas) <= DENSE_CDERI_BYTES:
+            return _df_tensors(setup, coords, omegas, self.nao_b, naux_b)
+        return _packed_tensors(setup, coords, omegas, self.nao_b, naux_b)
 
     def with_functional(self, setup: Setup) -> Problem:
         """This problem for ``setup``: the same molecule, basis and grid with another functional
@@ -240,6 +243,42 @@ def _df_tensor(setup: Setup, coords, omega, nao_b, naux_b):
     rhs = jnp.pad(jnp.moveaxis(int3c, -1, 0),
                   [(0, naux_b - naux), (0, nao_b - nao), (0, nao_b - nao)])
     return fit(metric, rhs.reshape(naux_b, -1)).reshape(naux_b, nao_b, nao_b)
+
+
+DENSE_CDERI_BYTES = 8 * 2**30
+"""Largest size of the dense density-fitting tensors B (all operators) of :class:`Problem`;
+past it B is stored over the AO pairs the 3-centre plan keeps (:func:`_packed_tensors`): about
+half the memory (less for an extended molecule) for about twice the cost of unpacking each
+block of B in K (``benchmarks/RESULTS.md``)."""
+
+
+def _packed_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
+    """:func:`_df_tensors` as :class:`dftad.jk.PackedCderi` (naux_b, ncol_b), the AO-pair
+    columns of :func:`~dftad.integrals.two_electron.pair_columns` padded to a multiple of
+    :data:`dftad.jk.FIT_COLUMNS` (the last one zero), ``cols`` padded to nao_b (the padding AOs'
+    pairs: the zero column)."""
+    basis = setup.basis
+    offsets, cols, ncol = two_electron.pair_columns(setup.jk.plan3c, basis)
+    ncol_b = -(-(ncol + 1) // FIT_COLUMNS) * FIT_COLUMNS
+    cols = np.pad(np.where(cols == ncol, ncol_b - 1, cols), (0, nao_b - basis.nao),
+                  constant_values=ncol_b - 1)
+    offsets = tuple(jax.device_put(o) for o in offsets)
+    cols = jax.device_put(cols)
+    return tuple(_packed_tensor(setup, coords, as_omega(w), offsets, cols, naux_b, ncol_b)
+                 for w in omegas)
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6))
+def _packed_tensor(setup: Setup, coords, omega, offsets, cols, naux_b, ncol_b):
+    """:func:`dftad.jk.packed_cderi` of one operator at the padded shape (the metric padded
+    with the identity, as :func:`_df_tensor`)."""
+    jk = setup.jk
+    int3c = two_electron.int3c2e_packed(jk.plan3c, setup.basis, jk.aux, coords, offsets,
+                                        (naux_b, ncol_b), omega)
+    int2c = two_electron.int2c2e(jk.plan2c, jk.aux, coords, omega)
+    naux = int2c.shape[0]
+    metric = jnp.eye(naux_b, dtype=int2c.dtype).at[:naux, :naux].set(int2c)
+    return packed_cderi(int3c, metric, cols)
 
 
 @jax.jit

@@ -42,7 +42,9 @@ __all__ = [
     "eri_s8",
     "int2c2e",
     "int3c2e",
+    "int3c2e_packed",
     "pack_s8",
+    "pair_columns",
     "unpack_s8",
 ]
 
@@ -229,6 +231,55 @@ def int3c2e(plan: EriPlan, basis: Basis, aux: Basis, coords, omega=None) -> jax.
         out = _add_windows(out, jnp.stack([i, j, p], axis=1), v)
         out = _add_windows(out, jnp.stack([j, i, p], axis=1),
                            jnp.where(mirror, jnp.swapaxes(v, 1, 2), 0.0))
+    return out
+
+
+def pair_columns(plan: EriPlan, basis: Basis, ncol_b: int | None = None):
+    """The columns of (ij|P) packed over the AO pairs of the shell pairs a "3c" ``plan`` keeps
+    (host side, NumPy): each kept shell pair (i, j) owns na * nb consecutive columns, its block
+    (a, b) row-major; (i, j) and (j, i) share them (a diagonal pair i = i keeps all na^2).
+
+    Returns (``offsets``, ``cols``, ``ncol``): ``offsets`` per bra pair set, the first column
+    of each of its pairs (-1: not kept); ``cols`` (nao, nao) int32, the column of every AO pair
+    (pairs not kept: the last column, ``ncol_b - 1``, which stays zero); ``ncol`` the columns
+    used. ``ncol_b`` (default ncol + 1) must exceed ncol."""
+    loc = np.asarray(basis.layout.ao_loc)
+    kept = [np.zeros(ps.cls.npair, bool) for ps in plan.bra_sets]
+    for cls, q in zip(plan.classes, plan.quartets):
+        kept[cls.bra][np.unique(np.asarray(q)[:, 0])] = True
+    offsets, start = [], 0
+    cols = np.full((basis.nao, basis.nao), -1, dtype=np.int64)
+    for ps, k in zip(plan.bra_sets, kept):
+        off = np.full(ps.cls.npair, -1, dtype=np.int64)
+        for p in np.nonzero(k)[0]:
+            i, j = ps.cls.shells[p]
+            na, nb = loc[i + 1] - loc[i], loc[j + 1] - loc[j]
+            block = start + np.arange(na * nb).reshape(na, nb)
+            cols[loc[j]:loc[j + 1], loc[i]:loc[i + 1]] = block.T
+            cols[loc[i]:loc[i + 1], loc[j]:loc[j + 1]] = block
+            off[p] = start
+            start += na * nb
+        offsets.append(off)
+    ncol_b = start + 1 if ncol_b is None else ncol_b
+    if ncol_b <= start:
+        raise ValueError(f"ncol_b = {ncol_b} leaves no zero column past {start}")
+    cols[cols < 0] = ncol_b - 1
+    return tuple(offsets), cols.astype(np.int32), start
+
+
+def int3c2e_packed(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, shape,
+                   omega=None) -> jax.Array:
+    """(ij|P) as (naux, ncol) over the AO-pair columns of :func:`pair_columns` (``offsets``,
+    per bra pair set, as device arrays), zero past the real ones in an array of ``shape``
+    (naux_b >= naux, ncol_b > ncol): about half of :func:`int3c2e`'s (nao, nao, naux) without
+    its screened pairs, written straight into its padded array."""
+    out = jnp.zeros(shape, dtype=jnp.float64)
+    for cls, quartets, v in class_blocks(plan, basis, coords, aux, omega):
+        _, _, p, _ = _ao_offsets(plan, basis, aux, cls, quartets)
+        col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
+        nq, na, nb, nc = v.shape[:4]
+        v = jnp.moveaxis(v[..., 0].reshape(nq, na * nb, nc), 2, 1)  # (nq, P, ab)
+        out = _add_windows(out, jnp.stack([p, col], axis=1), v)
     return out
 
 
