@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import grid_pieces, guess, pieces, scf, scf_pieces
+from . import fitted_forces, grid_pieces, guess, pieces, scf, scf_pieces
 from .hamiltonian import (
     Integrals,
     Result,
@@ -174,6 +174,12 @@ def _eri_terms(setup: Setup, dm, xc_params=None):
 _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 
 
+ONE_PROGRAM_FITTED_BYTES = 4 * 2**30
+"""Largest (mn|P) (nao, nao, naux) whose operator's forces :func:`_df_gradient` takes as one
+program (which holds it and its cotangent); past it, in stages over A packed over AO pairs
+and blocks of P (:func:`dftad.fitted_forces.operator_gradient`)."""
+
+
 def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     """:func:`gradient_at` with density fitting, in parts: the one-electron and XC terms
     (:func:`_df_rest_gradient`), then each two-electron operator alone
@@ -183,13 +189,21 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     (:func:`dftad.jk.fitted_energy`: neither B nor its cotangent; a constant density, nothing
     differentiates this). Caffeine/def2-TZVP CAM-B3LYP: one program for all was killed at
     24 GB; in parts through B, 19.7 GB; now 12.3 GB for the whole CLI job
-    (``benchmarks/RESULTS.md``)."""
+    (``benchmarks/RESULTS.md``). Past :data:`ONE_PROGRAM_FITTED_BYTES`, each operator in
+    stages (:mod:`dftad.fitted_forces`)."""
     occ = setup.occupation
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
     grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
+    basis, naux = setup.basis, setup.jk.aux.nao
+    by_blocks = 8 * basis.nao**2 * naux > ONE_PROGRAM_FITTED_BYTES
     for omega, dm_coul, dm_exch, c_exch in _eri_terms(setup, np.asarray(scf_result.dm)):
         c_coul = float(dm_coul is not None)
+        if by_blocks:
+            grad = grad + fitted_forces.operator_gradient(
+                setup, coords, occ.total(scf_result.dm), orbs, omega, c_coul, c_exch,
+                dm_exch is not None)
+            continue
         grad = grad + np.asarray(_df_operator_gradient(
             setup, coords, scf_result.dm, orbs, as_omega(omega),
             jax.device_put(np.float64(c_coul)), jax.device_put(np.float64(c_exch)),

@@ -240,7 +240,12 @@ SCREEN_STEP = 32
 """Screened blocks keep a multiple of this many AO columns (a piece per multiple)."""
 
 
-def ao_blocks(setup, coords, nao_b: int) -> tuple:
+STORED_AO_BYTES = 4 * 2**30
+"""Most bytes of AO values :func:`ao_blocks` keeps for the SCF; past it each block's values
+are made again whenever they are read (:class:`Recomputed`)."""
+
+
+def ao_blocks(setup, coords, nao_b: int):
     """((ao, w, idx) per grid block): AO values (ncomp, block, nao_b) (zero past the basis' nao)
     and weights (block,), as :func:`dftad.numint.ao_blocks`; ``idx`` None.
 
@@ -248,22 +253,39 @@ def ao_blocks(setup, coords, nao_b: int) -> tuple:
     blocks from the geometry (:func:`compact_order`), and each block keeps only the columns
     ``idx`` (nsig,) of the AO shells that do not vanish on it (:func:`block_columns`; padding
     columns nao_b), ``ao`` (ncomp, block, nsig): the XC products over the block cost nsig^2,
-    not nao_b^2, and the stored values shrink alike."""
+    not nao_b^2, and the stored values shrink alike. Where they would still take more than
+    :data:`STORED_AO_BYTES` (a molecule of ~1000 AOs: ~15 GB), a :class:`Recomputed` sequence
+    of the blocks, which makes each block's values as it is read."""
     screen = nao_b >= SCREEN_MIN_NAO
     m = _Molecule(setup, coords, nao_b, compact=screen)
-    if screen:
-        extents = shell_extents(setup.basis, SCREEN_THRESHOLD)
-        R = np.asarray(coords)
-    out = []
+    if not screen:
+        return tuple((m.ao(pts), w, None) for pts, w in map(m.points, range(len(m.own))))
+    extents = shell_extents(setup.basis, SCREEN_THRESHOLD)
+    R = np.asarray(coords)
+    layout = []
     for i in range(len(m.own)):
         pts, w = m.points(i)
-        ao = m.ao(pts)
-        if not screen:
-            out.append((ao, w, None))
-            continue
-        idx = jax.device_put(block_columns(setup.basis, R, extents, np.asarray(pts), nao_b))
-        out.append((_columns(ao, idx), w, idx))
-    return tuple(out)
+        layout.append((pts, w, jax.device_put(
+            block_columns(setup.basis, R, extents, np.asarray(pts), nao_b))))
+    blocks = Recomputed(m, tuple(layout))
+    size = sum(8 * NCOMP[m.deriv] * pts.shape[0] * idx.shape[0] for pts, _, idx in layout)
+    return blocks if size > STORED_AO_BYTES else tuple(blocks)
+
+
+class Recomputed:
+    """The SCF's screened grid blocks (:func:`ao_blocks`) as a sequence that evaluates each
+    block's AO values on its columns when it is read (the points, weights and columns kept):
+    memory of one block, for one evaluation of the AO values per pass over the grid."""
+
+    def __init__(self, molecule: _Molecule, layout: tuple):
+        self._m, self._layout = molecule, layout
+
+    def __len__(self):
+        return len(self._layout)
+
+    def __getitem__(self, i):
+        pts, w, idx = self._layout[i]
+        return _columns(self._m.ao(pts), idx), w, idx
 
 
 def block_dm(dm, idx):
