@@ -32,9 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import jk as jk_module
 from .integrals import two_electron
 from .integrals.eri_kernel import as_omega
-from .jk import K_BLOCK_BYTES, fit
+from .jk import fit
 from .setup import Setup
 
 
@@ -73,7 +74,7 @@ def _integrals(setup: Setup, coords, omega, offsets, ncol_b: int):
 def _block_size(naux: int, per_aux: int) -> int:
     """Auxiliary functions per block: :data:`dftad.jk.K_BLOCK_BYTES` of intermediates of
     ``per_aux`` doubles each, at most naux."""
-    return int(min(naux, max(1, K_BLOCK_BYTES // (8 * per_aux))))
+    return int(min(naux, max(1, jk_module.K_BLOCK_BYTES // (8 * per_aux))))
 
 
 def _by_blocks(out, block: int, rows_of):
