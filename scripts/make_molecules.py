@@ -74,6 +74,10 @@ RDKIT = [
     ("hydroxide", "[OH-]", 0, "hydroxide anion"),
     ("ammonium", "[NH4+]", 0, "ammonium cation"),
     ("hydronium", "[OH3+]", 0, "hydronium cation (H3O+)"),
+    # ~1000 AOs in def2-SVP (1049): the large density-fitting benchmark (benchmarks/large.py)
+    ("erythromycin", "CC[C@@H]1[C@@]([C@@H]([C@H](C(=O)[C@@H](C[C@@]([C@@H]([C@H]([C@@H]"
+     "([C@H](C(=O)O1)C)O[C@H]2C[C@@]([C@H]([C@@H](O2)C)O)(C)OC)C)O[C@H]3[C@@H]([C@H](C[C@H]"
+     "(O3)C)N(C)C)O)(C)O)C)C)O)(C)O", 0, "erythromycin A"),
 ]
 
 SEED = 20240601

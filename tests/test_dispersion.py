@@ -228,7 +228,8 @@ def test_jit_vmap_and_padding():
     check_vmap(lambda r: _energy_and_gradient(model, r, params), (batch,), atol=1e-14)
     size = _energy_and_gradient._cache_size()
     for name in ("acetone", "urea", "glycine", "caffeine"):
-        _energy_and_gradient(*_padded(*_molecule(name)), params)
+        m, r = _padded(*_molecule(name))
+        _energy_and_gradient(m, jnp.asarray(r), params)  # a device array, as vmap's rows
     assert _energy_and_gradient._cache_size() == size
 
 
