@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import fitted_forces, grid_pieces, guess, pieces, scf, scf_pieces
+from . import grid_pieces, guess, packed_df, pieces, scf, scf_pieces
 from .hamiltonian import (
     Integrals,
     Result,
@@ -177,7 +177,7 @@ _disp_gradient_jit = jax.jit(lambda disp, coords: jax.grad(disp.energy)(coords))
 ONE_PROGRAM_FITTED_BYTES = 4 * 2**30
 """Largest (mn|P) (nao, nao, naux) whose operator's forces :func:`_df_gradient` takes as one
 program (which holds it and its cotangent); past it, in stages over A packed over AO pairs
-and blocks of P (:func:`dftad.fitted_forces.operator_gradient`)."""
+and blocks of P (:func:`dftad.packed_df.operator_gradient`)."""
 
 
 def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
@@ -190,7 +190,7 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     differentiates this). Caffeine/def2-TZVP CAM-B3LYP: one program for all was killed at
     24 GB; in parts through B, 19.7 GB; now 12.3 GB for the whole CLI job
     (``benchmarks/RESULTS.md``). Past :data:`ONE_PROGRAM_FITTED_BYTES`, each operator in
-    stages (:mod:`dftad.fitted_forces`)."""
+    stages (:mod:`dftad.packed_df`)."""
     occ = setup.occupation
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
@@ -200,7 +200,7 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     for omega, dm_coul, dm_exch, c_exch in _eri_terms(setup, np.asarray(scf_result.dm)):
         c_coul = float(dm_coul is not None)
         if by_blocks:
-            grad = grad + fitted_forces.operator_gradient(
+            grad = grad + packed_df.operator_gradient(
                 setup, coords, occ.total(scf_result.dm), orbs, omega, c_coul, c_exch,
                 dm_exch is not None)
             continue

@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import grid_pieces, guess, pieces, scf
+from . import grid_pieces, guess, packed_df, pieces, scf
 from .hamiltonian import Components, Result, assemble, energy_nuc, host_exchange_operators
 from .integrals import eri_pieces, one_electron_pieces, two_electron
 from .integrals.eri_kernel import as_omega
-from .jk import DFJK, FIT_COLUMNS, IncoreJK, coulomb_exchange, fit, packed_cderi
+from .jk import DFJK, FIT_COLUMNS, IncoreJK, coulomb_exchange, fit
 from .linalg import eig, make_rdm1, orthogonalizer
 from .numint import exc_vxc_block
 from .occupation import total_density
@@ -253,32 +253,17 @@ block of B in K (``benchmarks/RESULTS.md``)."""
 
 
 def _packed_tensors(setup: Setup, coords, omegas, nao_b, naux_b):
-    """:func:`_df_tensors` as :class:`dftad.jk.PackedCderi` (naux_b, ncol_b), the AO-pair
-    columns of :func:`~dftad.integrals.two_electron.pair_columns` padded to a multiple of
-    :data:`dftad.jk.FIT_COLUMNS` (the last one zero), ``cols`` padded to nao_b (the padding AOs'
-    pairs: the zero column)."""
-    basis = setup.basis
-    offsets, cols, ncol = two_electron.pair_columns(setup.jk.plan3c, basis)
+    """:func:`_df_tensors` as :class:`dftad.jk.PackedCderi` (naux_b, ncol_b)
+    (:func:`dftad.packed_df.cderi`), the AO-pair columns padded to a multiple of
+    :data:`dftad.jk.FIT_COLUMNS` (the last one zero), ``cols`` padded to nao_b (the padding
+    AOs' pairs: the zero column)."""
+    offsets, cols, ncol = packed_df.columns(setup)
     ncol_b = -(-(ncol + 1) // FIT_COLUMNS) * FIT_COLUMNS
-    cols = np.pad(np.where(cols == ncol, ncol_b - 1, cols), (0, nao_b - basis.nao),
-                  constant_values=ncol_b - 1)
-    offsets = tuple(jax.device_put(o) for o in offsets)
-    cols = jax.device_put(cols)
-    return tuple(_packed_tensor(setup, coords, as_omega(w), offsets, cols, naux_b, ncol_b)
+    cols = np.asarray(cols)
+    cols = jax.device_put(np.pad(np.where(cols == ncol, ncol_b - 1, cols),
+                                 (0, nao_b - setup.basis.nao), constant_values=ncol_b - 1))
+    return tuple(packed_df.cderi(setup, coords, as_omega(w), offsets, cols, (naux_b, ncol_b))
                  for w in omegas)
-
-
-@functools.partial(jax.jit, static_argnums=(5, 6))
-def _packed_tensor(setup: Setup, coords, omega, offsets, cols, naux_b, ncol_b):
-    """:func:`dftad.jk.packed_cderi` of one operator at the padded shape (the metric padded
-    with the identity, as :func:`_df_tensor`)."""
-    jk = setup.jk
-    int3c = two_electron.int3c2e_packed(jk.plan3c, setup.basis, jk.aux, coords, offsets,
-                                        (naux_b, ncol_b), omega)
-    int2c = two_electron.int2c2e(jk.plan2c, jk.aux, coords, omega)
-    naux = int2c.shape[0]
-    metric = jnp.eye(naux_b, dtype=int2c.dtype).at[:naux, :naux].set(int2c)
-    return packed_cderi(int3c, metric, cols)
 
 
 @jax.jit

@@ -1,7 +1,7 @@
 """Density fitting for molecules whose dense tensors do not fit: (mn|P) and B packed over the AO
 pairs the 3-centre plan keeps (dftad.two_electron.int3c2e_packed, dftad.jk.PackedCderi), the
 SCF's grid values made again per pass (dftad.grid_pieces.Recomputed) and the forces in stages
-(dftad.fitted_forces), against PySCF and against the dense paths they stand in for."""
+(dftad.packed_df), against PySCF and against the dense paths they stand in for."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +10,8 @@ import pytest
 from pyscf import scf
 
 import dftad
-from dftad import energy, fitted_forces, forces, grid_pieces, jk, scf_pieces
-from dftad.integrals import two_electron
+from dftad import energy, forces, grid_pieces, jk, packed_df, scf_pieces
+from dftad.integrals import eri_plan, two_electron
 from dftad.interop.pyscf import to_pyscf_mole
 
 
@@ -25,7 +25,7 @@ def _packed(setup, coords, ncol_b=None, naux_b=None):
 
 
 @pytest.mark.parametrize("basis", ["def2-svp", pytest.param("def2-tzvp", marks=pytest.mark.slow)])
-def test_packed_integrals_are_the_dense_ones(basis):
+def test_packed_integrals_are_the_dense_ones(basis, monkeypatch):
     """Every (mn|P) of the dense tensor (d functions; f in def2-TZVP; both orders of a pair,
     the diagonal shell pairs whole) is read back through ``cols`` (1e-13); the padding rows
     and columns are zero; the pairs of two far apart molecules are screened out and read the
@@ -39,6 +39,15 @@ def test_packed_integrals_are_the_dense_ones(basis):
     a, cols, ncol = _packed(setup, coords, 4096, naux + 5)
     assert np.abs(np.moveaxis(a[:naux][:, cols], 0, -1) - dense).max() < 1e-13
     assert not a[naux:].any() and not a[:, ncol:].any()
+    # summed a group of quartets at a time: chunks of 16 primitive quartets, several groups
+    # per class, quartets straddling two
+    monkeypatch.setattr(eri_plan, "MAX_CHUNK", 16)
+    monkeypatch.setattr(two_electron, "GROUP_BYTES", 2**14)
+    small = dftad.build(mol, basis, "b3lyp", density_fit=True)
+    assert max(len(spans) for _, spans, _, _ in packed_df._groups(small)) > 2
+    offsets, _, _ = packed_df.columns(small)
+    summed = packed_df.packed_integrals(small, coords, None, offsets, (naux + 5, 4096))
+    assert np.abs(np.asarray(summed) - a).max() < 1e-13
     far = dftad.Molecule(mol.symbols * 2, np.concatenate([mol.coords, mol.coords + 40.0]))
     setup = dftad.build(far, basis, "b3lyp", density_fit=True)
     _, cols, ncol = two_electron.pair_columns(setup.jk.plan3c, setup.basis, 4096)
@@ -102,6 +111,7 @@ def test_large_molecule_paths_equal_the_dense_ones(xc, unrestricted, monkeypatch
     monkeypatch.setattr(grid_pieces, "STORED_AO_BYTES", 0)
     monkeypatch.setattr(forces, "ONE_PROGRAM_FITTED_BYTES", 0)
     monkeypatch.setattr(jk, "K_BLOCK_BYTES", 2**16)
+    monkeypatch.setattr(two_electron, "GROUP_BYTES", 2**15)  # several groups per class
     p = scf_pieces.Problem(setup, coords)
     assert isinstance(p.tensors[0], jk.PackedCderi)
     assert isinstance(p.blocks, grid_pieces.Recomputed)
@@ -109,5 +119,5 @@ def test_large_molecule_paths_equal_the_dense_ones(xc, unrestricted, monkeypatch
     assert abs(float(res.scf.e_tot) - float(ref.scf.e_tot)) < 1e-10
     assert int(res.scf.cycles) == int(ref.scf.cycles)
     g = forces.gradient_stepwise(setup, coords, ref.scf)
-    assert fitted_forces._block_size(setup.jk.aux.nao, setup.basis.nao**2) < setup.jk.aux.nao
+    assert packed_df._block_size(setup.jk.aux.nao, setup.basis.nao**2) < setup.jk.aux.nao
     assert np.abs(g - np.asarray(g_ref)).max() < 1e-10

@@ -12,11 +12,13 @@ differentiable in the coordinates and the basis exponents and coefficients.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..basis import Basis, ao_transform
+from ..basis import Basis, ao_transform, ncart
 from .eri_kernel import class_cotangents, class_integrals, hermite_pairs
 from .eri_plan import (
     PRIM_THRESHOLD,
@@ -32,18 +34,22 @@ __all__ = [
     "SCHWARZ_THRESHOLD",
     "EriPlan",
     "QuartetClass",
+    "add_packed_group",
     "blocks_energy",
     "build_plan",
     "class_blocks",
+    "class_groups",
     "eri",
     "eri_blocks",
     "eri_blocks_pullback",
     "eri_energy",
     "eri_s8",
+    "group_arrays",
     "int2c2e",
     "int3c2e",
     "int3c2e_packed",
     "pack_s8",
+    "packed_group_gradient",
     "pair_columns",
     "unpack_s8",
 ]
@@ -61,22 +67,28 @@ def class_blocks(plan: EriPlan, basis: Basis, coords, aux: Basis | None = None, 
     """Yield (QuartetClass, quartets, AO block (nq, na, nb, nc, nd)) for every class.
 
     ``omega`` (may be traced) selects the erf-attenuated operator erf(omega r12)/r12."""
-    bra_basis, ket_basis = _bases(plan, basis, aux)
-    herm_b = {}
-    herm_k = {}
+    herm = {}
     for cls, idx, quartets in zip(plan.classes, plan.index, plan.quartets):
-        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
-        if cls.bra not in herm_b:
-            herm_b[cls.bra] = hermite_pairs(bra_basis, coords, bs, ket=False)
-        if cls.ket not in herm_k:
-            herm_k[cls.ket] = hermite_pairs(ket_basis, coords, ks, ket=True)
-        v = class_integrals(herm_b[cls.bra], herm_k[cls.ket], bs.la + bs.lb, ks.la + ks.lb, *idx,
-                            cls.nq, omega)
-        ta, tb = _transforms(bs, bra_basis.layout.cart)
-        tc, td = _transforms(ks, ket_basis.layout.cart)
-        v = v.reshape(cls.nq, ta.shape[0], tb.shape[0], tc.shape[0], td.shape[0])
-        v = jnp.einsum("qabcd,ai,bj,ck,dl->qijkl", v, ta, tb, tc, td)
-        yield cls, quartets, v
+        yield cls, quartets, _class_values(plan, basis, aux, coords, cls, idx, omega, herm)
+
+
+def _class_values(plan: EriPlan, basis: Basis, aux, coords, cls: QuartetClass, idx, omega,
+                  herm=None):
+    """AO block (nq, na, nb, nc, nd) of the quartets of one class from its chunks ``idx``
+    ((ip, iq, qid)); ``herm``: a dict keeping each pair set's Hermite data between calls."""
+    bra_basis, ket_basis = _bases(plan, basis, aux)
+    herm = {} if herm is None else herm
+    bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+    if ("bra", cls.bra) not in herm:
+        herm["bra", cls.bra] = hermite_pairs(bra_basis, coords, bs, ket=False)
+    if ("ket", cls.ket) not in herm:
+        herm["ket", cls.ket] = hermite_pairs(ket_basis, coords, ks, ket=True)
+    v = class_integrals(herm["bra", cls.bra], herm["ket", cls.ket], bs.la + bs.lb,
+                        ks.la + ks.lb, *idx, cls.nq, omega)
+    ta, tb = _transforms(bs, bra_basis.layout.cart)
+    tc, td = _transforms(ks, ket_basis.layout.cart)
+    v = v.reshape(cls.nq, ta.shape[0], tb.shape[0], tc.shape[0], td.shape[0])
+    return jnp.einsum("qabcd,ai,bj,ck,dl->qijkl", v, ta, tb, tc, td)
 
 
 def _bases(plan: EriPlan, basis: Basis, aux: Basis | None):
@@ -272,15 +284,106 @@ def int3c2e_packed(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, sha
     """(ij|P) as (naux, ncol) over the AO-pair columns of :func:`pair_columns` (``offsets``,
     per bra pair set, as device arrays), zero past the real ones in an array of ``shape``
     (naux_b >= naux, ncol_b > ncol): about half of :func:`int3c2e`'s (nao, nao, naux) without
-    its screened pairs, written straight into its padded array."""
+    its screened pairs, written straight into its padded array. One program; for a tensor that
+    fills the memory, :func:`add_packed_group` a group of quartets at a time."""
     out = jnp.zeros(shape, dtype=jnp.float64)
     for cls, quartets, v in class_blocks(plan, basis, coords, aux, omega):
-        _, _, p, _ = _ao_offsets(plan, basis, aux, cls, quartets)
-        col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
-        nq, na, nb, nc = v.shape[:4]
-        v = jnp.moveaxis(v[..., 0].reshape(nq, na * nb, nc), 2, 1)  # (nq, P, ab)
-        out = _add_windows(out, jnp.stack([p, col], axis=1), v)
+        out = _add_packed(plan, basis, aux, cls, quartets, v, offsets, out)
     return out
+
+
+def _add_packed(plan, basis, aux, cls, quartets, v, offsets, out):
+    """``out`` (naux, ncol) + the (ij|P) blocks ``v`` (nq, na, nb, nc, 1) at their columns."""
+    _, _, p, _ = _ao_offsets(plan, basis, aux, cls, quartets)
+    col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
+    nq, na, nb, nc = v.shape[:4]
+    v = jnp.moveaxis(v[..., 0].reshape(nq, na * nb, nc), 2, 1)  # (nq, P, ab)
+    return _add_windows(out, jnp.stack([p, col], axis=1), v)
+
+
+def packed_group_gradient(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k: int,
+                          group, abar, omega=None) -> jax.Array:
+    """d/dR (natm, 3) of sum abar . (the group's packed (ij|P), :func:`add_packed_group`):
+    the group's share of the integrals' reverse pass for a cotangent ``abar`` packed like
+    them (its windows gathered as constants, so nothing of its size is formed)."""
+    cls = plan.classes[k]
+    ip, iq, qid, quartets = group
+    sub = dataclasses.replace(cls, nq=quartets.shape[0], nchunk=ip.shape[0])
+    _, _, p, _ = _ao_offsets(plan, basis, aux, sub, quartets)
+    col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
+    bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+    na, nb, nc = (ao_transform(bs.la, basis.layout.cart).shape[1],
+                  ao_transform(bs.lb, basis.layout.cart).shape[1],
+                  ao_transform(ks.la, aux.layout.cart).shape[1])
+    dnums = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(),
+                                           start_index_map=(0, 1))
+    bar = jax.lax.gather(abar, jnp.stack([p, col], axis=1), dnums, (nc, na * nb),
+                         mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)  # (nq, P, ab)
+
+    def contribution(c):
+        v = _class_values(plan, basis, aux, c, sub, (ip, iq, qid), omega)
+        v = jnp.moveaxis(v[..., 0].reshape(sub.nq, na * nb, nc), 2, 1)
+        return jnp.sum(v * bar)
+
+    return jax.grad(contribution)(coords)
+
+
+GROUP_BYTES = 256 * 2**20
+"""AO values of one group of quartets of :func:`class_groups` (bytes, about)."""
+
+
+def class_groups(plan: EriPlan, max_bytes: int | None = None) -> list:
+    """A plan's classes cut into groups of whole chunks, each holding at most about
+    ``max_bytes`` (default :data:`GROUP_BYTES`) of AO values (host side): [(class index,
+    [(first chunk, first quartet, end quartet)], chunks per group, quartets per group)], all
+    groups of a class one shape (a program per class); :func:`group_arrays` makes a group's
+    arrays when it runs, so that the groups hold no second copy of the plan's index arrays. A
+    quartet whose primitives straddle two groups is in both, each adding its part."""
+    max_bytes = GROUP_BYTES if max_bytes is None else max_bytes
+    out = []
+    for k, (cls, idx) in enumerate(zip(plan.classes, plan.index)):
+        bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
+        per_quartet = 8 * 2 * ncart(bs.la) * ncart(bs.lb) * ncart(ks.la) * ncart(ks.lb)
+        per_chunk = max(1.0, cls.nq / cls.nchunk) * per_quartet
+        g = max(1, min(cls.nchunk, int(max_bytes // per_chunk)))
+        qid = np.asarray(idx[2])
+        spans = []
+        for c0 in range(0, cls.nchunk, g):
+            q = qid[c0:c0 + g]
+            real = q[q < cls.nq]
+            spans.append((c0, int(real.min()), int(real.max()) + 1))
+        out.append((k, spans, g, max(q1 - q0 for _, q0, q1 in spans)))
+    return out
+
+
+def group_arrays(plan: EriPlan, k: int, span, g: int, nq_g: int) -> tuple:
+    """(ip, iq, qid, quartets) device arrays of one group of :func:`class_groups`: its chunks'
+    index arrays (padded to ``g`` chunks) with the quartet ids made local to the group
+    (padding: the discarded row ``nq_g``) and its quartets (nq_g, 2) (padded with its first,
+    whose padding rows add zeros)."""
+    cls = plan.classes[k]
+    c0, q0, q1 = span
+    ip, iq, qid = (np.asarray(a)[c0:c0 + g] for a in plan.index[k])
+    pad = ((0, g - len(ip)), (0, 0))
+    ip, iq = np.pad(ip, pad), np.pad(iq, pad)
+    qid = np.pad(qid, pad, constant_values=cls.nq)
+    qid = np.where(qid < cls.nq, qid - q0, nq_g).astype(np.int32)
+    quartets = np.asarray(plan.quartets[k])[q0:q1]
+    quartets = np.concatenate([quartets, np.repeat(quartets[:1], nq_g - len(quartets), 0)])
+    return tuple(jax.device_put(a) for a in (ip, iq, qid, quartets))
+
+
+def add_packed_group(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k: int, group,
+                     out, omega=None) -> jax.Array:
+    """``out`` (naux_b, ncol_b) + the (ij|P) of one group of class ``k``'s quartets
+    (:func:`class_groups`), packed as :func:`int3c2e_packed`: the groups of every class summed
+    into one array are that tensor (a program per class, ``k`` static; ``out`` donated by the
+    caller, so that only one group's values are alive beside it)."""
+    cls = plan.classes[k]
+    ip, iq, qid, quartets = group
+    sub = dataclasses.replace(cls, nq=quartets.shape[0], nchunk=ip.shape[0])
+    v = _class_values(plan, basis, aux, coords, sub, (ip, iq, qid), omega)
+    return _add_packed(plan, basis, aux, sub, quartets, v, offsets, out)
 
 
 def int2c2e(plan: EriPlan, aux: Basis, coords, omega=None) -> jax.Array:
