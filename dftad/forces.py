@@ -194,9 +194,13 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     occ = setup.occupation
     w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
-    grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
     basis, naux = setup.basis, setup.jk.aux.nao
     by_blocks = 8 * basis.nao**2 * naux > ONE_PROGRAM_FITTED_BYTES
+    if by_blocks:  # the XC gradient's one program holds grid-sized arrays: a block at a time
+        grad = _rest_pieces_gradient(setup, coords, np.asarray(scf_result.dm),
+                                     np.asarray(scf_result.fock))
+    else:
+        grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
     for omega, dm_coul, dm_exch, c_exch in _eri_terms(setup, np.asarray(scf_result.dm)):
         c_coul = float(dm_coul is not None)
         if by_blocks:
@@ -263,19 +267,27 @@ def _kind(setup: Setup):
 
 
 def _pieces_gradient(setup: Setup, coords, dm, fock, sample: bool = False):
+    grad = eri_pieces.gradient(setup.jk.plan, setup.basis, coords, _eri_terms(setup, dm),
+                               sample)
+    grad = grad + _rest_pieces_gradient(setup, coords, dm, fock, sample)
+    if not sample:
+        _WARM.add(_kind(setup))
+    return grad
+
+
+def _rest_pieces_gradient(setup: Setup, coords, dm, fock, sample: bool = False):
+    """The gradient's terms other than the two-electron ones through the pieces: one-electron
+    (with the -W dS term), nuclear repulsion, E_xc (grid response included, a grid block at a
+    time) and dispersion."""
     occ = setup.occupation
     dm_tot, w = occ.total(dm), energy_weighted_dm(dm, fock, occ)
     grad = one_electron_pieces.gradient(setup.basis, coords, setup.charges, dm_tot, w, sample)
     grad = grad + nuclear_repulsion_gradient(coords, setup.charges)
-    grad = grad + eri_pieces.gradient(setup.jk.plan, setup.basis, coords,
-                                      _eri_terms(setup, dm), sample)
     if setup.semilocal:
         nao_b = scf_pieces.nao_bucket(setup.nao)
         grad = grad + grid_pieces.exc_gradient(setup, coords, pad_ao(dm, nao_b), nao_b, sample)
     if setup.disp is not None:
         grad = grad + np.asarray(_disp_gradient_jit(setup.disp, coords))
-    if not sample:
-        _WARM.add(_kind(setup))
     return grad
 
 

@@ -135,6 +135,7 @@ class _Class:
     exps: np.ndarray  # (nsh_b, nprim)
     coefs: np.ndarray  # (nsh_b, nprim) normalised; zero for padding shells
     cols: np.ndarray  # (nsh_b * nao_l,) AO columns; nao_b for padding shells
+    shells: np.ndarray  # (nsh_b,) shell indices; -1 for padding shells
 
 
 def _classes(basis: Basis, nao_b: int) -> list[_Class]:
@@ -156,7 +157,9 @@ def _classes(basis: Basis, nao_b: int) -> list[_Class]:
             pad = [(0, SHELL_CHUNK - n), (0, 0)]
             out.append(_Class(l, np.pad(np.asarray(lay.shell_atom)[shells], (0, SHELL_CHUNK - n)),
                               np.pad(exps[prims], pad, constant_values=1.0),
-                              np.pad(coefs[prims], pad), cols.reshape(-1)))
+                              np.pad(coefs[prims], pad), cols.reshape(-1),
+                              np.pad(np.asarray(shells), (0, SHELL_CHUNK - n),
+                                     constant_values=-1)))
     return out
 
 
@@ -207,8 +210,10 @@ class _Molecule:
         self.a = jax.device_put(b.a)
         # per block on the host: slicing a device array compiles a program per grid shape
         self.own, self.off, self.q = b.own, b.off, b.q
+        classes = _classes(setup.basis, nao_b)
         self.classes = [(c.l, *(jax.device_put(x) for x in (c.atom, c.exps, c.coefs, c.cols)))
-                        for c in _classes(setup.basis, nao_b)]
+                        for c in classes]
+        self.class_shells = [c.shells for c in classes]
 
     def block(self, i):
         """(owner, offsets, quadrature weights) of block ``i`` on the device."""
@@ -217,11 +222,14 @@ class _Molecule:
     def points(self, i):
         return _points(self.R, self.a, *self.block(i))
 
-    def ao(self, pts):
+    def ao(self, pts, shells=None):
+        """(ncomp, B, nao_b) AO values at ``pts``; ``shells`` (nbas,) bool: only the chunks
+        of shell classes holding one of these are evaluated (the other columns stay zero)."""
         ncomp = NCOMP[self.deriv]
         ao = zeros((ncomp, pts.shape[0], self.nao_b))
-        for l, *arrays in self.classes:
-            ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
+        for (l, *arrays), members in zip(self.classes, self.class_shells):
+            if shells is None or shells[members[members >= 0]].any():
+                ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
         return ao
 
 
@@ -265,10 +273,10 @@ def ao_blocks(setup, coords, nao_b: int):
     layout = []
     for i in range(len(m.own)):
         pts, w = m.points(i)
-        layout.append((pts, w, jax.device_put(
-            block_columns(setup.basis, R, extents, np.asarray(pts), nao_b))))
+        shells = block_shells(setup.basis, R, extents, np.asarray(pts))
+        layout.append((pts, w, jax.device_put(columns_of(setup.basis, shells, nao_b)), shells))
     blocks = Recomputed(m, tuple(layout))
-    size = sum(8 * NCOMP[m.deriv] * pts.shape[0] * idx.shape[0] for pts, _, idx in layout)
+    size = sum(8 * NCOMP[m.deriv] * pts.shape[0] * idx.shape[0] for pts, _, idx, _ in layout)
     return blocks if size > STORED_AO_BYTES else tuple(blocks)
 
 
@@ -284,8 +292,8 @@ class Recomputed:
         return len(self._layout)
 
     def __getitem__(self, i):
-        pts, w, idx = self._layout[i]
-        return _columns(self._m.ao(pts), idx), w, idx
+        pts, w, idx, shells = self._layout[i]
+        return _columns(self._m.ao(pts, shells), idx), w, idx
 
 
 def block_dm(dm, idx):
@@ -329,17 +337,26 @@ def shell_extents(basis: Basis, threshold: float) -> np.ndarray:
     return out
 
 
-def block_columns(basis: Basis, coords, extents, pts, nao_b: int) -> np.ndarray:
-    """The AO columns of the shells whose :func:`shell_extents` reach one of the points ``pts``
-    (B, 3) (from their atom ``coords``), padded with nao_b to a multiple of
-    :data:`SCREEN_STEP` (at most nao_b)."""
-    lay = basis.layout
+def block_shells(basis: Basis, coords, extents, pts) -> np.ndarray:
+    """(nbas,) bool: the shells whose :func:`shell_extents` reach one of the points ``pts``
+    (B, 3) from their atom (``coords``)."""
     d2 = np.min(np.sum((pts[:, None, :] - np.asarray(coords)[None]) ** 2, axis=2), axis=0)
-    keep = np.nonzero(np.sqrt(d2)[np.asarray(lay.shell_atom)] < extents)[0]
-    cols = np.concatenate([np.arange(lay.ao_loc[s], lay.ao_loc[s + 1]) for s in keep]
-                          or [np.zeros(0, int)])
+    return np.sqrt(d2)[np.asarray(basis.layout.shell_atom)] < extents
+
+
+def columns_of(basis: Basis, shells, nao_b: int) -> np.ndarray:
+    """The AO columns of the ``shells`` (bool, :func:`block_shells`), padded with nao_b to a
+    multiple of :data:`SCREEN_STEP` (at most nao_b)."""
+    lay = basis.layout
+    cols = np.concatenate([np.arange(lay.ao_loc[s], lay.ao_loc[s + 1])
+                           for s in np.nonzero(shells)[0]] or [np.zeros(0, int)])
     size = min(nao_b, max(SCREEN_STEP, -(-len(cols) // SCREEN_STEP) * SCREEN_STEP))
     return np.concatenate([cols, np.full(size - len(cols), nao_b)]).astype(np.int32)
+
+
+def block_columns(basis: Basis, coords, extents, pts, nao_b: int) -> np.ndarray:
+    """:func:`columns_of` the :func:`block_shells` of the points ``pts``."""
+    return columns_of(basis, block_shells(basis, coords, extents, pts), nao_b)
 
 
 def compact_order(points, block_size: int) -> np.ndarray:

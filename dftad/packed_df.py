@@ -40,7 +40,7 @@ import numpy as np
 from . import jk as jk_module
 from .integrals import two_electron
 from .integrals.eri_kernel import as_omega
-from .jk import PackedCderi, fit, packed_cderi
+from .jk import PackedCderi, apply_fit, fitting_factor, packed_cderi
 from .setup import Setup
 
 
@@ -179,7 +179,8 @@ def _pair_sums(dm, cols, ncol_b: int):
 
 @functools.partial(jax.jit, static_argnums=(4,))
 def _fitted_columns(a, cols, x, dvec, exchange: bool):
-    """(naux, 1 + nset nocc^2): a_P = sum_s tr M^P_s and the M^P_s, a block of P at a time
+    """(naux, 1 + nset nocc^2 padded with zero columns to a multiple of
+    :data:`COTANGENT_COLUMNS`): a_P = sum_s tr M^P_s and the M^P_s, a block of P at a time
     (A^P unpacked through ``cols``); without exchange (naux, 1), a_P = A . ``dvec``."""
     if not exchange:
         return (a @ dvec)[:, None]
@@ -194,20 +195,44 @@ def _fitted_columns(a, cols, x, dvec, exchange: bool):
         tr = jnp.einsum("psii->p", m)
         return jnp.concatenate([tr[:, None], m.reshape(block, -1)], axis=1)
 
-    return _by_blocks(jnp.zeros((naux, 1 + nset * nocc * nocc)), block, rows_of)
+    ncols = -(-(1 + nset * nocc * nocc) // COTANGENT_COLUMNS) * COTANGENT_COLUMNS
+    return _by_blocks(jnp.zeros((naux, ncols)), block, lambda start: jnp.pad(
+        rows_of(start), ((0, 0), (0, ncols - 1 - nset * nocc * nocc))))
 
 
-@functools.partial(jax.jit, static_argnums=(4,))
+COTANGENT_COLUMNS = 512
+"""Columns of the fitted quantities per step of :func:`_column_cotangents`."""
+
+
+@functools.partial(jax.jit, static_argnums=(4,), donate_argnums=(1,))
 def _column_cotangents(int2c, fitted, c_coul, c_exch, exchange: bool):
-    """(dE/dJ, dE/d columns) of E = c_coul/2 |W a|^2 - c_exch |W M|^2 (:func:`dftad.jk.fit`'s
-    reverse pass: no exchange, the M columns unused)."""
+    """(dE/dJ, dE/d columns) of E = c_coul/2 |W a|^2 - c_exch |W M|^2 (no exchange: the M
+    columns unused), the reverse pass of :func:`dftad.jk.fit` a block of columns at a time
+    (E is a sum over columns) written over the columns: the fitting factor's cotangent summed
+    over the blocks, then taken back to J once."""
+    ncols = fitted.shape[1]
+    by_cholesky, _ = fitting_factor(jax.lax.stop_gradient(int2c))
+    factor, factor_vjp = jax.vjp(lambda j: fitting_factor(j)[1], int2c)
+    step = min(COTANGENT_COLUMNS, ncols)
+    if ncols % step:
+        raise ValueError(f"{ncols} columns are not a multiple of {step}")
+    nblock = ncols // step
+    weight = jnp.where(jnp.arange(ncols) == 0, 0.5 * c_coul, -c_exch if exchange else 0.0)
+    cols = fitted
 
-    def energy(int2c, fitted):
-        w = fit(int2c, fitted)
-        e = 0.5 * c_coul * jnp.sum(w[:, 0] ** 2)
-        return e - c_exch * jnp.sum(w[:, 1:] ** 2) if exchange else e
+    def body(i, carry):
+        m_bar, cols = carry
+        y = jax.lax.dynamic_slice_in_dim(cols, i * step, step, axis=1)
+        c = jax.lax.dynamic_slice_in_dim(weight, i * step, step)
 
-    return jax.grad(energy, argnums=(0, 1))(int2c, fitted)
+        def energy(m, y):
+            return jnp.sum(c * jnp.sum(apply_fit((by_cholesky, m), y) ** 2, axis=0))
+
+        dm, dy = jax.grad(energy, argnums=(0, 1))(factor, y)
+        return m_bar + dm, jax.lax.dynamic_update_slice_in_dim(cols, dy, i * step, axis=1)
+
+    m_bar, cols = jax.lax.fori_loop(0, nblock, body, (jnp.zeros_like(factor), cols))
+    return factor_vjp(m_bar)[0], cols
 
 
 @functools.partial(jax.jit, static_argnums=(5,), donate_argnums=(0,))
@@ -225,7 +250,7 @@ def _packed_cotangent(a, cols, x, dvec, columns_bar, exchange: bool):
     nao = cols.shape[0]
     nset, nocc = x.shape[0], x.shape[2]
     block = _block_size(naux, 2 * nao * nao + nset * nao * nocc + ncol)
-    mbar = columns_bar[:, 1:].reshape(naux, nset, nocc, nocc)
+    mbar = columns_bar[:, 1:1 + nset * nocc * nocc].reshape(naux, nset, nocc, nocc)
     mbar = mbar + columns_bar[:, 0, None, None, None] * jnp.eye(nocc)
 
     def rows_of(start):
