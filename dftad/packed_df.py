@@ -32,6 +32,7 @@ dense paths (``tests/test_packed_df.py``).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -76,17 +77,17 @@ def columns(setup: Setup):
     return tuple(jax.device_put(o) for o in offsets), jax.device_put(cols), ncol
 
 
-_GROUPS: dict = {}
+_GROUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _groups(setup: Setup):
     """:func:`~dftad.integrals.two_electron.class_groups` of the setup's 3-centre plan, kept
-    for the last plan (the SCF's B and the forces use them alike)."""
-    key = id(setup.jk.plan3c)
-    if key not in _GROUPS:
-        _GROUPS.clear()
-        _GROUPS[key] = (setup.jk.plan3c, two_electron.class_groups(setup.jk.plan3c))
-    return _GROUPS[key][1]
+    while the plan lives (the SCF's B and the forces use them alike; a cache holding the plan
+    would keep its index arrays, GBs at ~1000 AOs, after the setup is gone)."""
+    plan = setup.jk.plan3c
+    if plan not in _GROUPS:
+        _GROUPS[plan] = two_electron.class_groups(plan)
+    return _GROUPS[plan]
 
 
 def _each_group(setup: Setup):
