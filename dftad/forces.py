@@ -192,7 +192,6 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
     (``benchmarks/RESULTS.md``). Past :data:`ONE_PROGRAM_FITTED_BYTES`, each operator in
     stages (:mod:`dftad.packed_df`)."""
     occ = setup.occupation
-    w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
     orbs = occupied_orbitals(setup, scf_result)
     basis, naux = setup.basis, setup.jk.aux.nao
     by_blocks = 8 * basis.nao**2 * naux > ONE_PROGRAM_FITTED_BYTES
@@ -200,6 +199,7 @@ def _df_gradient(setup: Setup, coords, scf_result: scf.SCFResult) -> np.ndarray:
         grad = _rest_pieces_gradient(setup, coords, np.asarray(scf_result.dm),
                                      np.asarray(scf_result.fock))
     else:
+        w = energy_weighted_dm(scf_result.dm, scf_result.fock, occ)
         grad = np.asarray(_df_rest_gradient(setup, coords, scf_result.dm, w))
     for omega, dm_coul, dm_exch, c_exch in _eri_terms(setup, np.asarray(scf_result.dm)):
         c_coul = float(dm_coul is not None)

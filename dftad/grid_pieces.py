@@ -259,7 +259,8 @@ def ao_blocks(setup, coords, nao_b: int):
 
     From :data:`SCREEN_MIN_NAO` AOs the blocks are screened: the points grouped into compact
     blocks from the geometry (:func:`compact_order`), and each block keeps only the columns
-    ``idx`` (nsig,) of the AO shells that do not vanish on it (:func:`block_columns`; padding
+    ``idx`` (nsig,) of the AO shells that do not vanish on it (:func:`block_shells`,
+    :func:`columns_of`; padding
     columns nao_b), ``ao`` (ncomp, block, nsig): the XC products over the block cost nsig^2,
     not nao_b^2, and the stored values shrink alike. Where they would still take more than
     :data:`STORED_AO_BYTES` (a molecule of ~1000 AOs: ~15 GB), a :class:`Recomputed` sequence
@@ -352,11 +353,6 @@ def columns_of(basis: Basis, shells, nao_b: int) -> np.ndarray:
                            for s in np.nonzero(shells)[0]] or [np.zeros(0, int)])
     size = min(nao_b, max(SCREEN_STEP, -(-len(cols) // SCREEN_STEP) * SCREEN_STEP))
     return np.concatenate([cols, np.full(size - len(cols), nao_b)]).astype(np.int32)
-
-
-def block_columns(basis: Basis, coords, extents, pts, nao_b: int) -> np.ndarray:
-    """:func:`columns_of` the :func:`block_shells` of the points ``pts``."""
-    return columns_of(basis, block_shells(basis, coords, extents, pts), nao_b)
 
 
 def compact_order(points, block_size: int) -> np.ndarray:

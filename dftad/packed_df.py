@@ -190,7 +190,7 @@ def _fitted_columns(a, cols, x, dvec, exchange: bool):
     block = _block_size(naux, nao * nao + nset * nao * nocc)
 
     def rows_of(start):
-        ap = jax.lax.dynamic_slice_in_dim(a, start, block)[:, cols]  # (block, nao, nao)
+        ap = PackedCderi(a, cols).rows(start, block)  # (block, nao, nao)
         y = jnp.einsum("pmn,snj->psmj", ap, x)
         m = jnp.einsum("smi,psmj->psij", x, y)
         tr = jnp.einsum("psii->p", m)

@@ -294,11 +294,20 @@ def int3c2e_packed(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, sha
 
 def _add_packed(plan, basis, aux, cls, quartets, v, offsets, out):
     """``out`` (naux, ncol) + the (ij|P) blocks ``v`` (nq, na, nb, nc, 1) at their columns."""
+    return _add_windows(out, _packed_starts(plan, basis, aux, cls, quartets, offsets),
+                        _as_windows(v))
+
+
+def _packed_starts(plan, basis, aux, cls, quartets, offsets):
+    """(nq, 2): the first auxiliary row and packed column of each quartet's block."""
     _, _, p, _ = _ao_offsets(plan, basis, aux, cls, quartets)
-    col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
+    return jnp.stack([p, jnp.asarray(offsets[cls.bra])[quartets[:, 0]]], axis=1)
+
+
+def _as_windows(v):
+    """(ij|P) blocks (nq, na, nb, nc, 1) as their packed windows (nq, nc, na nb)."""
     nq, na, nb, nc = v.shape[:4]
-    v = jnp.moveaxis(v[..., 0].reshape(nq, na * nb, nc), 2, 1)  # (nq, P, ab)
-    return _add_windows(out, jnp.stack([p, col], axis=1), v)
+    return jnp.moveaxis(v[..., 0].reshape(nq, na * nb, nc), 2, 1)
 
 
 def packed_group_gradient(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k: int,
@@ -309,21 +318,18 @@ def packed_group_gradient(plan: EriPlan, basis: Basis, aux: Basis, coords, offse
     cls = plan.classes[k]
     ip, iq, qid, quartets = group
     sub = dataclasses.replace(cls, nq=quartets.shape[0], nchunk=ip.shape[0])
-    _, _, p, _ = _ao_offsets(plan, basis, aux, sub, quartets)
-    col = jnp.asarray(offsets[cls.bra])[quartets[:, 0]]
-    bs, ks = plan.bra_sets[cls.bra], plan.ket_sets[cls.ket]
-    na, nb, nc = (ao_transform(bs.la, basis.layout.cart).shape[1],
-                  ao_transform(bs.lb, basis.layout.cart).shape[1],
-                  ao_transform(ks.la, aux.layout.cart).shape[1])
+
+    def windows(c):
+        return _as_windows(_class_values(plan, basis, aux, c, sub, (ip, iq, qid), omega))
+
+    size = jax.eval_shape(windows, coords).shape[1:]
     dnums = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(),
                                            start_index_map=(0, 1))
-    bar = jax.lax.gather(abar, jnp.stack([p, col], axis=1), dnums, (nc, na * nb),
-                         mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)  # (nq, P, ab)
+    bar = jax.lax.gather(abar, _packed_starts(plan, basis, aux, sub, quartets, offsets), dnums,
+                         size, mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
 
     def contribution(c):
-        v = _class_values(plan, basis, aux, c, sub, (ip, iq, qid), omega)
-        v = jnp.moveaxis(v[..., 0].reshape(sub.nq, na * nb, nc), 2, 1)
-        return jnp.sum(v * bar)
+        return jnp.sum(windows(c) * bar)
 
     return jax.grad(contribution)(coords)
 
