@@ -93,7 +93,7 @@ def eri_classes(mol, basis_name, repeat):
         args = (hermite_pairs(basis, coords, bs, ket=False),
                 hermite_pairs(basis, coords, ks, ket=True), idx)
         fn = jax.jit(lambda hb, hk, idx, lab=lab, lcd=lcd, nq=cls.nq:
-                     class_integrals(hb, hk, lab, lcd, *idx, nq))
+                     class_integrals(hb, hk, lab, lcd, idx, nq))
         compiled, _ = compile_timed(fn, *args)
         warm, _ = best_of(lambda compiled=compiled, args=args: compiled(*args), repeat)
         total += warm

@@ -40,14 +40,21 @@ def test_packed_integrals_are_the_dense_ones(basis, monkeypatch):
     assert np.abs(np.moveaxis(a[:naux][:, cols], 0, -1) - dense).max() < 1e-13
     assert not a[naux:].any() and not a[:, ncol:].any()
     # summed a group of quartets at a time: chunks of 16 primitive quartets, several groups
-    # per class, quartets straddling two
+    # per class, quartets straddling two; per-primitive index arrays and the compact index
     monkeypatch.setattr(eri_plan, "MAX_CHUNK", 16)
     monkeypatch.setattr(two_electron, "GROUP_BYTES", 2**14)
-    small = dftad.build(mol, basis, "b3lyp", density_fit=True)
-    assert max(len(spans) for _, spans, _, _ in packed_df._groups(small)) > 2
-    offsets, _, _ = packed_df.columns(small)
-    summed = packed_df.packed_integrals(small, coords, None, offsets, (naux + 5, 4096))
-    assert np.abs(np.asarray(summed) - a).max() < 1e-13
+    for compact_bytes in (eri_plan.COMPACT_INDEX_BYTES, 0):
+        monkeypatch.setattr(eri_plan, "COMPACT_INDEX_BYTES", compact_bytes)
+        small = dftad.build(mol, basis, "b3lyp", density_fit=True)
+        compact = isinstance(small.jk.plan3c.index[0], eri_plan.CompactIndex)
+        assert compact == (compact_bytes == 0)
+        assert max(len(spans) for _, spans, _, _ in packed_df._groups(small)) > 2
+        offsets, _, _ = packed_df.columns(small)
+        summed = packed_df.packed_integrals(small, coords, None, offsets, (naux + 5, 4096))
+        assert np.abs(np.asarray(summed) - a).max() < 1e-13
+        whole = jax.jit(two_electron.int3c2e)(small.jk.plan3c, small.basis, small.jk.aux,
+                                              coords)
+        assert np.abs(np.asarray(whole) - dense).max() < 1e-13
     far = dftad.Molecule(mol.symbols * 2, np.concatenate([mol.coords, mol.coords + 40.0]))
     setup = dftad.build(far, basis, "b3lyp", density_fit=True)
     _, cols, ncol = two_electron.pair_columns(setup.jk.plan3c, setup.basis, 4096)
@@ -96,15 +103,23 @@ def test_packed_jk_equals_pyscf_and_the_dense_tensors(water_df, monkeypatch):
 ])
 def test_large_molecule_paths_equal_the_dense_ones(xc, unrestricted, monkeypatch):
     """With every threshold at zero (what a molecule of ~1000 AOs gets): the SCF from packed B
-    and grid values made again per pass reaches the same energy (1e-10 Ha) in as many cycles,
-    and the forces in stages (several blocks of auxiliary functions) equal the one program's
-    (1e-10 Ha/Bohr)."""
+    (the 3-centre plan's compact index) and grid values made again per pass reaches the same
+    energy (1e-10 Ha) in as many cycles, and the forces in stages (several blocks of auxiliary
+    functions) equal the one program's (1e-10 Ha/Bohr)."""
     mol = dftad.load("water")
-    setup = dftad.build(mol, "6-31g*", xc, grid_level=1, density_fit=True,
-                        unrestricted=unrestricted)
+
+    def build():
+        return dftad.build(mol, "6-31g*", xc, grid_level=1, density_fit=True,
+                           unrestricted=unrestricted)
+
+    setup = build()
     coords = jax.device_put(mol.coords)
     ref = energy.kernel_stepwise(setup, coords)
     g_ref = forces.gradient_stepwise(setup, coords, ref.scf)
+
+    monkeypatch.setattr(eri_plan, "COMPACT_INDEX_BYTES", 0)
+    setup = build()
+    assert isinstance(setup.jk.plan3c.index[0], eri_plan.CompactIndex)
 
     monkeypatch.setattr(scf_pieces, "DENSE_CDERI_BYTES", 0)
     monkeypatch.setattr(grid_pieces, "SCREEN_MIN_NAO", 0)

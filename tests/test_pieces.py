@@ -120,7 +120,7 @@ def _diagonal_quartets(basis, coords, ps, idx, nq):
     lab = ps.la + ps.lb
     return jax.jit(lambda c: class_integrals(hermite_pairs(basis, c, ps, False),
                                              hermite_pairs(basis, c, ps, True),
-                                             lab, lab, *idx, nq))(coords)
+                                             lab, lab, idx, nq))(coords)
 
 
 def test_schwarz_bounds_from_the_pieces():

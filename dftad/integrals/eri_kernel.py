@@ -30,7 +30,7 @@ import numpy as np
 
 from ..basis import Basis, normalized_coefficients
 from . import hermite
-from .eri_plan import WRITTEN_MAX_L
+from .eri_plan import WRITTEN_MAX_L, chunk_indices, scan_inputs
 from .hermite import PrimPairs
 
 
@@ -201,26 +201,28 @@ def _ket_products(r, gk, at):
     return sum(r[at][:, u, None, :] * gk[None, u] for u in range(gk.shape[0]))
 
 
-def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
+def class_integrals(bra, ket, lab, lcd, index, nq, omega=None):
     """Contracted cartesian integrals of one quartet class, (nq, nab, ncd).
 
     ``omega``: if given, the operator is erf(omega r12)/r12 (long-range Coulomb): alpha becomes
     alpha w^2 / (alpha + w^2) and the prefactor gains w / sqrt(alpha + w^2) (omega = inf: 1/r12).
 
-    ``bra``/``ket`` are (p, P, G) from :func:`hermite_pairs`; ``ip``, ``iq``, ``qid`` are
-    (nchunk, chunk) primitive-pair indices and contracted-quartet ids (``nq`` marks padding,
-    whose sums land in a discarded extra row).
+    ``bra``/``ket`` are (p, P, G) from :func:`hermite_pairs`; ``index`` the class's chunks:
+    (ip, iq, qid), (nchunk, chunk) primitive-pair indices and contracted-quartet ids (``nq``
+    marks padding, whose sums land in a discarded extra row), or an
+    :class:`.eri_plan.CompactIndex` from which each chunk's are made
+    (:func:`.eri_plan.chunk_indices`).
     """
     nab, ncd = bra[2].shape[2], ket[2].shape[2]
 
     @jax.checkpoint
-    def chunk(acc, idx):
-        i, j, q = idx
+    def chunk(acc, x):
+        i, j, q = chunk_indices(index, x)
         out = primitive_quartets([x[i] for x in bra], [x[j] for x in ket], lab, lcd, omega)
         return acc.at[q].add(out), None
 
     acc = jnp.zeros((nq + 1, nab, ncd), dtype=jnp.float64)
-    acc, _ = jax.lax.scan(chunk, acc, (ip, iq, qid))
+    acc, _ = jax.lax.scan(chunk, acc, scan_inputs(index))
     return acc[:nq]
 
 
@@ -228,7 +230,8 @@ def class_integrals(bra, ket, lab, lcd, ip, iq, qid, nq, omega=None):
 def class_cotangents(bra, ket, lab, lcd, index, nq, ct, omega=None, bra_rows=()):
     """The reverse pass of :func:`class_integrals` in the pair centres and Hermite coefficients
     (the exponents held fixed, as for nuclear derivatives): (dP_bra, dG_bra, dP_ket, dG_ket)
-    for the cotangent ``ct`` (nq, nab, ncd) of its result. ``index``: (ip, iq, qid).
+    for the cotangent ``ct`` (nq, nab, ncd) of its result. ``index``: as
+    :func:`class_integrals`' (a :class:`.eri_plan.CompactIndex` takes JAX's reverse pass).
 
     Classes of order lab + lcd <= :data:`~.eri_plan.WRITTEN_MAX_L` take it written out
     (:func:`_written_cotangents`, 1.3-3.4x faster than JAX's reverse pass of the class kernel,
@@ -237,14 +240,14 @@ def class_cotangents(bra, ket, lab, lcd, index, nq, ct, omega=None, bra_rows=())
     derivatives: the written form is not traced there."""
     p, q = bra[0], ket[0]
 
-    def reference(Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid):
+    def reference(Pb, Gb, Pk, Gk, ct, omega, index):
         def f(Pb, Gb, Pk, Gk):
-            return class_integrals((p, Pb, Gb), (q, Pk, Gk), lab, lcd, ip, iq, qid, nq, omega)
+            return class_integrals((p, Pb, Gb), (q, Pk, Gk), lab, lcd, index, nq, omega)
 
         return jax.vjp(f, Pb, Gb, Pk, Gk)[1](ct)
 
-    args = (bra[1], bra[2], ket[1], ket[2], ct, omega, *index)
-    if lab + lcd > WRITTEN_MAX_L:
+    args = (bra[1], bra[2], ket[1], ket[2], ct, omega, index)
+    if lab + lcd > WRITTEN_MAX_L or not isinstance(index, tuple):
         return reference(*args)
 
     @jax.custom_jvp
@@ -319,7 +322,7 @@ def _quartet_cotangents(bra, ket, ct, lab: int, lcd: int, omega):
     return _stored(centre, r, u, gk), _stored(bra_g, y, ct), _stored(ket_g, r, u)
 
 
-def _written_cotangents(p, q, lab, lcd, Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid, bra_rows):
+def _written_cotangents(p, q, lab, lcd, Pb, Gb, Pk, Gk, ct, omega, index, bra_rows):
     """:func:`class_cotangents` written out, a ``lax.scan`` over the chunks
     (:func:`_quartet_cotangents`). The ket's cotangents are added per quartet (scatter-adds);
     the bra's, when the plan has ``bra_rows`` (:func:`.eri_plan.bra_rows_of`: a chunk holds few
@@ -345,5 +348,5 @@ def _written_cotangents(p, q, lab, lcd, Pb, Gb, Pk, Gk, ct, omega, ip, iq, qid, 
                 bg.at[rows].add(per_row[3:].T.reshape(-1, hab, nab)), kp, kg), None
 
     init = (jnp.zeros_like(Pb), jnp.zeros_like(Gb), jnp.zeros_like(Pk), jnp.zeros_like(Gk))
-    acc, _ = jax.lax.scan(chunk, init, (ip, iq, qid) + tuple(bra_rows))
+    acc, _ = jax.lax.scan(chunk, init, tuple(index) + tuple(bra_rows))
     return acc

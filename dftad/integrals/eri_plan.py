@@ -14,7 +14,9 @@ Python side, pure JAX for the numbers):
   (:func:`.eri_pieces.schwarz`) and are remembered by value.
 * Each class's primitive quartets are laid out in fixed-size chunks (index arrays padded to a
   whole number of chunks), sized so that one chunk's working set stays near
-  :data:`CHUNK_BYTES`.
+  :data:`CHUNK_BYTES`. A "3c" plan whose per-primitive index arrays would pass
+  :data:`COMPACT_INDEX_BYTES` keeps a :class:`CompactIndex` instead (per contracted quartet,
+  not per primitive quartet), from which each chunk's indices are made on the device.
 
 The plan is a pytree: its index arrays are children (device arrays, not compile-time constants)
 and its class structure is static, so ``jax.jit`` compiles once per basis layout and plan and
@@ -59,6 +61,10 @@ is below this at the setup geometry are skipped."""
 
 SCHWARZ_CACHE_SIZE = 32
 """Schwarz passes remembered (first in, first out); an entry holds one float per shell pair."""
+
+COMPACT_INDEX_BYTES = 1 * 2**30
+"""A "3c" plan whose per-primitive index arrays (3 int32 per primitive quartet) would take more
+than this keeps :class:`CompactIndex` (erythromycin/def2-SVP: 4.5 GB of index arrays)."""
 
 _FLOAT64_BYTES = 8
 
@@ -165,7 +171,7 @@ class EriPlan:
     bra_sets: tuple  # of PairSet (static)
     ket_sets: tuple
     classes: tuple  # of QuartetClass (static)
-    index: tuple  # per class: (ip, iq, qid) int32 arrays (nchunk, chunk)
+    index: tuple  # per class: (ip, iq, qid) int32 arrays (nchunk, chunk), or a CompactIndex
     quartets: tuple  # per class: (nq, 2) int32 (bra pair id, ket pair id)
     bra_rows: tuple  # per class: () or (local (nchunk, chunk), rows (nchunk, D)): bra_rows_of
 
@@ -176,6 +182,74 @@ class EriPlan:
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(aux[0], aux[1], aux[2], aux[3], *children)
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(eq=False)
+class CompactIndex:
+    """A class's chunks of primitive quartets described per contracted quartet: the primitive
+    quartets of quartet q are the positions cum[q] <= t < cum[q + 1] of the class (bra pair's
+    primitive pairs outer, ket's inner), chunk n holds the positions [n c, n c + c), and
+    :func:`chunk_indices` makes a chunk's (ip, iq, qid) from these on the device. 4 bytes per
+    quartet and 4 per chunk instead of 12 per primitive quartet.
+
+    ``cum`` (nq + c + 1,): each quartet's first position, the class's total at nq, then
+    int32 max (so that a chunk's window of c + 1 entries is always in bounds); ``first``
+    (nchunk,): the quartet holding each chunk's first position; ``end`` (): positions past it
+    are padding (their sums land in the discarded row nq); ``quartets`` (nq, 2): (bra pair,
+    ket pair); ``bra_start``, ``ket_start`` (npair,): each pair's first primitive pair;
+    ``ket_count`` (npair,): the ket pair's primitive pairs (every quartet has at least one
+    primitive quartet). ``t0`` (): the first position (a group of chunks,
+    :func:`.two_electron.group_arrays`, starts inside its class)."""
+
+    cum: jax.Array
+    first: jax.Array
+    end: jax.Array
+    quartets: jax.Array
+    bra_start: jax.Array
+    ket_start: jax.Array
+    ket_count: jax.Array
+    chunk: int
+
+    def tree_flatten(self):
+        return ((self.cum, self.first, self.end, self.quartets, self.bra_start, self.ket_start,
+                 self.ket_count), (self.chunk,))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, *aux)
+
+
+def scan_inputs(index) -> tuple:
+    """What a ``lax.scan`` over a class's chunks takes per chunk: the (ip, iq, qid) rows, or
+    (chunk number, first quartet) of a :class:`CompactIndex`."""
+    if isinstance(index, CompactIndex):
+        return (jnp.arange(index.first.shape[0], dtype=jnp.int32), index.first)
+    return tuple(index)
+
+
+def chunk_indices(index, x) -> tuple:
+    """(ip, iq, qid) (c,) of one chunk from its :func:`scan_inputs` ``x`` (traced): the rows
+    themselves, or made from a :class:`CompactIndex`: the quartets starting inside the chunk
+    marked and summed (a cumulative sum, no search), each position's offset in its quartet
+    split into bra and ket primitive pairs."""
+    if not isinstance(index, CompactIndex):
+        return x
+    n, first = x
+    c = index.chunk
+    nq = index.quartets.shape[0]
+    t0 = n * c
+    starts = jax.lax.dynamic_slice(index.cum, (first,), (c + 1,)) - t0
+    mark = jnp.zeros(c, jnp.int32).at[starts[1:]].add(1, mode="drop")
+    q = first + jnp.cumsum(mark)
+    t = t0 + jnp.arange(c, dtype=jnp.int32)
+    real = jnp.minimum(q, nq - 1)
+    offset = t - index.cum[real]
+    bra, ket = index.quartets[real, 0], index.quartets[real, 1]
+    nk = index.ket_count[ket]
+    ip = index.bra_start[bra] + offset // nk
+    iq = index.ket_start[ket] + offset % nk
+    return ip, iq, jnp.where(t < index.end, q, nq)
 
 
 BRA_ROWS_MAX = 16
@@ -212,25 +286,57 @@ def _chunk_size(nab, ncd, hab, hcd, L, total):
     return max(1, min(c, 1 << max(0, math.ceil(math.log2(max(total, 1))))))
 
 
+def _starts(cls: PairClass) -> np.ndarray:
+    """(npair + 1,): the first primitive pair of each pair of ``cls`` (and the total)."""
+    return np.searchsorted(cls.pair_of_prim, np.arange(cls.npair + 1))
+
+
+def _counts(bs: PairSet, ks: PairSet, pairs: np.ndarray) -> np.ndarray:
+    """Primitive quartets (int64) of each contracted quartet ``pairs`` (nq, 2)."""
+    return np.diff(_starts(bs.cls))[pairs[:, 0]] * np.diff(_starts(ks.cls))[pairs[:, 1]]
+
+
+def _chunk_of(bs: PairSet, ks: PairSet, total: int) -> int:
+    """:func:`_chunk_size` of a class of ``total`` primitive quartets."""
+    lab, lcd = bs.la + bs.lb, ks.la + ks.lb
+    nab = ncart(bs.la) * ncart(bs.lb)
+    ncd = ncart(ks.la) * ncart(ks.lb)
+    hab, hcd = len(hermite.hermite_indices(lab)), len(hermite.hermite_indices(lcd))
+    return _chunk_size(nab, ncd, hab, hcd, lab + lcd, total)
+
+
+def _make_compact_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
+    """:func:`_make_class` with a :class:`CompactIndex` (quartets without primitive quartets
+    dropped: their integrals are zero, and each quartet must hold a position)."""
+    counts = _counts(bs, ks, pairs)
+    pairs, counts = pairs[counts > 0], counts[counts > 0]
+    total = int(counts.sum())
+    if total >= 2**31 - 2**20:
+        raise ValueError(f"{total} primitive quartets in one class: more than int32 indexes")
+    c = _chunk_of(bs, ks, total)
+    nchunk = max(1, -(-total // c))
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    first = np.searchsorted(cum, np.arange(nchunk) * c, side="right") - 1
+    cum = np.concatenate([cum, np.full(c, np.iinfo(np.int32).max)])
+    bstart, kstart = _starts(bs.cls), _starts(ks.cls)
+    index = CompactIndex(*(jax.device_put(np.asarray(a, dtype=np.int32)) for a in (
+        cum, np.minimum(first, len(pairs) - 1), total, pairs, bstart[:-1], kstart[:-1],
+        np.diff(kstart))), c)
+    return QuartetClass(bra_i, ket_i, len(pairs), nchunk, c), index, index.quartets
+
+
 def _make_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
     """Primitive-quartet index lists for the contracted quartets ``pairs`` (nq, 2)."""
-    bcls, kcls = bs.cls, ks.cls
-    bstart = np.searchsorted(bcls.pair_of_prim, np.arange(bcls.npair + 1))
-    kstart = np.searchsorted(kcls.pair_of_prim, np.arange(kcls.npair + 1))
-    nb = np.diff(bstart)[pairs[:, 0]]
+    bstart, kstart = _starts(bs.cls), _starts(ks.cls)
     nk = np.diff(kstart)[pairs[:, 1]]
-    counts = nb * nk
+    counts = _counts(bs, ks, pairs)
     total = int(counts.sum())
     qid = np.repeat(np.arange(len(pairs)), counts)
     offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     nk_r = np.repeat(nk, counts)
     ip = bstart[pairs[:, 0]].repeat(counts) + offset // nk_r
     iq = kstart[pairs[:, 1]].repeat(counts) + offset % nk_r
-    lab, lcd = bs.la + bs.lb, ks.la + ks.lb
-    nab = ncart(bs.la) * ncart(bs.lb)
-    ncd = ncart(ks.la) * ncart(ks.lb)
-    hab, hcd = len(hermite.hermite_indices(lab)), len(hermite.hermite_indices(lcd))
-    c = _chunk_size(nab, ncd, hab, hcd, lab + lcd, total)
+    c = _chunk_of(bs, ks, total)
     nchunk = max(1, -(-total // c))
     pad = nchunk * c - total
     ip = np.concatenate([ip, np.zeros(pad, int)]).reshape(nchunk, c).astype(np.int32)
@@ -281,10 +387,12 @@ def _schwarz_uncached(basis, coords, sets):
 
 # ---------------------------------------------------------------------- the plan
 def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
-               threshold=SCHWARZ_THRESHOLD) -> EriPlan:
+               threshold=SCHWARZ_THRESHOLD, compact: bool | None = None) -> EriPlan:
     """Plan the unique, non-negligible quartets for ``kind`` "4c", "3c" (needs ``aux``) or "2c"
     (of ``aux``, or of ``basis`` when ``aux`` is None). Screening uses the geometry ``coords``;
-    (P|Q) is not screened."""
+    (P|Q) is not screened. ``compact`` ("3c" only; default: past :data:`COMPACT_INDEX_BYTES`)
+    keeps :class:`CompactIndex` (the 4-centre consumers, :mod:`.eri_pieces` and
+    :func:`bra_rows_of`, read the per-primitive arrays)."""
     coords = jnp.asarray(coords, dtype=jnp.float64)
 
     def orbital_pairs():
@@ -309,7 +417,7 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
         qb = qk = [np.ones(ps.cls.npair) for ps in bra_sets]  # (P|Q) is small: no screening
     else:
         raise ValueError(f"unknown integral kind {kind!r}")
-    classes, index, quartets, bra_rows = [], [], [], []
+    kept = []
     symmetric = kind in ("4c", "2c")
     for bi, bs in enumerate(bra_sets):
         for ki, ks in enumerate(ket_sets):
@@ -321,13 +429,20 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
             if symmetric and ki == bi:
                 keep &= ib >= ik
             pairs = np.stack([ib[keep], ik[keep]], axis=1)
-            if len(pairs) == 0:
-                continue
-            c, idx, q = _make_class(bi, ki, bs, ks, pairs)
-            classes.append(c)
-            index.append(idx)
-            quartets.append(q)
-            written = kind == "4c" and bs.la + bs.lb + ks.la + ks.lb <= WRITTEN_MAX_L
-            bra_rows.append(bra_rows_of(np.asarray(idx[0])) if written else ())
+            if len(pairs):
+                kept.append((bi, ki, bs, ks, pairs))
+    if compact is None:
+        total = sum(int(_counts(bs, ks, pairs).sum()) for _, _, bs, ks, pairs in kept)
+        compact = kind == "3c" and 12 * total > COMPACT_INDEX_BYTES
+    elif compact and kind != "3c":
+        raise ValueError(f"a compact index is for 3-centre plans, not {kind!r}")
+    classes, index, quartets, bra_rows = [], [], [], []
+    for bi, ki, bs, ks, pairs in kept:
+        c, idx, q = (_make_compact_class if compact else _make_class)(bi, ki, bs, ks, pairs)
+        classes.append(c)
+        index.append(idx)
+        quartets.append(q)
+        written = kind == "4c" and bs.la + bs.lb + ks.la + ks.lb <= WRITTEN_MAX_L
+        bra_rows.append(bra_rows_of(np.asarray(idx[0])) if written else ())
     return EriPlan(kind, bra_sets, ket_sets, tuple(classes), tuple(index), tuple(quartets),
                    tuple(bra_rows))

@@ -23,10 +23,12 @@ from .eri_kernel import class_cotangents, class_integrals, hermite_pairs
 from .eri_plan import (
     PRIM_THRESHOLD,
     SCHWARZ_THRESHOLD,
+    CompactIndex,
     EriPlan,
     PairSet,
     QuartetClass,
     build_plan,
+    scan_inputs,
 )
 
 __all__ = [
@@ -84,7 +86,7 @@ def _class_values(plan: EriPlan, basis: Basis, aux, coords, cls: QuartetClass, i
     if ("ket", cls.ket) not in herm:
         herm["ket", cls.ket] = hermite_pairs(ket_basis, coords, ks, ket=True)
     v = class_integrals(herm["bra", cls.bra], herm["ket", cls.ket], bs.la + bs.lb,
-                        ks.la + ks.lb, *idx, cls.nq, omega)
+                        ks.la + ks.lb, idx, cls.nq, omega)
     ta, tb = _transforms(bs, bra_basis.layout.cart)
     tc, td = _transforms(ks, ket_basis.layout.cart)
     v = v.reshape(cls.nq, ta.shape[0], tb.shape[0], tc.shape[0], td.shape[0])
@@ -315,12 +317,11 @@ def packed_group_gradient(plan: EriPlan, basis: Basis, aux: Basis, coords, offse
     """d/dR (natm, 3) of sum abar . (the group's packed (ij|P), :func:`add_packed_group`):
     the group's share of the integrals' reverse pass for a cotangent ``abar`` packed like
     them (its windows gathered as constants, so nothing of its size is formed)."""
-    cls = plan.classes[k]
-    ip, iq, qid, quartets = group
-    sub = dataclasses.replace(cls, nq=quartets.shape[0], nchunk=ip.shape[0])
+    index, quartets = group
+    sub = _group_class(plan.classes[k], group)
 
     def windows(c):
-        return _as_windows(_class_values(plan, basis, aux, c, sub, (ip, iq, qid), omega))
+        return _as_windows(_class_values(plan, basis, aux, c, sub, index, omega))
 
     size = jax.eval_shape(windows, coords).shape[1:]
     dnums = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(),
@@ -352,31 +353,57 @@ def class_groups(plan: EriPlan, max_bytes: int | None = None) -> list:
         per_quartet = 8 * 2 * ncart(bs.la) * ncart(bs.lb) * ncart(ks.la) * ncart(ks.lb)
         per_chunk = max(1.0, cls.nq / cls.nchunk) * per_quartet
         g = max(1, min(cls.nchunk, int(max_bytes // per_chunk)))
-        qid = np.asarray(idx[2])
-        spans = []
-        for c0 in range(0, cls.nchunk, g):
-            q = qid[c0:c0 + g]
-            real = q[q < cls.nq]
-            spans.append((c0, int(real.min()), int(real.max()) + 1))
+        if isinstance(idx, CompactIndex):
+            cum, end = np.asarray(idx.cum)[:cls.nq + 1], int(idx.end)
+            last = [min(end, (c0 + g) * cls.chunk) - 1 for c0 in range(0, cls.nchunk, g)]
+            q1 = np.searchsorted(cum, last, side="right")  # one past the last position's quartet
+            first = np.asarray(idx.first)
+            spans = [(c0, int(first[c0]), int(e)) for c0, e in zip(range(0, cls.nchunk, g), q1)]
+        else:
+            qid = np.asarray(idx[2])
+            spans = []
+            for c0 in range(0, cls.nchunk, g):
+                q = qid[c0:c0 + g]
+                real = q[q < cls.nq]
+                spans.append((c0, int(real.min()), int(real.max()) + 1))
         out.append((k, spans, g, max(q1 - q0 for _, q0, q1 in spans)))
     return out
 
 
 def group_arrays(plan: EriPlan, k: int, span, g: int, nq_g: int) -> tuple:
-    """(ip, iq, qid, quartets) device arrays of one group of :func:`class_groups`: its chunks'
-    index arrays (padded to ``g`` chunks) with the quartet ids made local to the group
-    (padding: the discarded row ``nq_g``) and its quartets (nq_g, 2) (padded with its first,
-    whose padding rows add zeros)."""
+    """(index, quartets) device arrays of one group of :func:`class_groups`: its chunks'
+    (ip, iq, qid) (padded to ``g`` chunks) with the quartet ids made local to the group
+    (padding: the discarded row ``nq_g``), or the group's :class:`CompactIndex`, and its
+    quartets (nq_g, 2) (padded with its first, whose padding rows add zeros)."""
     cls = plan.classes[k]
     c0, q0, q1 = span
-    ip, iq, qid = (np.asarray(a)[c0:c0 + g] for a in plan.index[k])
+    quartets = np.asarray(plan.quartets[k])[q0:q1]
+    quartets = np.concatenate([quartets, np.repeat(quartets[:1], nq_g - len(quartets), 0)])
+    idx = plan.index[k]
+    if isinstance(idx, CompactIndex):
+        c = cls.chunk
+        t0 = c0 * c
+        cum = np.asarray(idx.cum)[q0:q1 + 1] - t0  # past the group: int32 max, then
+        cum = np.concatenate([cum, np.full(nq_g + c + 1 - len(cum), np.iinfo(np.int32).max)])
+        first = np.asarray(idx.first)[c0:c0 + g] - q0
+        first = np.concatenate([first, np.zeros(g - len(first), first.dtype)])
+        end = min(int(idx.end), (c0 + g) * c) - t0
+        local = CompactIndex(*(jax.device_put(np.asarray(a, dtype=np.int32)) for a in (
+            cum, first, end, quartets)), idx.bra_start, idx.ket_start, idx.ket_count, c)
+        return local, local.quartets
+    ip, iq, qid = (np.asarray(a)[c0:c0 + g] for a in idx)
     pad = ((0, g - len(ip)), (0, 0))
     ip, iq = np.pad(ip, pad), np.pad(iq, pad)
     qid = np.pad(qid, pad, constant_values=cls.nq)
     qid = np.where(qid < cls.nq, qid - q0, nq_g).astype(np.int32)
-    quartets = np.asarray(plan.quartets[k])[q0:q1]
-    quartets = np.concatenate([quartets, np.repeat(quartets[:1], nq_g - len(quartets), 0)])
-    return tuple(jax.device_put(a) for a in (ip, iq, qid, quartets))
+    return tuple(jax.device_put(a) for a in (ip, iq, qid)), jax.device_put(quartets)
+
+
+def _group_class(cls: QuartetClass, group) -> QuartetClass:
+    """The class ``cls`` cut to one group (index, quartets) of :func:`group_arrays`."""
+    index, quartets = group
+    nchunk = scan_inputs(index)[0].shape[0]
+    return dataclasses.replace(cls, nq=quartets.shape[0], nchunk=nchunk)
 
 
 def add_packed_group(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k: int, group,
@@ -385,10 +412,9 @@ def add_packed_group(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k
     (:func:`class_groups`), packed as :func:`int3c2e_packed`: the groups of every class summed
     into one array are that tensor (a program per class, ``k`` static; ``out`` donated by the
     caller, so that only one group's values are alive beside it)."""
-    cls = plan.classes[k]
-    ip, iq, qid, quartets = group
-    sub = dataclasses.replace(cls, nq=quartets.shape[0], nchunk=ip.shape[0])
-    v = _class_values(plan, basis, aux, coords, sub, (ip, iq, qid), omega)
+    index, quartets = group
+    sub = _group_class(plan.classes[k], group)
+    v = _class_values(plan, basis, aux, coords, sub, index, omega)
     return _add_packed(plan, basis, aux, sub, quartets, v, offsets, out)
 
 
