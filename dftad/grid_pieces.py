@@ -127,6 +127,17 @@ def _xc_grad(f, ao, w, dm):
     return jax.value_and_grad(_block_energy, argnums=(2, 3))(f, f.params, ao, w, dm)
 
 
+@piece()
+def _screened_xc_grad(f, ao, idx, w, dm):
+    """:func:`_xc_grad` of a screened block: the energy and products on the AO columns ``idx``
+    (:func:`columns_of`) of ``ao`` (ncomp, B, nao_b) and ``dm``, the AO cotangent spread back
+    to all nao_b columns (zero elsewhere)."""
+    sub = ao.at[:, :, idx].get(mode="fill", fill_value=0.0)
+    e, (g_sub, g_w) = jax.value_and_grad(_block_energy, argnums=(2, 3))(
+        f, f.params, sub, w, block_dm(dm, idx))
+    return e, (jnp.zeros_like(ao).at[:, :, idx].add(g_sub, mode="drop"), g_w)
+
+
 # ---------------------------------------------------------------------- host-side layout
 @dataclasses.dataclass(frozen=True)
 class _Class:
@@ -382,14 +393,30 @@ def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndar
     """dE_xc/dR (natm, 3) (Hartree/Bohr) of the density ``dm`` padded to ``nao_b`` (grid
     response included): each block's reverse pass through :func:`_xc_grad`,
     :func:`_ao_class_vjp` and :func:`_points_vjp`. ``sample``: the first block only (as
-    :func:`dftad.integrals.eri_pieces.gradient`)."""
-    m = _Molecule(setup, coords, nao_b)
+    :func:`dftad.integrals.eri_pieces.gradient`).
+
+    From :data:`SCREEN_MIN_NAO` AOs the blocks are screened as the SCF's (:func:`ao_blocks`):
+    compact blocks, the XC products on the columns of the shells reaching each block
+    (:func:`_screened_xc_grad`), the AO values and their reverse pass only for the shell
+    chunks holding one of them."""
+    screen = nao_b >= SCREEN_MIN_NAO
+    m = _Molecule(setup, coords, nao_b, compact=screen)
+    extents = shell_extents(setup.basis, SCREEN_THRESHOLD) if screen else None
+    R = np.asarray(coords)
     g_R = zeros(m.R.shape)
     for i in range(1 if sample else len(m.own)):
         pts, w = m.points(i)
-        _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
+        shells = None
+        if screen:
+            shells = block_shells(setup.basis, R, extents, np.asarray(pts))
+            idx = jax.device_put(columns_of(setup.basis, shells, nao_b))
+            _, (g_ao, g_w) = _screened_xc_grad(setup.xc, m.ao(pts, shells), idx, w, dm)
+        else:
+            _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
         g_pts = zeros(pts.shape)
-        for l, *arrays in m.classes:
-            g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts, g_R)
+        for (l, *arrays), members in zip(m.classes, m.class_shells):
+            if shells is None or shells[members[members >= 0]].any():
+                g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts,
+                                           g_R)
         g_R = _points_vjp(m.R, m.a, *m.block(i), g_pts, g_w, g_R)
     return np.asarray(g_R)[: len(np.asarray(coords))]
