@@ -64,7 +64,7 @@ def operator_gradient(setup: Setup, coords, dm_tot, orbs, omega, c_coul: float,
     abar = _packed_cotangent(a, cols, x, dvec, fitted_bar, exchange)
     del a
     grad = np.asarray(_metric_gradient(setup, coords, omega, int2c_bar))
-    for k, group in _each_group(setup):
+    for k, group in _each_group(setup, GRADIENT_GROUP_BYTES):
         grad = grad + np.asarray(_group_gradient(setup, coords, omega, offsets, k, group, abar))
     return grad
 
@@ -77,23 +77,30 @@ def columns(setup: Setup):
     return tuple(jax.device_put(o) for o in offsets), jax.device_put(cols), ncol
 
 
+GRADIENT_GROUP_BYTES = 64 * 2**20
+"""AO values per group of the integrals' reverse pass (:func:`operator_gradient`): a quarter
+of the build's groups (:data:`~dftad.integrals.two_electron.GROUP_BYTES`), which run beside
+A's packed cotangent (erythromycin: 12.7 GB)."""
+
 _GROUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _groups(setup: Setup):
-    """:func:`~dftad.integrals.two_electron.class_groups` of the setup's 3-centre plan, kept
-    while the plan lives (the SCF's B and the forces use them alike; a cache holding the plan
-    would keep its index arrays, GBs at ~1000 AOs, after the setup is gone)."""
+def _groups(setup: Setup, max_bytes: int | None = None):
+    """:func:`~dftad.integrals.two_electron.class_groups` of the setup's 3-centre plan
+    (``max_bytes`` as there), kept while the plan lives (the SCF's B and the forces use them
+    alike; a cache holding the plan would keep its index arrays, GBs at ~1000 AOs, after the
+    setup is gone)."""
     plan = setup.jk.plan3c
-    if plan not in _GROUPS:
-        _GROUPS[plan] = two_electron.class_groups(plan)
-    return _GROUPS[plan]
+    cache = _GROUPS.setdefault(plan, {})
+    if max_bytes not in cache:
+        cache[max_bytes] = two_electron.class_groups(plan, max_bytes)
+    return cache[max_bytes]
 
 
-def _each_group(setup: Setup):
+def _each_group(setup: Setup, max_bytes: int | None = None):
     """(class index, group arrays) of every group, each made as it is reached."""
     plan = setup.jk.plan3c
-    for k, spans, g, nq_g in _groups(setup):
+    for k, spans, g, nq_g in _groups(setup, max_bytes):
         for span in spans:
             yield k, two_electron.group_arrays(plan, k, span, g, nq_g)
 
@@ -251,11 +258,11 @@ def _packed_cotangent(a, cols, x, dvec, columns_bar, exchange: bool):
     nao = cols.shape[0]
     nset, nocc = x.shape[0], x.shape[2]
     block = _block_size(naux, 2 * nao * nao + nset * nao * nocc + ncol)
-    mbar = columns_bar[:, 1:1 + nset * nocc * nocc].reshape(naux, nset, nocc, nocc)
-    mbar = mbar + columns_bar[:, 0, None, None, None] * jnp.eye(nocc)
 
-    def rows_of(start):
-        m = jax.lax.dynamic_slice_in_dim(mbar, start, block)
+    def rows_of(start):  # Mbar + abar 1 a block at a time (whole: 1.6 GB at erythromycin)
+        c = jax.lax.dynamic_slice_in_dim(columns_bar, start, block)
+        m = c[:, 1:1 + nset * nocc * nocc].reshape(block, nset, nocc, nocc)
+        m = m + c[:, 0, None, None, None] * jnp.eye(nocc)
         y = jnp.einsum("smi,psij->psmj", x, m)
         dense = jnp.einsum("psmj,snj->pmn", y, x)
         return jnp.zeros((block, ncol), a.dtype).at[:, cols].add(dense)

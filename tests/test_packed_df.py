@@ -127,6 +127,7 @@ def test_large_molecule_paths_equal_the_dense_ones(xc, unrestricted, monkeypatch
     monkeypatch.setattr(forces, "ONE_PROGRAM_FITTED_BYTES", 0)
     monkeypatch.setattr(jk, "K_BLOCK_BYTES", 2**16)
     monkeypatch.setattr(two_electron, "GROUP_BYTES", 2**15)  # several groups per class
+    monkeypatch.setattr(packed_df, "GRADIENT_GROUP_BYTES", 2**14)
     p = scf_pieces.Problem(setup, coords)
     assert isinstance(p.tensors[0], jk.PackedCderi)
     assert isinstance(p.blocks, grid_pieces.Recomputed)
