@@ -199,8 +199,8 @@ class CompactIndex:
     are padding (their sums land in the discarded row nq); ``quartets`` (nq, 2): (bra pair,
     ket pair); ``bra_start``, ``ket_start`` (npair,): each pair's first primitive pair;
     ``ket_count`` (npair,): the ket pair's primitive pairs (every quartet has at least one
-    primitive quartet). ``t0`` (): the first position (a group of chunks,
-    :func:`.two_electron.group_arrays`, starts inside its class)."""
+    primitive quartet). A group of chunks (:func:`.two_electron.group_arrays`) has its own,
+    its positions counted from its first chunk's."""
 
     cum: jax.Array
     first: jax.Array
@@ -306,10 +306,9 @@ def _chunk_of(bs: PairSet, ks: PairSet, total: int) -> int:
 
 
 def _make_compact_class(bra_i, ket_i, bs: PairSet, ks: PairSet, pairs: np.ndarray):
-    """:func:`_make_class` with a :class:`CompactIndex` (quartets without primitive quartets
-    dropped: their integrals are zero, and each quartet must hold a position)."""
+    """:func:`_make_class` with a :class:`CompactIndex` (``pairs`` each with primitive
+    quartets: each quartet must hold a position)."""
     counts = _counts(bs, ks, pairs)
-    pairs, counts = pairs[counts > 0], counts[counts > 0]
     total = int(counts.sum())
     if total >= 2**31 - 2**20:
         raise ValueError(f"{total} primitive quartets in one class: more than int32 indexes")
@@ -436,6 +435,10 @@ def build_plan(basis: Basis, coords, aux: Basis | None = None, kind: str = "4c",
         compact = kind == "3c" and 12 * total > COMPACT_INDEX_BYTES
     elif compact and kind != "3c":
         raise ValueError(f"a compact index is for 3-centre plans, not {kind!r}")
+    if compact:  # quartets without primitive quartets (all screened out) add zeros: dropped
+        kept = [(bi, ki, bs, ks, pairs[_counts(bs, ks, pairs) > 0]) for bi, ki, bs, ks, pairs
+                in kept]
+        kept = [k for k in kept if len(k[4])]
     classes, index, quartets, bra_rows = [], [], [], []
     for bi, ki, bs, ks, pairs in kept:
         c, idx, q = (_make_compact_class if compact else _make_class)(bi, ki, bs, ks, pairs)
