@@ -259,6 +259,12 @@ SCREEN_STEP = 32
 """Screened blocks keep a multiple of this many AO columns (a piece per multiple)."""
 
 
+GRADIENT_SCREEN_MIN_NAO = 512
+"""The XC gradient's blocks are screened (:func:`exc_gradient`) from this many AOs (the nao
+bucket): at 224 and 256 (benzene/def2-TZVP, caffeine/def2-SVP) screening made it 3-7% slower
+(few shells vanish on a block, and the cotangent is spread back to all columns), at 1056
+(erythromycin/def2-SVP) 2.5x faster (``benchmarks/RESULTS.md``)."""
+
 STORED_AO_BYTES = 4 * 2**30
 """Most bytes of AO values :func:`ao_blocks` keeps for the SCF; past it each block's values
 are made again whenever they are read (:class:`Recomputed`)."""
@@ -395,11 +401,11 @@ def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndar
     :func:`_ao_class_vjp` and :func:`_points_vjp`. ``sample``: the first block only (as
     :func:`dftad.integrals.eri_pieces.gradient`).
 
-    From :data:`SCREEN_MIN_NAO` AOs the blocks are screened as the SCF's (:func:`ao_blocks`):
-    compact blocks, the XC products on the columns of the shells reaching each block
-    (:func:`_screened_xc_grad`), the AO values and their reverse pass only for the shell
-    chunks holding one of them."""
-    screen = nao_b >= SCREEN_MIN_NAO
+    From :data:`GRADIENT_SCREEN_MIN_NAO` AOs the blocks are screened as the SCF's
+    (:func:`ao_blocks`): compact blocks, the XC products on the columns of the shells reaching
+    each block (:func:`_screened_xc_grad`), the AO values and their reverse pass only for the
+    shell chunks holding one of them."""
+    screen = nao_b >= GRADIENT_SCREEN_MIN_NAO
     m = _Molecule(setup, coords, nao_b, compact=screen)
     extents = shell_extents(setup.basis, SCREEN_THRESHOLD) if screen else None
     R = np.asarray(coords)

@@ -54,11 +54,13 @@ def test_grid_pieces_equal_the_whole_program(name, basis, xc):
 
 @pytest.mark.parametrize("xc,unrestricted", [("b3lyp", False), ("tpss", True)])
 def test_screened_exc_gradient_equals_the_whole_program(xc, unrestricted, monkeypatch):
-    """E_xc's gradient on screened, compact blocks (what molecules from SCREEN_MIN_NAO AOs get:
-    the XC products on the columns of the shells reaching a block, the AO values and their
-    reverse pass only for those shells' chunks) equals jax.grad(exc_direct) to 1e-10
-    Ha/Bohr: two waters 9 Angstrom apart, whose shells miss the other's blocks."""
+    """E_xc's gradient on screened, compact blocks (what molecules from
+    GRADIENT_SCREEN_MIN_NAO AOs get: the XC products on the columns of the shells reaching a
+    block, the AO values and their reverse pass only for those shells' chunks) equals
+    jax.grad(exc_direct) to 1e-10 Ha/Bohr: two waters 9 Angstrom apart, whose shells miss the
+    other's blocks."""
     monkeypatch.setattr(grid_pieces, "SCREEN_MIN_NAO", 0)
+    monkeypatch.setattr(grid_pieces, "GRADIENT_SCREEN_MIN_NAO", 0)
     water = dftad.load("water")
     mol = dftad.Molecule(water.symbols * 2,
                          np.concatenate([water.coords, water.coords + [17.0, 0.0, 0.0]]))

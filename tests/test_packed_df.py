@@ -123,6 +123,7 @@ def test_large_molecule_paths_equal_the_dense_ones(xc, unrestricted, monkeypatch
 
     monkeypatch.setattr(scf_pieces, "DENSE_CDERI_BYTES", 0)
     monkeypatch.setattr(grid_pieces, "SCREEN_MIN_NAO", 0)
+    monkeypatch.setattr(grid_pieces, "GRADIENT_SCREEN_MIN_NAO", 0)
     monkeypatch.setattr(grid_pieces, "STORED_AO_BYTES", 0)
     monkeypatch.setattr(forces, "ONE_PROGRAM_FITTED_BYTES", 0)
     monkeypatch.setattr(jk, "K_BLOCK_BYTES", 2**16)
