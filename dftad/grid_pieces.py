@@ -238,10 +238,15 @@ class _Molecule:
         of shell classes holding one of these are evaluated (the other columns stay zero)."""
         ncomp = NCOMP[self.deriv]
         ao = zeros((ncomp, pts.shape[0], self.nao_b))
-        for (l, *arrays), members in zip(self.classes, self.class_shells):
-            if shells is None or shells[members[members >= 0]].any():
-                ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
+        for l, *arrays in self.chunks(shells):
+            ao = _ao_class(l, self.cart, self.deriv, pts, self.R, *arrays, ao)
         return ao
+
+    def chunks(self, shells=None):
+        """The shell chunks (l, *device arrays) of :attr:`classes` holding one of ``shells``
+        ((nbas,) bool; None: all of them)."""
+        return [c for c, members in zip(self.classes, self.class_shells)
+                if shells is None or shells[members[members >= 0]].any()]
 
 
 SCREEN_MIN_NAO = 160
@@ -420,9 +425,7 @@ def exc_gradient(setup, coords, dm, nao_b: int, sample: bool = False) -> np.ndar
         else:
             _, (g_ao, g_w) = _xc_grad(setup.xc, m.ao(pts), w, dm)
         g_pts = zeros(pts.shape)
-        for (l, *arrays), members in zip(m.classes, m.class_shells):
-            if shells is None or shells[members[members >= 0]].any():
-                g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts,
-                                           g_R)
+        for l, *arrays in m.chunks(shells):
+            g_pts, g_R = _ao_class_vjp(l, m.cart, m.deriv, pts, m.R, *arrays, g_ao, g_pts, g_R)
         g_R = _points_vjp(m.R, m.a, *m.block(i), g_pts, g_w, g_R)
     return np.asarray(g_R)[: len(np.asarray(coords))]

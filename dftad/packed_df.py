@@ -219,14 +219,17 @@ def _column_cotangents(int2c, fitted, c_coul, c_exch, exchange: bool):
     (E is a sum over columns) written over the columns: the fitting factor's cotangent summed
     over the blocks, then taken back to J once."""
     ncols = fitted.shape[1]
-    by_cholesky, _ = fitting_factor(jax.lax.stop_gradient(int2c))
-    factor, factor_vjp = jax.vjp(lambda j: fitting_factor(j)[1], int2c)
+
+    def factor_of(j):  # the factor, and whether it is L (aux: one factorisation for both)
+        by_cholesky, m = fitting_factor(j)
+        return m, by_cholesky
+
+    factor, factor_vjp, by_cholesky = jax.vjp(factor_of, int2c, has_aux=True)
     step = min(COTANGENT_COLUMNS, ncols)
     if ncols % step:
         raise ValueError(f"{ncols} columns are not a multiple of {step}")
     nblock = ncols // step
     weight = jnp.where(jnp.arange(ncols) == 0, 0.5 * c_coul, -c_exch if exchange else 0.0)
-    cols = fitted
 
     def body(i, carry):
         m_bar, cols = carry
@@ -239,7 +242,7 @@ def _column_cotangents(int2c, fitted, c_coul, c_exch, exchange: bool):
         dm, dy = jax.grad(energy, argnums=(0, 1))(factor, y)
         return m_bar + dm, jax.lax.dynamic_update_slice_in_dim(cols, dy, i * step, axis=1)
 
-    m_bar, cols = jax.lax.fori_loop(0, nblock, body, (jnp.zeros_like(factor), cols))
+    m_bar, cols = jax.lax.fori_loop(0, nblock, body, (jnp.zeros_like(factor), fitted))
     return factor_vjp(m_bar)[0], cols
 
 

@@ -220,11 +220,16 @@ class CompactIndex:
         return cls(*children, *aux)
 
 
+def chunk_count(index) -> int:
+    """The chunks of a class's ``index`` ((ip, iq, qid) rows or a :class:`CompactIndex`)."""
+    return (index.first if isinstance(index, CompactIndex) else index[0]).shape[0]
+
+
 def scan_inputs(index) -> tuple:
     """What a ``lax.scan`` over a class's chunks takes per chunk: the (ip, iq, qid) rows, or
     (chunk number, first quartet) of a :class:`CompactIndex`."""
     if isinstance(index, CompactIndex):
-        return (jnp.arange(index.first.shape[0], dtype=jnp.int32), index.first)
+        return (jnp.arange(chunk_count(index), dtype=jnp.int32), index.first)
     return tuple(index)
 
 

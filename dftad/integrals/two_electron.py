@@ -28,7 +28,7 @@ from .eri_plan import (
     PairSet,
     QuartetClass,
     build_plan,
-    scan_inputs,
+    chunk_count,
 )
 
 __all__ = [
@@ -402,8 +402,7 @@ def group_arrays(plan: EriPlan, k: int, span, g: int, nq_g: int) -> tuple:
 def _group_class(cls: QuartetClass, group) -> QuartetClass:
     """The class ``cls`` cut to one group (index, quartets) of :func:`group_arrays`."""
     index, quartets = group
-    nchunk = scan_inputs(index)[0].shape[0]
-    return dataclasses.replace(cls, nq=quartets.shape[0], nchunk=nchunk)
+    return dataclasses.replace(cls, nq=quartets.shape[0], nchunk=chunk_count(index))
 
 
 def add_packed_group(plan: EriPlan, basis: Basis, aux: Basis, coords, offsets, k: int, group,
